@@ -1,0 +1,54 @@
+# orderflow: `make up` runs the whole pipeline, `make test` runs every check and test.
+# Needs only python3 and make: the environment is built from uv.lock by a pinned uv.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .venv-tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= .state
+PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
+
+.PHONY: help up test lint unit integration e2e stubs clean
+
+help:
+	@echo "make up     start infrastructure and the four services (Ctrl-C stops everything)"
+	@echo "make test   lint, type-check, import rules, contract drift, then every test"
+	@echo "make lint   only the static checks"
+	@echo "make stubs  regenerate the gRPC stubs from the protos"
+
+$(UV):
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The environment holds exactly what uv.lock pins (uv sync removes anything else).
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+up: $(VENV)/.synced
+	$(BIN)/orderflow up --state-dir $(STATE)
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy apps libs tests
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+unit: $(VENV)/.synced
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.synced
+	$(BIN)/pytest tests/integration
+
+e2e: $(VENV)/.synced
+	$(BIN)/pytest tests/e2e
+
+stubs: $(VENV)/.synced
+	$(BIN)/python -m grpc_tools.protoc -I libs --python_out=libs --pyi_out=libs --grpc_python_out=libs $(PROTOS)
+
+clean:
+	rm -rf $(VENV) .venv-tools $(STATE) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""The shape of ids every service accepts; anything else is INVALID_ARGUMENT (or 4xx over HTTP)."""
+
+import re
+import uuid
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
+MAX_QUANTITY = 1000
+MAX_ORDER_LINES = 100
+
+_customer_id = re.compile(CUSTOMER_ID_PATTERN)
+_sku = re.compile(SKU_PATTERN)
+
+
+def is_customer_id(value: str) -> bool:
+    return bool(_customer_id.fullmatch(value))
+
+
+def is_sku(value: str) -> bool:
+    return bool(_sku.fullmatch(value))
+
+
+def is_order_id(value: str) -> bool:
+    """Order ids are UUIDs in their canonical lower-case text form."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -1,0 +1,142 @@
+"""How every orderflow gRPC server runs: health and reflection services, one log line per call
+with the request id, ServiceError turned into a rich status, and a graceful stop on SIGTERM."""
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from orderflow_kit.errors import ServiceError
+from orderflow_kit.request_context import (
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    new_request_id,
+    request_id_var,
+    traceparent_var,
+)
+
+ERROR_DOMAIN = "orderflow"
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """A servicer and what registers it: `add(servicer, server)` is the generated add_*_to_server."""
+
+    name: str
+    servicer: object
+    add: Callable[[Any, grpc.aio.Server], None]
+
+
+def to_rpc_status(error: ServiceError) -> status_pb2.Status:
+    info = error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN, metadata=error.metadata)
+    status = status_pb2.Status(code=getattr(code_pb2, error.kind.value), message=error.detail)
+    status.details.add().Pack(info)
+    return status
+
+
+class _CallInterceptor(grpc.aio.ServerInterceptor):
+    """Binds the caller's request id, logs one line per call, and maps ServiceError to a status."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler_call_details.method.startswith("/grpc."):
+            return handler
+        behavior = handler.unary_unary
+        method = handler_call_details.method
+        incoming = dict(handler_call_details.invocation_metadata or ())
+
+        async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
+            token = request_id_var.set(request_id)
+            trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))  # type: ignore[arg-type]
+            started = time.perf_counter()
+            outcome = "OK"
+            try:
+                with structlog.contextvars.bound_contextvars():
+                    try:
+                        return await behavior(request, context)
+                    except ServiceError as error:
+                        outcome = error.kind.value
+                        status = rpc_status.to_status(to_rpc_status(error))
+                        await context.abort(status.code, status.details, status.trailing_metadata)
+                    except asyncio.CancelledError:
+                        outcome = "CANCELLED"
+                        raise
+                    except Exception:
+                        outcome = "INTERNAL"
+                        log.exception("rpc failed", method=method)
+                        raise
+                    finally:
+                        log.info(
+                            "rpc", method=method, code=outcome, ms=round((time.perf_counter() - started) * 1000, 1)
+                        )
+            finally:
+                request_id_var.reset(token)
+                traceparent_var.reset(trace_token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+async def serve(
+    *,
+    host: str,
+    port: int,
+    services: Sequence[GrpcService],
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    grace_seconds: float = 10.0,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
+
+    `background` coroutines (an outbox relay, a consumer) run beside the server; if one of them
+    fails the process stops with that error, so a supervisor can restart it."""
+    server = grpc.aio.server(interceptors=[_CallInterceptor()])
+    for service in services:
+        service.add(service.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [service.name for service in services]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    tasks = [asyncio.create_task(run(), name=getattr(run, "__name__", "background")) for run in background]
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", port=port, services=names)
+
+    stop_waiter = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    failed = next((task for task in done if task is not stop_waiter), None)
+    log.info("stopping", reason="signal" if failed is None else f"{failed.get_name()} ended")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+    stop_waiter.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if failed is not None:
+        failed.result()
+        raise RuntimeError(f"background task {failed.get_name()} ended unexpectedly")
+    log.info("stopped")

@@ -1,0 +1,30 @@
+"""Configuration from `ORDERFLOW_*` environment variables; one place for the names every
+service and tool shares. Services extend `Settings` with what only they need."""
+
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    # A server URL: each service uses its own database (database-per-service) on this server.
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    listen_host: str = "127.0.0.1"
+    inventory_port: int = 50051
+    orders_port: int = 50052
+    loyalty_port: int = 50053
+    gateway_port: int = 8000
+
+    inventory_addr: str = "127.0.0.1:50051"
+    orders_addr: str = "127.0.0.1:50052"
+    loyalty_addr: str = "127.0.0.1:50053"
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    # How long a SIGTERMed server lets in-flight calls finish.
+    shutdown_grace_seconds: float = 10.0
