@@ -1,0 +1,5 @@
+import uvloop
+
+from gateway.main import main
+
+uvloop.run(main())

@@ -1,0 +1,58 @@
+"""The FastAPI application: routes, problem handlers, the request-context middleware, and a lifespan
+that opens the upstream channels once per process and closes them at shutdown."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from gateway import health, routes
+from gateway.middleware import RequestContextMiddleware
+from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
+from gateway.settings import GatewaySettings
+from gateway.upstreams import Upstreams
+
+log = structlog.get_logger()
+
+
+class _GatewayApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = with_problem_media_type(super().openapi())
+        return self.openapi_schema
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstreams = Upstreams.open(settings)
+        app.state.upstreams = upstreams
+        log.info(
+            "started",
+            port=settings.gateway_port,
+            orders=settings.orders_addr,
+            inventory=settings.inventory_addr,
+            loyalty=settings.loyalty_addr,
+        )
+        try:
+            yield
+        finally:
+            await upstreams.close()
+            log.info("stopped")
+
+    app = _GatewayApp(
+        title="orderflow gateway",
+        summary="REST in front of the orderflow gRPC services. Every error is application/problem+json.",
+        version="1",
+        lifespan=lifespan,
+        responses=problem_responses(500),
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_problem_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,46 @@
+"""Wiring only: settings, logging, and uvicorn serving the app until SIGTERM."""
+
+import asyncio
+import contextlib
+import math
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from orderflow_kit.logging import configure_logging
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal it caught once it has shut down, which would end the process as
+    killed by SIGTERM; here the signal only starts the graceful shutdown and the process exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in _STOP_SIGNALS:
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in _STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+
+async def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_format, settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.listen_host,
+        port=settings.gateway_port,
+        lifespan="on",
+        access_log=False,  # the middleware writes one line per request
+        log_config=None,  # keep the logging configure_logging set up
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+    )
+    await _Server(config).serve()

@@ -1,0 +1,75 @@
+"""Protobuf <-> JSON: the one place where the REST shapes meet the gRPC contracts."""
+
+from datetime import UTC
+
+from gateway.schemas import (
+    CreateOrderIn,
+    LoyaltyBalanceOut,
+    OrderLineOut,
+    OrderOut,
+    OrderPage,
+    ProductList,
+    ProductOut,
+)
+from orderflow_contracts.inventory.v1 import inventory_pb2
+from orderflow_contracts.loyalty.v1 import loyalty_pb2
+from orderflow_contracts.orders.v1 import orders_pb2
+
+_STATUS_PREFIX = "ORDER_STATUS_"
+
+
+def create_order_request(body: CreateOrderIn) -> orders_pb2.CreateOrderRequest:
+    return orders_pb2.CreateOrderRequest(
+        customer_id=body.customer_id,
+        items=[orders_pb2.OrderItem(sku=item.sku, quantity=item.quantity) for item in body.items],
+    )
+
+
+def order_status(status: orders_pb2.OrderStatus) -> str:
+    """ORDER_STATUS_CREATED -> CREATED: the enum prefix is a protobuf convention, not part of the API."""
+    return orders_pb2.OrderStatus.Name(status).removeprefix(_STATUS_PREFIX)
+
+
+def order_out(order: orders_pb2.Order) -> OrderOut:
+    return OrderOut(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        status=order_status(order.status),
+        items=[
+            OrderLineOut(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
+            for line in order.items
+        ],
+        total_cents=order.total_cents,
+        currency=order.currency,
+        created_at=order.created_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def order_page(response: orders_pb2.ListOrdersResponse) -> OrderPage:
+    return OrderPage(
+        orders=[order_out(order) for order in response.orders],
+        next_page_token=response.next_page_token or None,
+    )
+
+
+def product_list(response: inventory_pb2.ListProductsResponse) -> ProductList:
+    return ProductList(
+        products=[
+            ProductOut(
+                sku=product.sku,
+                name=product.name,
+                price_cents=product.price_cents,
+                currency=product.currency,
+                available=product.available,
+            )
+            for product in response.products
+        ]
+    )
+
+
+def loyalty_balance(balance: loyalty_pb2.Balance) -> LoyaltyBalanceOut:
+    return LoyaltyBalanceOut(
+        customer_id=balance.customer_id,
+        points=balance.points,
+        orders_awarded=balance.orders_awarded,
+    )

@@ -1,0 +1,230 @@
+"""Every error the gateway answers is RFC 9457 problem+json, and this module is the one place that
+decides which: THE table from gRPC status to HTTP status, the stable codes and their titles, and the
+handlers that turn exceptions into problem responses. docs/errors.md documents all of it.
+
+A problem's `code` is what clients branch on; `type` is the same code as a URI
+(OUT_OF_STOCK -> https://orderflow.dev/problems/out-of-stock)."""
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import Any, Final
+
+import grpc
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from orderflow_kit.grpc_client import ErrorDetail, error_detail
+from orderflow_kit.request_context import request_id_var
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+PROBLEM_TYPE_BASE: Final = "https://orderflow.dev/problems/"
+
+# THE table: a dependency's gRPC status -> the HTTP status, and the code used when the error carries
+# no ErrorInfo reason (one that does, as every ServiceError of ours does, keeps its own code).
+GRPC_TO_HTTP: Final[Mapping[grpc.StatusCode, tuple[HTTPStatus, str]]] = MappingProxyType(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT: (HTTPStatus.BAD_REQUEST, "VALIDATION_FAILED"),
+        grpc.StatusCode.OUT_OF_RANGE: (HTTPStatus.BAD_REQUEST, "VALIDATION_FAILED"),
+        grpc.StatusCode.NOT_FOUND: (HTTPStatus.NOT_FOUND, "NOT_FOUND"),
+        grpc.StatusCode.FAILED_PRECONDITION: (HTTPStatus.CONFLICT, "CONFLICT"),
+        grpc.StatusCode.ALREADY_EXISTS: (HTTPStatus.CONFLICT, "ALREADY_EXISTS"),
+        grpc.StatusCode.ABORTED: (HTTPStatus.CONFLICT, "CONFLICT"),
+        grpc.StatusCode.UNAUTHENTICATED: (HTTPStatus.UNAUTHORIZED, "UNAUTHENTICATED"),
+        grpc.StatusCode.PERMISSION_DENIED: (HTTPStatus.FORBIDDEN, "PERMISSION_DENIED"),
+        grpc.StatusCode.RESOURCE_EXHAUSTED: (HTTPStatus.TOO_MANY_REQUESTS, "RATE_LIMITED"),
+        grpc.StatusCode.UNAVAILABLE: (HTTPStatus.SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
+        grpc.StatusCode.DEADLINE_EXCEEDED: (HTTPStatus.GATEWAY_TIMEOUT, "DEPENDENCY_TIMEOUT"),
+    }
+)
+# Every other status (UNKNOWN, INTERNAL, UNIMPLEMENTED, DATA_LOSS, CANCELLED) means a dependency broke.
+DEPENDENCY_FAILED: Final = (HTTPStatus.BAD_GATEWAY, "DEPENDENCY_FAILED")
+
+# The documented codes. Any other code a service sends is passed on, titled with its HTTP status phrase.
+TITLES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "VALIDATION_FAILED": "Request validation failed",
+        "MALFORMED_JSON": "Malformed JSON body",
+        "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
+        "NOT_FOUND": "Not found",
+        "METHOD_NOT_ALLOWED": "Method not allowed",
+        "ORDER_NOT_FOUND": "Order not found",
+        "UNKNOWN_SKU": "Unknown SKU",
+        "OUT_OF_STOCK": "Out of stock",
+        "INVALID_PAGE_TOKEN": "Invalid page token",
+        "INVENTORY_UNAVAILABLE": "Inventory unavailable",
+        "INVENTORY_TIMEOUT": "Inventory timed out",
+        "ORDERS_STORE_UNAVAILABLE": "Order store unavailable",
+        "DATABASE_UNAVAILABLE": "Database unavailable",
+        "DEPENDENCY_UNAVAILABLE": "Dependency unavailable",
+        "DEPENDENCY_TIMEOUT": "Dependency timed out",
+        "DEPENDENCY_FAILED": "Dependency failed",
+        "NOT_READY": "Not ready",
+        "INTERNAL_ERROR": "Internal error",
+    }
+)
+
+# Errors without an ErrorInfo did not come from our domain code: their message may name hosts or
+# exceptions, so the client gets only what happened.
+_GENERIC_DETAILS: Final[Mapping[HTTPStatus, str]] = MappingProxyType(
+    {
+        HTTPStatus.BAD_GATEWAY: "A service behind the gateway failed.",
+        HTTPStatus.SERVICE_UNAVAILABLE: "A service behind the gateway is unavailable; retry later.",
+        HTTPStatus.GATEWAY_TIMEOUT: "A service behind the gateway did not answer in time; retry later.",
+    }
+)
+
+
+class FieldError(BaseModel):
+    location: list[str | int] = Field(description="'body', 'query' or 'path', then the path to the field.")
+    message: str
+    type: str = Field(description="The kind of mistake: missing, int_type, greater_than_equal, extra_forbidden, ...")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details with orderflow's members; members that do not apply are left out."""
+
+    type: str = Field(examples=["https://orderflow.dev/problems/out-of-stock"])
+    title: str = Field(examples=["Out of stock"])
+    status: int = Field(examples=[409])
+    detail: str
+    code: str = Field(description="Stable; clients branch on it.", examples=["OUT_OF_STOCK"])
+    instance: str = Field(description="The request path.", examples=["/v1/orders"])
+    request_id: str
+    errors: list[FieldError] | None = Field(default=None, description="VALIDATION_FAILED (422): each mistake.")
+    skus: list[str] | None = Field(default=None, description="OUT_OF_STOCK, UNKNOWN_SKU: the SKUs concerned.")
+    checks: dict[str, str] | None = Field(default=None, description="NOT_READY: each dependency's state.")
+
+
+class Problem(Exception):
+    """Raise to answer with a problem; the response adds type, title, instance and the request id."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        skus: list[str] | None = None,
+        checks: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.skus = skus
+        self.checks = checks
+        self.headers = headers
+
+
+def problem_type(code: str) -> str:
+    return PROBLEM_TYPE_BASE + code.lower().replace("_", "-")
+
+
+def problem_from_grpc(status: grpc.StatusCode, message: str, detail: ErrorDetail) -> Problem:
+    http_status, fallback_code = GRPC_TO_HTTP.get(status, DEPENDENCY_FAILED)
+    if detail.code is None:
+        return Problem(http_status, fallback_code, _GENERIC_DETAILS.get(http_status, http_status.phrase))
+    skus = [sku for sku in detail.metadata.get("skus", "").split(",") if sku]
+    return Problem(http_status, detail.code, message or http_status.phrase, skus=skus or None)
+
+
+def internal_error() -> Problem:
+    return Problem(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "An unexpected error occurred; it has been logged with this request id.",
+    )
+
+
+def problem_response(problem: Problem, instance: str) -> JSONResponse:
+    body = ProblemDetails(
+        type=problem_type(problem.code),
+        title=TITLES.get(problem.code, HTTPStatus(problem.status).phrase),
+        status=problem.status,
+        detail=problem.detail,
+        code=problem.code,
+        instance=instance,
+        request_id=request_id_var.get() or "",
+        errors=problem.errors,
+        skus=problem.skus,
+        checks=problem.checks,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True),
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def problem_from_validation(error: RequestValidationError) -> Problem:
+    """FastAPI reports unparsable JSON as a validation error; it is a 400, not a 422."""
+    mistakes = error.errors()
+    malformed = next((mistake for mistake in mistakes if mistake["type"] == "json_invalid"), None)
+    if malformed is not None:
+        reason = malformed.get("ctx", {}).get("error", "invalid JSON")
+        return Problem(HTTPStatus.BAD_REQUEST, "MALFORMED_JSON", f"The request body is not valid JSON: {reason}.")
+    return Problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+        "The request does not match the API's schema; see errors.",
+        errors=[
+            FieldError(location=list(mistake["loc"]), message=mistake["msg"], type=mistake["type"])
+            for mistake in mistakes
+        ],
+    )
+
+
+def problem_from_http_exception(error: HTTPException, method: str) -> Problem:
+    """Starlette's own answers: an unknown route (404) or a method the route does not take (405)."""
+    status = HTTPStatus(error.status_code)
+    details = {
+        HTTPStatus.NOT_FOUND: "There is nothing at this path.",
+        HTTPStatus.METHOD_NOT_ALLOWED: f"{method} is not allowed here; the Allow header lists what is.",
+    }
+    return Problem(status, status.name, details.get(status, str(error.detail)), headers=error.headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+        return problem_response(problem, request.url.path)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def on_grpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
+        # The access line carries what the client is not told: the status and message as received.
+        structlog.contextvars.bind_contextvars(grpc_status=error.code().name, grpc_detail=error.details())
+        problem = problem_from_grpc(error.code(), error.details() or "", error_detail(error))
+        return problem_response(problem, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return problem_response(problem_from_validation(error), request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_exception(request: Request, error: HTTPException) -> JSONResponse:
+        return problem_response(problem_from_http_exception(error, request.method), request.url.path)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the problems a route can answer."""
+    return {status: {"model": ProblemDetails, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+def with_problem_media_type(openapi: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents every response model as application/json; ours say what they are."""
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return openapi

@@ -1,0 +1,88 @@
+"""The REST API: each route validates, calls one service, maps the answer. Errors are not handled
+here: they propagate to problems.py, which turns each into problem+json."""
+
+import email.message
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AfterValidator
+
+from gateway import mapping
+from gateway.problems import Problem, problem_responses
+from gateway.schemas import CreateOrderIn, LoyaltyBalanceOut, OrderOut, OrderPage, ProductList
+from gateway.upstreams import UpstreamsDep
+from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, is_order_id
+from orderflow_contracts.inventory.v1 import inventory_pb2
+from orderflow_contracts.loyalty.v1 import loyalty_pb2
+from orderflow_contracts.orders.v1 import orders_pb2
+
+UPSTREAM_FAILURES = (502, 503, 504)
+
+router = APIRouter(prefix="/v1")
+
+
+def _order_id(value: str) -> str:
+    if not is_order_id(value):
+        raise ValueError("an order id is a UUID in lower-case canonical form")
+    return value
+
+
+OrderId = Annotated[str, AfterValidator(_order_id), Path(examples=["0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23"])]
+
+
+def require_json(request: Request) -> None:
+    """FastAPI would read a non-JSON body as bytes and report a 422; the honest answer is 415."""
+    content_type = email.message.Message()
+    content_type["content-type"] = request.headers.get("content-type", "")
+    subtype = content_type.get_content_subtype()
+    if content_type.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request body as application/json.")
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 404, 409, 415, 422, *UPSTREAM_FAILURES),
+)
+async def create_order(body: CreateOrderIn, response: Response, upstreams: UpstreamsDep) -> OrderOut:
+    """Reserve the items' stock and create the order; 409 OUT_OF_STOCK names the short SKUs."""
+    order = await upstreams.call(upstreams.orders.CreateOrder, mapping.create_order_request(body))
+    structlog.contextvars.bind_contextvars(order_id=order.order_id)
+    response.headers["Location"] = f"{router.prefix}/orders/{order.order_id}"
+    return mapping.order_out(order)
+
+
+@router.get("/orders/{order_id}", responses=problem_responses(400, 404, 422, *UPSTREAM_FAILURES))
+async def get_order(order_id: OrderId, upstreams: UpstreamsDep) -> OrderOut:
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))
+    return mapping.order_out(order)
+
+
+@router.get("/orders", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
+async def list_orders(
+    upstreams: UpstreamsDep,
+    customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)],
+    page_size: Annotated[int | None, Query(ge=1, le=100, description="Default 20.")] = None,
+    page_token: Annotated[str | None, Query(max_length=1024)] = None,
+) -> OrderPage:
+    """A customer's orders, a page at a time."""
+    request = orders_pb2.ListOrdersRequest(customer_id=customer_id, page_size=page_size or 0, page_token=page_token)
+    return mapping.order_page(await upstreams.call(upstreams.orders.ListOrders, request))
+
+
+@router.get("/products", responses=problem_responses(*UPSTREAM_FAILURES))
+async def list_products(upstreams: UpstreamsDep) -> ProductList:
+    response = await upstreams.call(upstreams.inventory.ListProducts, inventory_pb2.ListProductsRequest())
+    return mapping.product_list(response)
+
+
+@router.get("/customers/{customer_id}/loyalty", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
+async def get_loyalty_balance(
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], upstreams: UpstreamsDep
+) -> LoyaltyBalanceOut:
+    """A customer with no awarded orders yet has zero points."""
+    balance = await upstreams.call(upstreams.loyalty.GetBalance, loyalty_pb2.GetBalanceRequest(customer_id=customer_id))
+    return mapping.loyalty_balance(balance)

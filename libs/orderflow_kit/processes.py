@@ -1,0 +1,154 @@
+"""Run orderflow's own services as child processes: shared by `make up` and the end-to-end tests.
+
+Each service runs as `python -m <module>` with its settings in ORDERFLOW_* environment variables,
+and its output is forwarded line by line, prefixed with its name, to one sink (the terminal for
+`make up`, a file per service in the tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from orderflow_kit.infra import ChildProcess, Infrastructure, free_port, free_ports
+from orderflow_kit.probe import grpc_serving, http_ok
+
+__all__ = [
+    "ServiceProcess",
+    "ServiceSpec",
+    "TopologyPorts",
+    "free_port",
+    "free_ports",
+    "topology",
+]
+
+_HOST = "127.0.0.1"
+_NAME_WIDTH = len("inventory")
+_TAIL_LINES = 200
+_OUTPUT_LOCK = threading.Lock()  # one line at a time, even when several services share a sink
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service and how to tell that it serves."""
+
+    name: str
+    module: str
+    env: Mapping[str, str]
+    ready: Callable[[], bool]
+
+
+class ServiceProcess(ChildProcess):
+    """One service as a child process, its output copied to `sink` as `name | line`.
+
+    `on_exit` is called (from the output thread) whenever the process ends, including after
+    stop(): a supervisor hangs its reporting or restarting on it.
+    """
+
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        sink: TextIO,
+        *,
+        color: int | None = None,
+        on_exit: Callable[[ServiceProcess], None] | None = None,
+    ) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self._sink = sink
+        label = spec.name.ljust(_NAME_WIDTH)
+        self._prefix = f"\x1b[{color}m{label}\x1b[0m | " if color is not None else f"{label} | "
+        self._on_exit = on_exit
+        self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._output: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Spawn the service and return at once; wait_ready() tells when it serves."""
+        # Unbuffered, or a child writing to a pipe holds its lines back until a buffer fills.
+        env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
+        popen = self._spawn([sys.executable, "-m", self.spec.module], stdout=subprocess.PIPE, env=env)
+        self._output = threading.Thread(
+            target=self._forward_output, args=(popen,), name=f"{self.name}-output", daemon=True
+        )
+        self._output.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, SIGKILL after `timeout`, then let the output thread copy the last lines."""
+        super().stop(timeout)
+        if self._output is not None:
+            self._output.join(timeout)
+
+    def is_ready(self) -> bool:
+        return self.spec.ready()
+
+    def tail(self, lines: int = 30) -> list[str]:
+        with _OUTPUT_LOCK:
+            return list(self._tail)[-lines:]
+
+    def _forward_output(self, popen: subprocess.Popen[bytes]) -> None:
+        """Runs until the child closes its output, which is when it exits."""
+        assert popen.stdout is not None
+        for raw in popen.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            with _OUTPUT_LOCK:
+                self._tail.append(line)
+                self._sink.write(f"{self._prefix}{line}\n")
+                self._sink.flush()
+        popen.wait()
+        if self._on_exit is not None:
+            self._on_exit(self)
+
+
+@dataclass(frozen=True)
+class TopologyPorts:
+    """Where the services listen: the documented ports for `make up`, free ones for tests."""
+
+    inventory: int = 50051
+    orders: int = 50052
+    loyalty: int = 50053
+    gateway: int = 8000
+
+    @classmethod
+    def free(cls) -> TopologyPorts:
+        return cls(*free_ports(4))
+
+
+def topology(
+    infra: Infrastructure,
+    ports: TopologyPorts,
+    *,
+    catalog: Path | None = None,
+    log_format: str = "console",
+) -> list[ServiceSpec]:
+    """The four services in start order, gateway last, wired to `infra` and to each other."""
+    env = {
+        "ORDERFLOW_NATS_URL": infra.nats_url,
+        "ORDERFLOW_POSTGRES_URL": infra.postgres_url,
+        "ORDERFLOW_REDIS_URL": infra.redis_url,
+        "ORDERFLOW_LISTEN_HOST": _HOST,
+        "ORDERFLOW_INVENTORY_PORT": str(ports.inventory),
+        "ORDERFLOW_ORDERS_PORT": str(ports.orders),
+        "ORDERFLOW_LOYALTY_PORT": str(ports.loyalty),
+        "ORDERFLOW_GATEWAY_PORT": str(ports.gateway),
+        "ORDERFLOW_INVENTORY_ADDR": f"{_HOST}:{ports.inventory}",
+        "ORDERFLOW_ORDERS_ADDR": f"{_HOST}:{ports.orders}",
+        "ORDERFLOW_LOYALTY_ADDR": f"{_HOST}:{ports.loyalty}",
+        "ORDERFLOW_LOG_FORMAT": log_format,
+    }
+    if catalog is not None:
+        env["ORDERFLOW_CATALOG"] = str(catalog)
+    grpc_services = {"inventory": ports.inventory, "orders": ports.orders, "loyalty": ports.loyalty}
+    specs = [
+        ServiceSpec(name, name, dict(env), partial(grpc_serving, f"{_HOST}:{port}"))
+        for name, port in grpc_services.items()
+    ]
+    gateway_ready = partial(http_ok, f"http://{_HOST}:{ports.gateway}/readyz")
+    return [*specs, ServiceSpec("gateway", "gateway", dict(env), gateway_ready)]

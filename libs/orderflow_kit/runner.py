@@ -1,0 +1,123 @@
+"""`make up` without Docker: infrastructure plus the four services as local processes.
+
+It blocks until Ctrl-C or SIGTERM, then stops the services (gateway first) and then the servers
+it started, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure
+from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
+
+READY_TIMEOUT = 90.0
+"""Seconds all services together get to become ready."""
+
+_COLORS = (36, 33, 35, 32)  # ANSI cyan, yellow, magenta, green: one per service
+
+
+def run_topology(state_dir: Path) -> int:
+    """Start everything, serve until Ctrl-C or SIGTERM, stop everything; return the exit code."""
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` get the Ctrl-C cleanup
+    ports = TopologyPorts()
+    exits: queue.SimpleQueue[ServiceProcess] = queue.SimpleQueue()
+    tty = sys.stdout.isatty()
+    try:
+        with provide_infrastructure(state_dir) as infra:
+            services = [
+                ServiceProcess(spec, sys.stdout, color=color if tty else None, on_exit=exits.put)
+                for spec, color in zip(topology(infra, ports), _COLORS, strict=True)
+            ]
+            try:
+                _start(services)
+                _print_banner(infra, ports, state_dir)
+                _supervise(exits)
+            finally:
+                print("orderflow: stopping", flush=True)
+                for service in reversed(services):
+                    service.stop()
+    except StartupError as exc:
+        print(f"orderflow: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _start(services: list[ServiceProcess]) -> None:
+    """Backends together, then the gateway once they serve; one deadline for all."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    *backends, gateway = services
+    for service in backends:
+        service.start()
+    for service in backends:
+        service.wait_ready(deadline)
+    gateway.start()
+    gateway.wait_ready(deadline)
+
+
+def _supervise(exits: queue.SimpleQueue[ServiceProcess]) -> None:
+    """Block until Ctrl-C or SIGTERM, reporting any service that exits on its own.
+
+    Restarting an exited service (with backoff) belongs here.
+    """
+    try:
+        while True:
+            service = exits.get()
+            tail = "\n".join(f"    {line}" for line in service.tail(10))
+            print(
+                f"orderflow: {service.name} EXITED with code {service.returncode} and stays down;"
+                f" its last output:\n{tail}",
+                file=sys.stderr,
+                flush=True,
+            )
+    except KeyboardInterrupt:
+        return
+
+
+def _print_banner(infra: Infrastructure, ports: TopologyPorts, state_dir: Path) -> None:
+    gateway = f"localhost:{ports.gateway}"
+    item = {"sku": _example_sku(ports), "quantity": 1}
+    order = json.dumps({"customer_id": "c-1", "items": [item]}, separators=(",", ":"))
+    print(
+        f"""
+orderflow is up: http://127.0.0.1:{ports.gateway}
+
+  curl -s {gateway}/v1/products
+  curl -s -X POST {gateway}/v1/orders -H 'content-type: application/json' \\
+       -d '{order}'
+
+  nats      {infra.nats_url}
+  postgres  {infra.postgres_url}
+  redis     {infra.redis_url}
+  state     {state_dir.resolve()}  (data and server logs)
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+
+
+def _example_sku(ports: TopologyPorts) -> str:
+    """A SKU from inventory's catalog, so the example order can be pasted as it is."""
+    with grpc.insecure_channel(f"127.0.0.1:{ports.inventory}") as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        try:
+            products = stub.ListProducts(inventory_pb2.ListProductsRequest(), timeout=2.0).products
+        except grpc.RpcError:
+            return "<a sku>"
+    return products[0].sku if products else "<a sku>"

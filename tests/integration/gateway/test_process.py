@@ -1,0 +1,128 @@
+"""`python -m gateway` as a process: it serves, writes one access line per request, and on
+SIGTERM lets in-flight requests finish and exits 0."""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from orderflow_kit.infra import Infrastructure
+from tests.integration.gateway.conftest import free_port
+from tests.integration.gateway.fakes import INTERNAL_MESSAGE, Fakes
+
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class GatewayProcess:
+    process: asyncio.subprocess.Process
+    url: str
+
+    async def stop(self) -> tuple[int, list[dict[str, Any]]]:
+        """SIGTERM, then the exit code and the JSON log lines."""
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(self.process.communicate(), timeout=20)
+        lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+        assert self.process.returncode is not None
+        return self.process.returncode, lines
+
+
+@pytest.fixture
+async def gateway_process(fakes: Fakes, infra: Infrastructure) -> AsyncIterator[GatewayProcess]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORDERFLOW_GATEWAY_PORT": str(port),
+        "ORDERFLOW_ORDERS_ADDR": fakes.orders_server.address,
+        "ORDERFLOW_INVENTORY_ADDR": fakes.inventory_server.address,
+        "ORDERFLOW_LOYALTY_ADDR": fakes.loyalty_server.address,
+        "ORDERFLOW_REDIS_URL": infra.redis_url,
+        "ORDERFLOW_LOG_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    gateway = GatewayProcess(process, f"http://127.0.0.1:{port}")
+    try:
+        await wait_until_alive(gateway)
+        yield gateway
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def wait_until_alive(gateway: GatewayProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        while True:
+            assert gateway.process.returncode is None, "the gateway exited at start-up"
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+
+async def test_the_gateway_process_serves_and_exits_0_on_sigterm(gateway_process: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gateway_process.url) as client:
+        ready = await client.get("/readyz")
+
+    exit_code, _ = await gateway_process.stop()
+
+    assert ready.status_code == 200
+    assert exit_code == 0
+
+
+async def test_sigterm_lets_an_in_flight_request_finish(gateway_process: GatewayProcess, fakes: Fakes) -> None:
+    fakes.inventory.behaviour.held = asyncio.Event()
+    async with httpx.AsyncClient(base_url=gateway_process.url) as client:
+        in_flight = asyncio.create_task(client.get("/v1/products"))
+        await asyncio.wait_for(fakes.inventory.behaviour.called.wait(), timeout=10)
+        gateway_process.process.send_signal(signal.SIGTERM)
+        fakes.inventory.behaviour.held.set()
+        response = await in_flight
+
+    exit_code, _ = await gateway_process.stop()
+
+    assert response.status_code == 200
+    assert exit_code == 0
+
+
+async def test_each_request_writes_one_access_line(gateway_process: GatewayProcess, fakes: Fakes) -> None:
+    order = {"customer_id": "customer-log", "items": [{"sku": "SKU-1", "quantity": 1}]}
+    fakes.loyalty.behaviour.failure = grpc.StatusCode.INTERNAL
+    async with httpx.AsyncClient(base_url=gateway_process.url) as client:
+        created = await client.post("/v1/orders", json=order, headers={"X-Request-Id": "req-create"})
+        missing = await client.get("/v1/nothing-here", headers={"X-Request-Id": "req-missing"})
+        failed = await client.get("/v1/customers/c-1/loyalty", headers={"X-Request-Id": "req-failed"})
+
+    _, lines = await gateway_process.stop()
+
+    access = {line["request_id"]: line for line in lines if line["event"] == "request"}
+    assert created.status_code == 201
+    assert missing.status_code == 404
+    assert access["req-create"]["method"] == "POST"
+    assert access["req-create"]["path"] == "/v1/orders"
+    assert access["req-create"]["status"] == 201
+    assert access["req-create"]["order_id"] == created.json()["order_id"]
+    assert isinstance(access["req-create"]["ms"], float)
+    assert access["req-missing"]["status"] == 404
+    assert "order_id" not in access["req-missing"]
+    assert failed.status_code == 502
+    assert INTERNAL_MESSAGE not in failed.text
+    assert access["req-failed"]["level"] == "warning"
+    assert access["req-failed"]["grpc_status"] == "INTERNAL"
+    assert access["req-failed"]["grpc_detail"] == INTERNAL_MESSAGE
+    assert [line["request_id"] for line in lines if line["event"] == "request"].count("req-create") == 1
