@@ -1,12 +1,14 @@
 """How every orderflow gRPC server runs: health and reflection services, one log line per call
 with the request id, ServiceError turned into a rich status, and a graceful stop on SIGTERM."""
 
+from __future__ import annotations
+
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -44,33 +46,35 @@ def to_rpc_status(error: ServiceError) -> status_pb2.Status:
     return status
 
 
-class _CallInterceptor(grpc.aio.ServerInterceptor):
+class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Binds the caller's request id, logs one line per call, and maps ServiceError to a status."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or handler_call_details.method.startswith("/grpc."):
             return handler
-        behavior = handler.unary_unary
+        # grpc-stubs types handlers as synchronous; on a grpc.aio server they are coroutines.
+        behavior = cast("Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]", handler.unary_unary)
         method = handler_call_details.method
         incoming = dict(handler_call_details.invocation_metadata or ())
 
-        async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
             token = request_id_var.set(request_id)
             trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))  # type: ignore[arg-type]
             started = time.perf_counter()
             outcome = "OK"
+            error_code: str | None = None
             try:
                 with structlog.contextvars.bound_contextvars():
                     try:
                         return await behavior(request, context)
                     except ServiceError as error:
-                        outcome = error.kind.value
+                        outcome, error_code = error.kind.value, error.code
                         status = rpc_status.to_status(to_rpc_status(error))
                         await context.abort(status.code, status.details, status.trailing_metadata)
                     except asyncio.CancelledError:
@@ -100,24 +104,26 @@ async def serve(
     host: str,
     port: int,
     services: Sequence[GrpcService],
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     grace_seconds: float = 10.0,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
 
     `background` coroutines (an outbox relay, a consumer) run beside the server; if one of them
-    fails the process stops with that error, so a supervisor can restart it."""
+    fails the process stops with that error, so a supervisor can restart it. Setting `stop` ends
+    it like a signal does: how a test stops a server it runs in-process."""
     server = grpc.aio.server(interceptors=[_CallInterceptor()])
     for service in services:
         service.add(service.servicer, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service.name for service in services]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
 
-    stopping = asyncio.Event()
+    stopping = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)

@@ -1,0 +1,5 @@
+import uvloop
+
+from inventory.main import main
+
+uvloop.run(main())

@@ -1,0 +1,187 @@
+"""What happens to an order in inventory: its stock is reserved (all lines or none) and may be
+released again. Both are idempotent per order id, so callers may retry them freely.
+
+How it stays correct under any concurrency:
+- Stock is taken by a conditional UPDATE (`... WHERE available >= quantity`), never by reading
+  and writing back, so two orders can never both take the last unit. Lines are taken in SKU
+  order, so two reservations lock the same rows in the same order and cannot deadlock.
+- Every line is taken in ONE transaction: when any line falls short, nothing is taken.
+- The order's reservation row is inserted first (ON CONFLICT DO NOTHING). Its primary key makes
+  a second request for the same order wait until the first one commits or rolls back, and then
+  either answer from what was stored or go ahead; it never takes stock a second time.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
+from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
+
+
+@dataclass(frozen=True)
+class StockLine:
+    """One line of a reservation request."""
+
+    sku: str
+    quantity: int
+
+
+async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[StockLine]) -> list[ReservationLine]:
+    """Reserve every line of an order or none, and return the reserved lines (in SKU order) with
+    the unit price the order is charged.
+
+    A repeat with the same lines returns the stored reservation and takes nothing. Raises
+    VALIDATION_FAILED, UNKNOWN_SKU, OUT_OF_STOCK, RESERVATION_CONFLICT (same order, other
+    lines) or RESERVATION_RELEASED (the order was released, perhaps before this call arrived)."""
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = _parse_order_id(order_id)
+    lines = _validated_lines(items)
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        if not await _claim_order(session, order, ReservationStatus.RESERVED):
+            return await _stored_reservation(session, order, lines)
+        prices = await _take_stock(session, lines)
+        reserved = [
+            ReservationLine(order_id=order, sku=line.sku, quantity=line.quantity, unit_price_cents=prices[line.sku])
+            for line in lines
+        ]
+        session.add_all(reserved)
+    return reserved
+
+
+async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
+    """Give an order's reserved stock back, once; False when there was nothing (left) to release.
+
+    Releasing an order that was never reserved leaves a RELEASED tombstone: a ReserveStock for it
+    that arrives late (it timed out at the caller, who then released) fails instead of taking
+    stock that nobody would ever release."""
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = _parse_order_id(order_id)
+    async with AsyncSession(engine) as session, session.begin():
+        if await _claim_order(session, order, ReservationStatus.RELEASED):
+            return False
+        released = await session.exec(
+            update(Reservation)
+            .where(col(Reservation.order_id) == order, col(Reservation.status) == ReservationStatus.RESERVED)
+            .values(status=ReservationStatus.RELEASED)
+            .returning(col(Reservation.order_id))
+        )
+        if released.first() is None:
+            return False
+        for line in await _reserved_lines(session, order):  # SKU order, as reserve_stock locks them
+            await session.exec(
+                update(Product)
+                .where(col(Product.sku) == line.sku)
+                .values(available=col(Product.available) + line.quantity)
+            )
+    return True
+
+
+def _parse_order_id(order_id: str) -> uuid.UUID:
+    if not is_order_id(order_id):
+        raise invalid_argument(
+            f"order_id must be a UUID in canonical lower-case form, got {order_id[:80]!r}", field="order_id"
+        )
+    return uuid.UUID(order_id)
+
+
+def _validated_lines(items: Sequence[StockLine]) -> list[StockLine]:
+    """The request's lines in SKU order (the order their rows are locked in), or VALIDATION_FAILED."""
+    if not items:
+        raise invalid_argument("items must hold at least one line", field="items")
+    if len(items) > MAX_ORDER_LINES:
+        raise invalid_argument(f"items holds {len(items)} lines, at most {MAX_ORDER_LINES} are allowed", field="items")
+    seen: set[str] = set()
+    for index, line in enumerate(items):
+        if not is_sku(line.sku):
+            raise invalid_argument(
+                f"items[{index}].sku {line.sku[:80]!r} is not a SKU (pattern {SKU_PATTERN})",
+                field=f"items[{index}].sku",
+            )
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            raise invalid_argument(
+                f"items[{index}].quantity must be between 1 and {MAX_QUANTITY}, got {line.quantity}",
+                field=f"items[{index}].quantity",
+            )
+        if line.sku in seen:
+            raise invalid_argument(
+                f"items[{index}].sku {line.sku} is listed twice; put its whole quantity on one line",
+                field=f"items[{index}].sku",
+            )
+        seen.add(line.sku)
+    return sorted(items, key=lambda line: line.sku)
+
+
+async def _claim_order(session: AsyncSession, order: uuid.UUID, status: ReservationStatus) -> bool:
+    """Insert the order's reservation row; False when the order has one already.
+
+    If another transaction is inserting the same order right now, this waits until it ends."""
+    claimed = await session.exec(
+        insert(Reservation)
+        .values(order_id=order, status=status)
+        .on_conflict_do_nothing()
+        .returning(col(Reservation.order_id))
+    )
+    return claimed.first() is not None
+
+
+async def _stored_reservation(session: AsyncSession, order: uuid.UUID, lines: list[StockLine]) -> list[ReservationLine]:
+    """The answer to a repeated request: the stored lines, if the request asks for the same ones."""
+    status = (await session.exec(select(Reservation.status).where(col(Reservation.order_id) == order))).one()
+    if status == ReservationStatus.RELEASED:
+        raise failed_precondition(
+            "RESERVATION_RELEASED", f"order {order} was released and cannot reserve stock again", order_id=str(order)
+        )
+    stored = await _reserved_lines(session, order)
+    if [(line.sku, line.quantity) for line in stored] != [(line.sku, line.quantity) for line in lines]:
+        raise already_exists(
+            "RESERVATION_CONFLICT", f"order {order} already reserved different lines", order_id=str(order)
+        )
+    return stored
+
+
+async def _reserved_lines(session: AsyncSession, order: uuid.UUID) -> list[ReservationLine]:
+    statement = select(ReservationLine).where(col(ReservationLine.order_id) == order).order_by(col(ReservationLine.sku))
+    return list((await session.exec(statement)).all())
+
+
+async def _take_stock(session: AsyncSession, lines: list[StockLine]) -> dict[str, int]:
+    """Take each line's quantity (in SKU order) and return the unit prices by SKU.
+
+    Raises UNKNOWN_SKU or OUT_OF_STOCK naming every line that could not be taken; the caller's
+    transaction then rolls back whatever the other lines took."""
+    prices: dict[str, int] = {}
+    for line in lines:
+        taken = await session.exec(
+            update(Product)
+            .where(col(Product.sku) == line.sku, col(Product.available) >= line.quantity)
+            .values(available=col(Product.available) - line.quantity)
+            .returning(col(Product.price_cents))
+        )
+        price = taken.scalar_one_or_none()
+        if price is not None:
+            prices[line.sku] = price
+    missing = [line for line in lines if line.sku not in prices]
+    if missing:
+        raise await _why_not_taken(session, missing)
+    return prices
+
+
+async def _why_not_taken(session: AsyncSession, missing: list[StockLine]) -> ServiceError:
+    skus = [line.sku for line in missing]
+    found = await session.exec(select(Product.sku, Product.available).where(col(Product.sku).in_(skus)))
+    available = {sku: stock for sku, stock in found.all()}
+    unknown = [sku for sku in skus if sku not in available]
+    if unknown:
+        return not_found("UNKNOWN_SKU", f"unknown SKU(s): {', '.join(unknown)}", skus=",".join(unknown))
+    shortages = ", ".join(
+        f"{line.sku} (requested {line.quantity}, available {available[line.sku]})" for line in missing
+    )
+    return failed_precondition("OUT_OF_STOCK", f"not enough stock for {shortages}", skus=",".join(skus))

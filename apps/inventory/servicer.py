@@ -1,0 +1,68 @@
+"""The gRPC InventoryService: protobuf in, a catalog or reservations call, protobuf out.
+
+Client errors are ServiceErrors raised by the domain; the kit's interceptor turns them into a
+status with an ErrorInfo, so nothing here handles errors."""
+
+from typing import Any
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inventory import catalog, reservations
+from inventory.models import Product
+from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit.grpc_server import GrpcService
+
+SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class InventoryServicer:
+    def __init__(self, engine: AsyncEngine, currency: str) -> None:
+        self._engine = engine
+        self._currency = currency
+
+    async def ListProducts(
+        self, request: inventory_pb2.ListProductsRequest, context: Context
+    ) -> inventory_pb2.ListProductsResponse:
+        products = await catalog.list_products(self._engine)
+        return inventory_pb2.ListProductsResponse(products=[self._product(product) for product in products])
+
+    async def GetProduct(self, request: inventory_pb2.GetProductRequest, context: Context) -> inventory_pb2.Product:
+        return self._product(await catalog.get_product(self._engine, request.sku))
+
+    async def ReserveStock(
+        self, request: inventory_pb2.ReserveStockRequest, context: Context
+    ) -> inventory_pb2.Reservation:
+        items = [reservations.StockLine(sku=item.sku, quantity=item.quantity) for item in request.items]
+        lines = await reservations.reserve_stock(self._engine, request.order_id, items)
+        return inventory_pb2.Reservation(
+            order_id=request.order_id,
+            lines=[
+                inventory_pb2.ReservedLine(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
+                for line in lines
+            ],
+            currency=self._currency,
+        )
+
+    async def ReleaseStock(
+        self, request: inventory_pb2.ReleaseStockRequest, context: Context
+    ) -> inventory_pb2.ReleaseStockResponse:
+        released = await reservations.release_stock(self._engine, request.order_id)
+        return inventory_pb2.ReleaseStockResponse(released=released)
+
+    def _product(self, product: Product) -> inventory_pb2.Product:
+        return inventory_pb2.Product(
+            sku=product.sku,
+            name=product.name,
+            price_cents=product.price_cents,
+            currency=self._currency,
+            available=product.available,
+        )
+
+
+def inventory_service(engine: AsyncEngine, currency: str) -> GrpcService:
+    return GrpcService(
+        SERVICE_NAME, InventoryServicer(engine, currency), inventory_pb2_grpc.add_InventoryServiceServicer_to_server
+    )
