@@ -85,9 +85,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                         log.exception("rpc failed", method=method)
                         raise
                     finally:
-                        log.info(
-                            "rpc", method=method, code=outcome, ms=round((time.perf_counter() - started) * 1000, 1)
-                        )
+                        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+                        log.info("rpc", method=method, code=outcome, error_code=error_code, ms=elapsed_ms)
             finally:
                 request_id_var.reset(token)
                 traceparent_var.reset(trace_token)

@@ -57,6 +57,7 @@ async def connect(url: str, name: str) -> Client:
 async def ensure_streams(js: JetStreamContext) -> None:
     """Create orderflow's streams, or bring an existing one to the configuration above."""
     for config in STREAMS:
+        assert config.name is not None
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -10,7 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 def grpc_serving(target: str, timeout: float = 1.0) -> bool:
     """True when the standard gRPC health check answers SERVING for the whole server."""
-    with grpc.insecure_channel(target) as channel:
+    # Probes target this machine or a compose network: never through a proxy from the environment.
+    with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:
@@ -20,7 +21,7 @@ def grpc_serving(target: str, timeout: float = 1.0) -> bool:
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -13,6 +13,10 @@ class Settings(BaseSettings):
     # A server URL: each service uses its own database (database-per-service) on this server.
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Each service's own database on that server.
+    inventory_database: str = "inventory"
+    orders_database: str = "orders"
+    loyalty_database: str = "loyalty"
 
     listen_host: str = "127.0.0.1"
     inventory_port: int = 50051
