@@ -1,0 +1,5 @@
+import uvloop
+
+from loyalty.main import main
+
+uvloop.run(main())

@@ -1,0 +1,37 @@
+"""Wiring: settings, logging, migrations, then LoyaltyService with the OrderCreated consumer beside it."""
+
+import asyncio
+from functools import partial
+from pathlib import Path
+
+from loyalty.consumer import consume_order_events
+from loyalty.servicer import loyalty_service
+from loyalty.settings import LoyaltySettings
+from orderflow_kit.db import create_engine, migrate
+from orderflow_kit.grpc_server import serve
+from orderflow_kit.logging import configure_logging
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+async def main() -> None:
+    settings = LoyaltySettings()
+    configure_logging("loyalty", settings.log_format, settings.log_level)
+    await run(settings)
+
+
+async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:
+    """Migrate, then serve gRPC and consume events until SIGTERM (or until `stop` is set)."""
+    await migrate(settings.postgres_url, settings.loyalty_database, MIGRATIONS)
+    engine = create_engine(settings.postgres_url, settings.loyalty_database)
+    try:
+        await serve(
+            host=settings.listen_host,
+            port=settings.loyalty_port,
+            services=[loyalty_service(engine)],
+            background=[partial(consume_order_events, settings, engine)],
+            grace_seconds=settings.shutdown_grace_seconds,
+            stop=stop,
+        )
+    finally:
+        await engine.dispose()

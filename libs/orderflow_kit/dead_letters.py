@@ -1,0 +1,230 @@
+"""Dead letters: messages a consumer gave up on, parked in the DEAD_LETTERS stream with the reason,
+and put back on their original subject when someone has fixed the cause.
+
+A dead letter of consumer C for a message on subject S is stored on `dlq.C.S` with the original
+body and ALL the original headers, plus `dlq-*` headers saying why and where from. The broker's
+own `Nats-*` headers (Nats-Msg-Id, Nats-Expected-Stream, ...) are kept renamed to
+`dlq-original-Nats-*`, so that they do not act again on the dead-letter publish. Its
+`Nats-Msg-Id` is derived from (consumer, original stream, original sequence), so when a consumer
+crashes between storing the dead letter and acking the original, the redelivered message's
+dead letter is dropped by the broker's duplicate window instead of being stored twice.
+
+Replay publishes the original headers (without the `dlq-*` and `Nats-*` ones) and body, or a replacement body,
+with a NEW `Nats-Msg-Id` (the original one may still be inside the broker's duplicate window and
+would be silently dropped) but the SAME `ce-id`, so the consumer's dedupe table still recognises
+an event it has already processed. Then it deletes the dead letter."""
+
+import base64
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, RawStreamMsg
+from nats.js.errors import NotFoundError
+
+from orderflow_contracts.cloudevents import NATS_MSG_ID
+from orderflow_contracts.streams import DEAD_LETTER_STREAM, dead_letter_subject
+
+HEADER_PREFIX = "dlq-"
+REASON = "dlq-reason"
+ERROR = "dlq-error"
+CONSUMER = "dlq-consumer"
+ORIGINAL_STREAM = "dlq-stream"
+ORIGINAL_SEQUENCE = "dlq-stream-sequence"
+ORIGINAL_SUBJECT = "dlq-subject"
+ORIGINAL_BROKER_HEADER_PREFIX = "dlq-original-"
+DELIVERIES = "dlq-deliveries"
+DEAD_LETTERED_AT = "dlq-at"
+
+MAX_ERROR_CHARS = 1000
+ALL_DEAD_LETTERS = "dlq.>"
+
+
+class Reason(StrEnum):
+    PERMANENT = "permanent"  # the message itself is bad; it was never retried
+    EXHAUSTED = "exhausted"  # every delivery up to max_deliver failed
+
+
+class DeadLetterError(Exception):
+    """An operator's request that cannot be done; the message says why."""
+
+
+class DeadLetterNotFound(DeadLetterError):
+    def __init__(self, sequence: int) -> None:
+        super().__init__(f"no dead letter with sequence {sequence} in stream {DEAD_LETTER_STREAM}")
+        self.sequence = sequence
+
+
+class NotReplayable(DeadLetterError):
+    """The message in DEAD_LETTERS lacks the headers that say where it came from."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    sequence: int  # in DEAD_LETTERS: the id to show or replay it by
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+    stored_at: datetime | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return self.headers.get(REASON)
+
+    @property
+    def error(self) -> str | None:
+        return self.headers.get(ERROR)
+
+    @property
+    def event_id(self) -> str | None:
+        return self.headers.get("ce-id")
+
+    @property
+    def consumer(self) -> str | None:
+        return self.headers.get(CONSUMER)
+
+    @property
+    def original_subject(self) -> str | None:
+        return self.headers.get(ORIGINAL_SUBJECT)
+
+    @property
+    def original_stream(self) -> str | None:
+        return self.headers.get(ORIGINAL_STREAM)
+
+    @property
+    def dead_lettered_at(self) -> str | None:
+        return self.headers.get(DEAD_LETTERED_AT)
+
+    def original_headers(self) -> dict[str, str]:
+        """The message's own headers: without the `dlq-*` ones and the broker's `Nats-*` ones."""
+        return {
+            name: value
+            for name, value in self.headers.items()
+            if not name.startswith(HEADER_PREFIX) and not _is_broker_header(name)
+        }
+
+
+def dead_letter_headers(
+    message: Msg, *, consumer: str, reason: Reason, error: str, now: datetime | None = None
+) -> dict[str, str]:
+    """The original headers, the `dlq-*` ones, and a Nats-Msg-Id unique to this message and consumer."""
+    metadata = message.metadata
+    headers = {
+        (ORIGINAL_BROKER_HEADER_PREFIX + name if _is_broker_header(name) else name): value
+        for name, value in (message.headers or {}).items()
+    }
+    headers.update(
+        {
+            REASON: reason.value,
+            ERROR: _header_safe(error),
+            CONSUMER: consumer,
+            ORIGINAL_STREAM: metadata.stream,
+            ORIGINAL_SEQUENCE: str(metadata.sequence.stream),
+            ORIGINAL_SUBJECT: message.subject,
+            DELIVERIES: str(metadata.num_delivered),
+            DEAD_LETTERED_AT: (now or datetime.now(UTC)).isoformat(),
+            NATS_MSG_ID: f"dlq.{consumer}.{metadata.stream}.{metadata.sequence.stream}",
+        }
+    )
+    return headers
+
+
+async def publish_dead_letter(
+    js: JetStreamContext, message: Msg, *, consumer: str, reason: Reason, error: str
+) -> PubAck:
+    """Store a JetStream message in DEAD_LETTERS. The caller acks the original only after this returns.
+    The publish waits for the broker's ack up to the JetStreamContext's timeout."""
+    return await js.publish(
+        dead_letter_subject(consumer, message.subject),
+        message.data,
+        stream=DEAD_LETTER_STREAM,
+        headers=dead_letter_headers(message, consumer=consumer, reason=reason, error=error),
+    )
+
+
+async def list_dead_letters(
+    js: JetStreamContext, *, subject: str = ALL_DEAD_LETTERS, after: int = 0, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters on `subject` (a filter like `dlq.loyalty.>`), oldest first, sequence > `after`."""
+    letters: list[DeadLetter] = []
+    sequence = after + 1
+    while len(letters) < limit:
+        try:
+            raw = await js.get_msg(DEAD_LETTER_STREAM, seq=sequence, subject=subject, next=True)
+        except NotFoundError:
+            break
+        letter = _dead_letter(raw)
+        letters.append(letter)
+        sequence = letter.sequence + 1
+    return letters
+
+
+async def get_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:
+    try:
+        raw = await js.get_msg(DEAD_LETTER_STREAM, seq=sequence)
+    except NotFoundError as error:
+        raise DeadLetterNotFound(sequence) from error
+    return _dead_letter(raw)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    dead_letter: DeadLetter
+    subject: str
+    stream: str
+    sequence: int  # in the original stream
+    msg_id: str
+
+
+async def replay_dead_letter(js: JetStreamContext, sequence: int, *, payload: bytes | None = None) -> Replayed:
+    """Publish a dead letter back to its original subject (with `payload` as the body, to replay a
+    fixed message), then delete it from DEAD_LETTERS.
+
+    The new Nats-Msg-Id is derived from the dead letter (its sequence, and where it came from):
+    running the same replay again after a crash between the publish and the delete is dropped by
+    the broker's duplicate window."""
+    letter = await get_dead_letter(js, sequence)
+    subject, stream = letter.original_subject, letter.original_stream
+    if not subject or not stream:
+        raise NotReplayable(f"dead letter {sequence} has no {ORIGINAL_SUBJECT} or {ORIGINAL_STREAM} header")
+    msg_id = f"replay.{sequence}.{stream}.{letter.headers.get(ORIGINAL_SEQUENCE)}"
+    ack = await js.publish(
+        subject,
+        letter.body if payload is None else payload,
+        stream=stream,
+        headers={**letter.original_headers(), NATS_MSG_ID: msg_id},
+    )
+    with contextlib.suppress(NotFoundError):  # a concurrent replay of the same dead letter deleted it
+        await js.delete_msg(DEAD_LETTER_STREAM, sequence)
+    return Replayed(letter, subject, ack.stream, ack.seq, msg_id)
+
+
+def _dead_letter(raw: RawStreamMsg) -> DeadLetter:
+    if raw.seq is None or raw.subject is None:
+        raise ValueError("the server returned a stream message without sequence or subject")
+    # nats-py's own parsing of stored headers turns non-ASCII values into email.header.Header
+    # objects, so read the raw header block (base64 of "NATS/1.0\r\nName: value\r\n...").
+    headers: dict[str, str] = {}
+    if raw.hdrs:
+        block = base64.b64decode(raw.hdrs).decode("utf-8", "replace")
+        for line in block.split("\r\n")[1:]:
+            name, colon, value = line.partition(":")
+            if colon and name.strip():
+                headers[name.strip()] = value.strip()
+    return DeadLetter(raw.seq, raw.subject, headers, raw.data or b"", raw.time)
+
+
+def _is_broker_header(name: str) -> bool:
+    return name.lower().startswith("nats-")
+
+
+def _header_safe(text: str) -> str:
+    """NATS header values are one line of ASCII; keep an error readable and bounded."""
+    one_line = " ".join(text.split())
+    ascii_only = one_line.encode("ascii", "backslashreplace").decode("ascii")
+    if len(ascii_only) <= MAX_ERROR_CHARS:
+        return ascii_only
+    return ascii_only[: MAX_ERROR_CHARS - 3] + "..."

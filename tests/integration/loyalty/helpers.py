@@ -1,0 +1,188 @@
+"""What the loyalty integration tests share: events with fresh ids, the consumer run in-process,
+and polling with deadlines. Every test has its own durable consumer (deliver policy NEW), so it
+only sees what it publishes on the shared ORDERS stream, and its own dead-letter subject."""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+
+import asyncpg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loyalty.awarding_points import CustomerBalance, get_balance
+from loyalty.consumer import consume_order_events
+from loyalty.settings import LoyaltySettings
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.events import OrderCreatedV1
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
+from orderflow_kit.infra import free_port
+
+TIMEOUT = 15.0
+
+
+def new_customer_id() -> str:
+    return f"cust-{uuid.uuid4().hex[:12]}"
+
+
+def order_created_payload(customer_id: str, total_cents: int) -> dict[str, object]:
+    return {
+        "order_id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": total_cents}],
+        "total_cents": total_cents,
+        "currency": "EUR",
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def order_created(
+    customer_id: str, total_cents: int = 2599, *, body: bytes | None = None, event_type: str = OrderCreatedV1.TYPE
+) -> CloudEvent:
+    """An OrderCreated CloudEvent with a fresh ce-id (and `body` instead of a valid payload, if given)."""
+    data = body if body is not None else json.dumps(order_created_payload(customer_id, total_cents)).encode()
+    return CloudEvent(id=str(uuid.uuid4()), type=event_type, source="tests/loyalty", time=datetime.now(UTC), data=data)
+
+
+async def publish(js: JetStreamContext, event: CloudEvent, *, msg_id: str | None = None) -> api.PubAck:
+    """Publish on orders.created; a `msg_id` other than the ce-id makes a broker-level re-publish."""
+    return await js.publish(ORDER_CREATED_SUBJECT, event.data, headers=event.to_headers(msg_id), stream=ORDERS_STREAM)
+
+
+async def balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
+    return await get_balance(engine, customer_id)
+
+
+async def rows(engine: AsyncEngine, table: str, event_id: str) -> int:
+    async with engine.connect() as connection:
+        count = await connection.scalar(text(f"SELECT count(*) FROM {table} WHERE event_id = :id"), {"id": event_id})
+    assert isinstance(count, int)
+    return count
+
+
+async def dead_letters(js: JetStreamContext, consumer: str) -> list[DeadLetter]:
+    return await list_dead_letters(js, subject=f"dlq.{consumer}.>")
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], within: float = TIMEOUT) -> None:
+    """Poll `condition` until it holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"condition not met within {within}s"
+        await asyncio.sleep(0.05)
+
+
+async def consumer_info(js: JetStreamContext, consumer: str) -> api.ConsumerInfo:
+    info: api.ConsumerInfo = await js.consumer_info(ORDERS_STREAM, consumer)
+    return info
+
+
+async def consumer_exists(js: JetStreamContext, consumer: str) -> bool:
+    try:
+        await consumer_info(js, consumer)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def handler_waits_on_a_lock(engine: AsyncEngine) -> bool:
+    """Some session of the test database is blocked on a row lock (the consumer's dedupe insert)."""
+    async with engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
+
+
+async def publish_when_reconnected(js: JetStreamContext, event: CloudEvent) -> api.PubAck:
+    """Publish once the test's own connection is back after a broker restart."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return await publish(js, event)
+        except (NatsError, OSError):
+            assert time.monotonic() < deadline, "could not publish after the broker restart"
+            await asyncio.sleep(0.1)
+
+
+async def acked_through(js: JetStreamContext, consumer: str, stream_sequence: int) -> bool:
+    """Every message up to `stream_sequence` is acked and nothing is waiting for an ack."""
+    info = await consumer_info(js, consumer)
+    assert info.ack_floor is not None
+    return (info.ack_floor.stream_seq or 0) >= stream_sequence and info.num_ack_pending == 0
+
+
+@asynccontextmanager
+async def consuming(settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext) -> AsyncIterator[None]:
+    """Run the consumer in this event loop until the block ends (then stop it as SIGTERM would)."""
+    task = asyncio.create_task(consume_order_events(settings, engine))
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("the consumer stopped before it started")
+        return await consumer_exists(js, settings.loyalty_consumer)
+
+    try:
+        await eventually(started)
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+class DatabaseOutage:
+    """A port in front of PostgreSQL that refuses connections until `end()`, then forwards them:
+    a database outage the test controls, without stopping the session's shared server."""
+
+    def __init__(self, server_url: str) -> None:
+        server = make_url(server_url.replace("postgres://", "postgresql://", 1))
+        self._target = (server.host or "127.0.0.1", server.port or 5432)
+        self.port = free_port()
+        self.url = server.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+        self._proxy: asyncio.Server | None = None
+
+    async def end(self) -> None:
+        self._proxy = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            await self._proxy.wait_closed()
+
+    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self._target)
+        await asyncio.gather(_pipe(client_reader, server_writer), _pipe(server_reader, client_writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    server = make_url(server_url.replace("postgres://", "postgresql://", 1))
+    dsn = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()

@@ -1,0 +1,144 @@
+"""Points are awarded exactly once per OrderCreated event (ce-id), whatever the broker does:
+the dedupe row commits with the points, and the ack comes only after the commit."""
+
+import asyncio
+
+import pytest
+from nats.js import JetStreamContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loyalty.awarding_points import Outcome, award_points, points_for, read_order_created
+from loyalty.consumer import consume_order_events, ensure_consumer
+from loyalty.settings import LoyaltySettings
+from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_kit.infra import Infrastructure
+from tests.integration.loyalty.helpers import (
+    TIMEOUT,
+    acked_through,
+    balance,
+    consumer_exists,
+    consumer_info,
+    consuming,
+    dead_letters,
+    eventually,
+    handler_waits_on_a_lock,
+    new_customer_id,
+    order_created,
+    publish,
+    publish_when_reconnected,
+    rows,
+)
+
+
+async def test_an_order_created_event_awards_its_points_once(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    customer = new_customer_id()
+    event = order_created(customer, total_cents=2599)
+
+    async with consuming(settings, engine, js):
+        ack = await publish(js, event)
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (points_for(2599), 1) == (25, 1)
+    assert await rows(engine, "ledger", event.id) == 1
+    assert await rows(engine, "processed_events", event.id) == 1
+
+
+async def test_the_same_event_published_twice_with_different_msg_ids_awards_once(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    """The broker dedupes on Nats-Msg-Id only; a re-publish under a new one reaches the consumer."""
+    customer = new_customer_id()
+    event = order_created(customer, total_cents=1000)
+
+    async with consuming(settings, engine, js):
+        first = await publish(js, event)
+        second = await publish(js, event, msg_id=f"{event.id}-republished")
+        same_msg_id = await publish(js, event)
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, second.seq))
+
+    assert not second.duplicate  # stored as a second message: the consumer sees it
+    assert second.seq > first.seq
+    assert same_msg_id.duplicate  # the broker's own dedupe dropped this one
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (10, 1)
+    assert await rows(engine, "ledger", event.id) == 1
+    assert await dead_letters(js, settings.loyalty_consumer) == []  # a duplicate, not a failure
+
+
+async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    """A handler that commits and dies before its ack: the broker redelivers after ack_wait, and
+    the second delivery finds the dedupe row."""
+    customer = new_customer_id()
+    event = order_created(customer, total_cents=5000)
+    await ensure_consumer(js, settings)
+    ack = await publish(js, event)
+
+    crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
+    [message] = await crashed.fetch(1, timeout=TIMEOUT)
+    assert await award_points(engine, read_order_created(message.headers, message.data)) is Outcome.AWARDED
+    await crashed.unsubscribe()  # committed, never acked
+
+    async with consuming(settings, engine, js):
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+
+    delivered = (await consumer_info(js, settings.loyalty_consumer)).delivered
+    assert delivered is not None
+    assert delivered.consumer_seq == 2  # one message, delivered twice
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (50, 1)
+    assert await rows(engine, "ledger", event.id) == 1
+    assert await dead_letters(js, settings.loyalty_consumer) == []
+
+
+async def test_stopping_the_consumer_finishes_the_message_in_flight(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    """A transaction of the test's own holds the event's dedupe row, so the handler waits on it;
+    the consumer is stopped meanwhile, and must let that handler commit and ack before it ends."""
+    settings = settings.model_copy(update={"loyalty_handler_timeout_seconds": 5.0, "loyalty_ack_wait_seconds": 12.0})
+    customer = new_customer_id()
+    event = order_created(customer, total_cents=700)
+    task = asyncio.create_task(consume_order_events(settings, engine))
+    try:
+        async with engine.connect() as blocker:
+            await blocker.execute(text("INSERT INTO processed_events (event_id) VALUES (:id)"), {"id": event.id})
+            await eventually(lambda: consumer_exists(js, settings.loyalty_consumer))
+            ack = await publish(js, event)
+            await eventually(lambda: handler_waits_on_a_lock(engine))
+
+            task.cancel()  # what serve() does on SIGTERM
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            assert not done, "the consumer stopped without waiting for its in-flight message"
+            await blocker.rollback()  # the handler may now claim the event
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), TIMEOUT)
+    finally:
+        task.cancel()
+
+    assert await acked_through(js, settings.loyalty_consumer, ack.seq)
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (7, 1)
+
+
+async def test_the_consumer_resumes_after_a_broker_restart(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext, infra: Infrastructure
+) -> None:
+    if infra.nats is None:
+        pytest.skip("the NATS server is not ours to restart")
+    customer = new_customer_id()
+
+    async with consuming(settings, engine, js):
+        before = await publish(js, order_created(customer, total_cents=100))
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, before.seq))
+        await asyncio.to_thread(infra.nats.stop)
+        await asyncio.to_thread(infra.nats.start)
+        after = await publish_when_reconnected(js, order_created(customer, total_cents=200))
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, after.seq), within=30)
+
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (3, 2)
