@@ -1,0 +1,5 @@
+import uvloop
+
+from orders.main import main
+
+uvloop.run(main())

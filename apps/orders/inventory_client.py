@@ -1,0 +1,98 @@
+"""Orders' view of the inventory service: reserve an order's stock within a deadline, release it.
+
+A failed ReserveStock means one of three things, and the domain decides differently on each:
+- inventory refused the order (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION): a ServiceError
+  with inventory's own code and metadata (UNKNOWN_SKU, OUT_OF_STOCK...) for our caller;
+- inventory could not be reached: `InventoryUnavailable`, nothing was reserved;
+- no answer in time: `ReservationOutcomeUnknown`, the stock may have been reserved all the same."""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import grpc
+import stamina
+
+from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit.errors import ErrorKind, ServiceError
+from orderflow_kit.grpc_client import error_detail
+from orderflow_kit.request_context import outgoing_metadata
+
+_REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT: ErrorKind.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
+}
+_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class InventoryUnavailable(Exception):
+    """Inventory could not be reached or failed: it reserved (or released) nothing."""
+
+
+class ReservationOutcomeUnknown(Exception):
+    """ReserveStock ran out of time: inventory may have reserved the stock, or may still do so."""
+
+
+@dataclass(frozen=True)
+class ReservedLine:
+    sku: str
+    quantity: int
+    # Inventory's catalog price at reservation time: the price the order is charged.
+    unit_price_cents: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    currency: str
+    lines: tuple[ReservedLine, ...]
+
+
+class InventoryClient:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, release_timeout: float = 2.0, release_within: float = 30.0
+    ) -> None:
+        self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        self._release_timeout = release_timeout
+        self._release_within = release_within
+
+    async def reserve(self, order_id: uuid.UUID, quantities: Mapping[str, int], *, time_limit: float) -> Reservation:
+        """Reserve every line or none (inventory is idempotent per order id, so retries are safe)."""
+        request = inventory_pb2.ReserveStockRequest(
+            order_id=str(order_id),
+            items=[inventory_pb2.StockLine(sku=sku, quantity=quantity) for sku, quantity in quantities.items()],
+        )
+        try:
+            reply = await self._stub.ReserveStock(request, timeout=time_limit, metadata=outgoing_metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _reservation_failure(error) from error
+        return Reservation(
+            currency=reply.currency,
+            lines=tuple(ReservedLine(line.sku, line.quantity, line.unit_price_cents) for line in reply.lines),
+        )
+
+    async def release(self, order_id: uuid.UUID) -> None:
+        """Give the order's stock back, retrying while inventory is away (ReleaseStock is idempotent).
+
+        Raises InventoryUnavailable when inventory did not confirm within `release_within` seconds."""
+        request = inventory_pb2.ReleaseStockRequest(order_id=str(order_id))
+        try:
+            async for attempt in stamina.retry_context(on=_is_transient, attempts=None, timeout=self._release_within):
+                with attempt:
+                    await self._stub.ReleaseStock(request, timeout=self._release_timeout, metadata=outgoing_metadata())
+        except grpc.aio.AioRpcError as error:
+            raise InventoryUnavailable(f"ReleaseStock failed: {error.code().name} {error.details()}") from error
+
+
+def _reservation_failure(error: grpc.aio.AioRpcError) -> Exception:
+    code = error.code()
+    if code in _REFUSALS:
+        detail = error_detail(error)
+        return ServiceError(_REFUSALS[code], detail.code or "INVENTORY_REFUSED", error.details() or "", detail.metadata)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ReservationOutcomeUnknown("ReserveStock did not answer in time")
+    return InventoryUnavailable(f"ReserveStock failed: {code.name} {error.details()}")
+
+
+def _is_transient(error: Exception) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in _TRANSIENT

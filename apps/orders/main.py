@@ -1,0 +1,56 @@
+"""Wiring: settings, logging, migrations, then OrderService with the outbox relay beside it."""
+
+import asyncio
+from pathlib import Path
+
+from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from orderflow_kit.db import create_engine, migrate
+from orderflow_kit.grpc_client import channel
+from orderflow_kit.grpc_server import GrpcService, serve
+from orderflow_kit.logging import configure_logging
+from orders.inventory_client import InventoryClient
+from orders.outbox_relay import OutboxRelay
+from orders.placing_orders import Orders
+from orders.servicer import OrderServicer
+from orders.settings import OrdersSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+
+
+async def main() -> None:
+    settings = OrdersSettings()
+    configure_logging("orders", settings.log_format, settings.log_level)
+    await run(settings)
+
+
+async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
+    """Migrate, then serve until SIGTERM (or until `stop` is set). NATS may be down: only the
+    relay needs it, and it waits."""
+    await migrate(settings.postgres_url, settings.orders_database, MIGRATIONS)
+    engine = create_engine(settings.postgres_url, settings.orders_database)
+    inventory_channel = channel(settings.inventory_addr)
+    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    relay = OutboxRelay(
+        engine,
+        settings.nats_url,
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+        publish_timeout=settings.outbox_publish_timeout_seconds,
+        retry_max_seconds=settings.outbox_retry_max_seconds,
+    )
+    try:
+        await serve(
+            host=settings.listen_host,
+            port=settings.orders_port,
+            services=[
+                GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
+            ],
+            background=[relay.run],
+            grace_seconds=settings.shutdown_grace_seconds,
+            stop=stop,
+        )
+        await orders.finish_unfinished_work(within=settings.shutdown_grace_seconds)
+    finally:
+        await inventory_channel.close(grace=None)
+        await engine.dispose()

@@ -1,0 +1,62 @@
+"""The orders database: orders, their lines (priced by inventory at reservation time) and the
+outbox of events that commit together with them.
+
+`outbox.published_at` stays NULL until the broker acknowledged the event; the partial index
+keeps the relay's "oldest pending first" query cheap however many published rows pile up."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class OrderStatus(StrEnum):
+    CREATED = "CREATED"
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # ListOrders: one customer's orders, newest first, paged by the keyset (created_at, order_id).
+        Index("orders_by_customer_newest_first", "customer_id", text("created_at DESC"), text("order_id DESC")),
+        CheckConstraint("total_cents >= 0", name="total_not_negative"),
+    )
+
+    order_id: uuid.UUID = Field(primary_key=True)
+    customer_id: str = Field(max_length=64)
+    status: OrderStatus = Field(sa_type=String(16))
+    total_cents: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    order_id: uuid.UUID = Field(primary_key=True, foreign_key="orders.order_id")
+    sku: str = Field(primary_key=True, max_length=64)
+    quantity: int
+    unit_price_cents: int = Field(sa_type=BigInteger)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event exactly as it will be published: NATS subject, CloudEvents headers, body."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("outbox_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),)
+
+    # The event id: `ce-id` and, on its first publish, `Nats-Msg-Id`.
+    id: uuid.UUID = Field(primary_key=True)
+    # The order the event is about.
+    aggregate_id: uuid.UUID
+    event_type: str
+    # The NATS subject it is published to.
+    subject: str
+    payload: bytes = Field(sa_type=LargeBinary)
+    headers: dict[str, str] = Field(sa_type=JSONB)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    published_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -1,0 +1,17 @@
+"""Orders' settings beyond the shared ones: how long it waits for inventory, and how its outbox
+relay paces itself. All can be set as `ORDERFLOW_<NAME>` environment variables."""
+
+from orderflow_kit.settings import Settings
+
+
+class OrdersSettings(Settings):
+    # The longest a ReserveStock call may take; a caller with less time left passes its own deadline on.
+    inventory_timeout_seconds: float = 2.0
+    # Events the relay takes (and locks) per transaction.
+    outbox_batch_size: int = 100
+    # How often the relay looks for pending events when no NOTIFY woke it (notifications get lost).
+    outbox_poll_seconds: float = 1.0
+    # How long the relay waits for the broker's PubAck before treating the publish as failed.
+    outbox_publish_timeout_seconds: float = 2.0
+    # The longest pause between the relay's retries while NATS or PostgreSQL is away.
+    outbox_retry_max_seconds: float = 5.0

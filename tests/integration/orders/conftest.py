@@ -1,0 +1,105 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import inventory.main
+import orders.main
+from inventory.settings import InventorySettings
+from orderflow_contracts.orders.v1 import orders_pb2_grpc
+from orderflow_kit.db import create_engine
+from orderflow_kit.grpc_client import channel
+from orderflow_kit.infra import Infrastructure, free_port
+from orders.settings import OrdersSettings
+from tests.integration.orders.helpers import (
+    FakeInventory,
+    drop_database,
+    new_database,
+    serving_fake_inventory,
+    serving_inventory,
+    serving_orders,
+    write_catalog,
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def inventory_database(infra: Infrastructure) -> AsyncIterator[str]:
+    """The real inventory's database, one per test module (tests only look at stock deltas)."""
+    name = await new_database(infra.postgres_url, "inventory", inventory.main.MIGRATIONS)
+    yield name
+    await drop_database(infra.postgres_url, name)
+
+
+@pytest.fixture
+async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The REAL inventory service, in-process. Modules testing failures override this with a fake."""
+    settings = InventorySettings(
+        postgres_url=infra.postgres_url,
+        inventory_database=inventory_database,
+        listen_host="127.0.0.1",
+        inventory_port=free_port(),
+        catalog=write_catalog(tmp_path / "catalog.json"),
+        log_format="json",
+        shutdown_grace_seconds=1.0,
+    )
+    async with serving_inventory(settings) as address:
+        yield address
+
+
+@pytest.fixture
+def fake_inventory() -> FakeInventory:
+    return FakeInventory()
+
+
+@pytest.fixture
+async def fake_inventory_address(fake_inventory: FakeInventory) -> AsyncIterator[str]:
+    """For failure cases the real inventory cannot be made to show (slowness), and for speed."""
+    async with serving_fake_inventory(fake_inventory) as address:
+        yield address
+
+
+@pytest.fixture
+async def orders_database(infra: Infrastructure) -> AsyncIterator[str]:
+    """A fresh orders database per test: each test's outbox holds only its own events."""
+    name = await new_database(infra.postgres_url, "orders", orders.main.MIGRATIONS)
+    yield name
+    await drop_database(infra.postgres_url, name)
+
+
+@pytest.fixture
+async def orders_engine(infra: Infrastructure, orders_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(infra.postgres_url, orders_database)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def orders_settings(infra: Infrastructure, orders_database: str, inventory_address: str) -> OrdersSettings:
+    return OrdersSettings(
+        nats_url=infra.nats_url,
+        postgres_url=infra.postgres_url,
+        orders_database=orders_database,
+        inventory_addr=inventory_address,
+        listen_host="127.0.0.1",
+        orders_port=free_port(),
+        log_format="json",
+        shutdown_grace_seconds=1.0,
+        outbox_retry_max_seconds=0.5,
+    )
+
+
+@pytest.fixture
+async def orders_address(orders_settings: OrdersSettings) -> AsyncIterator[str]:
+    """The orders service with its outbox relay, in-process."""
+    async with serving_orders(orders_settings) as address:
+        yield address
+
+
+@pytest.fixture
+async def order_service(orders_address: str) -> AsyncIterator[Any]:
+    """An OrderService client of the in-process server."""
+    async with channel(orders_address) as connection:
+        yield orders_pb2_grpc.OrderServiceStub(connection)

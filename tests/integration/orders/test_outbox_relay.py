@@ -1,0 +1,226 @@
+"""The outbox relay against real PostgreSQL and JetStream: what it publishes, when it wakes, and
+that relays running side by side publish each event once."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+from orderflow_kit.infra import Infrastructure
+from orderflow_kit.request_context import new_traceparent, traceparent_var
+from orders.models import OutboxEvent
+from orders.outbox import add_to_outbox, new_event
+from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
+from tests.integration.orders.helpers import eventually, jetstream, next_stream_seq, pending_events, stream_messages
+
+# Longer than any test here: a relay configured with it can only be woken by NOTIFY.
+NEVER_POLLS = 60.0
+
+
+def order_created() -> CloudEvent:
+    order_id, now = uuid.uuid4(), datetime.now(UTC)
+    payload = OrderCreatedV1(
+        order_id=order_id,
+        customer_id="cust-1",
+        items=[OrderLineV1(sku="MUG-001", quantity=1, unit_price_cents=1290)],
+        total_cents=1290,
+        currency="EUR",
+        created_at=now,
+    )
+    return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
+
+
+async def stage(engine: AsyncEngine, count: int) -> list[CloudEvent]:
+    """Commit `count` events through the outbox's write side (which NOTIFYs the relay)."""
+    events = [order_created() for _ in range(count)]
+    async with AsyncSession(engine) as session, session.begin():
+        for event in events:
+            assert event.subject is not None
+            await add_to_outbox(
+                session, event, aggregate_id=uuid.UUID(event.subject), nats_subject=ORDER_CREATED_SUBJECT
+            )
+    return events
+
+
+async def stage_without_notify(engine: AsyncEngine) -> CloudEvent:
+    """An event committed with no NOTIFY: as if the relay's LISTEN connection had missed it."""
+    event = order_created()
+    assert event.subject is not None
+    async with AsyncSession(engine) as session, session.begin():
+        session.add(
+            OutboxEvent(
+                id=uuid.UUID(event.id),
+                aggregate_id=uuid.UUID(event.subject),
+                event_type=event.type,
+                subject=ORDER_CREATED_SUBJECT,
+                payload=event.data,
+                headers=event.to_headers(),
+                created_at=event.time,
+            )
+        )
+    return event
+
+
+@contextlib.asynccontextmanager
+async def running(*relays: OutboxRelay) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a relay that crashed raises its error here
+
+
+async def listener_pids(engine: AsyncEngine, database: str) -> set[int]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND application_name = :name"),
+            {"db": database, "name": LISTENER_APPLICATION_NAME},
+        )
+        return {row.pid for row in rows}
+
+
+async def all_published(engine: AsyncEngine, events: list[CloudEvent]) -> bool:
+    return await pending_events(engine, [event.id for event in events]) == 0
+
+
+async def test_each_event_is_published_with_its_cloudevents_headers_and_marked_after_the_ack(
+    infra: Infrastructure, orders_engine: AsyncEngine
+) -> None:
+    traceparent = new_traceparent()
+    token = traceparent_var.set(traceparent)
+    try:
+        events = await stage(orders_engine, 3)
+    finally:
+        traceparent_var.reset(token)
+
+    async with jetstream(infra.nats_url) as js:
+        first_seq = await next_stream_seq(js)
+        async with running(OutboxRelay(orders_engine, infra.nats_url)):
+            await eventually(lambda: all_published(orders_engine, events))
+        messages = await stream_messages(js, first_seq, {event.id for event in events})
+
+    assert [message.headers["ce-id"] for message in messages if message.headers] == [event.id for event in events]
+    for event, message in zip(events, messages, strict=True):
+        assert message.subject == ORDER_CREATED_SUBJECT
+        assert message.headers is not None
+        assert message.headers["Nats-Msg-Id"] == event.id
+        assert message.data == event.data
+        assert CloudEvent.from_message(message.headers, message.data or b"") == event
+        assert message.headers["traceparent"] == traceparent
+    async with orders_engine.connect() as connection:
+        rows = await connection.execute(text("SELECT id::text, published_at FROM outbox"))
+        published_at = {event_id: marked for event_id, marked in rows}
+    for event, message in zip(events, messages, strict=True):
+        assert message.time is not None
+        assert published_at[event.id] >= message.time, "marked published before the broker stored it"
+
+
+async def test_notify_wakes_the_relay_at_once(
+    infra: Infrastructure, orders_engine: AsyncEngine, orders_database: str
+) -> None:
+    async with running(OutboxRelay(orders_engine, infra.nats_url, poll_seconds=NEVER_POLLS)):
+        await eventually(lambda: _listening(orders_engine, orders_database))
+
+        events = await stage(orders_engine, 1)
+
+        await eventually(lambda: all_published(orders_engine, events), within=2.0)
+
+
+async def test_polling_publishes_an_event_whose_notification_was_missed(
+    infra: Infrastructure, orders_engine: AsyncEngine, orders_database: str
+) -> None:
+    async with running(OutboxRelay(orders_engine, infra.nats_url, poll_seconds=0.2)):
+        await eventually(lambda: _listening(orders_engine, orders_database))
+
+        events = [await stage_without_notify(orders_engine)]
+
+        await eventually(lambda: all_published(orders_engine, events), within=3.0)
+
+
+async def test_a_lost_listen_connection_is_opened_again(
+    infra: Infrastructure, orders_engine: AsyncEngine, orders_database: str
+) -> None:
+    async with running(OutboxRelay(orders_engine, infra.nats_url, poll_seconds=NEVER_POLLS, retry_max_seconds=0.5)):
+        await eventually(lambda: _listening(orders_engine, orders_database))
+        [lost] = await listener_pids(orders_engine, orders_database)
+        async with orders_engine.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
+        await eventually(lambda: _has_new_listener(orders_engine, orders_database, lost))
+
+        events = await stage(orders_engine, 1)
+
+        await eventually(lambda: all_published(orders_engine, events), within=2.0)
+
+
+async def test_two_relays_over_one_outbox_publish_each_event_once(
+    infra: Infrastructure, orders_engine: AsyncEngine
+) -> None:
+    """Counted on the wire, where the broker's dedupe cannot hide a second publish."""
+    events = await stage(orders_engine, 200)
+    ids = {event.id for event in events}
+    on_the_wire: list[str] = []
+
+    async def record(message: Msg) -> None:
+        if message.headers and message.headers.get("ce-id") in ids:
+            on_the_wire.append(message.headers["ce-id"])
+
+    listener = await nats.connect(infra.nats_url)
+    try:
+        await listener.subscribe(ORDER_CREATED_SUBJECT, cb=record)
+        await listener.flush()
+        async with jetstream(infra.nats_url) as js:
+            first_seq = await next_stream_seq(js)
+            relays = [OutboxRelay(orders_engine, infra.nats_url, batch_size=10) for _ in range(2)]
+            async with running(*relays):
+                await eventually(lambda: all_published(orders_engine, events))
+            stored = await stream_messages(js, first_seq, ids)
+        await listener.flush()
+        await eventually(lambda: _holds(len(on_the_wire) >= len(ids)))
+    finally:
+        await listener.close()
+
+    assert sorted(on_the_wire) == sorted(ids)
+    assert sorted(message.headers["ce-id"] for message in stored if message.headers) == sorted(ids)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+async def test_batches_of_any_size_publish_everything_in_order(
+    infra: Infrastructure, orders_engine: AsyncEngine, batch_size: int
+) -> None:
+    events = await stage(orders_engine, 15)
+
+    async with jetstream(infra.nats_url) as js:
+        first_seq = await next_stream_seq(js)
+        async with running(OutboxRelay(orders_engine, infra.nats_url, batch_size=batch_size)):
+            await eventually(lambda: all_published(orders_engine, events))
+        messages = await stream_messages(js, first_seq, {event.id for event in events})
+
+    assert [message.headers["ce-id"] for message in messages if message.headers] == [event.id for event in events]
+
+
+async def _listening(engine: AsyncEngine, database: str) -> bool:
+    return bool(await listener_pids(engine, database))
+
+
+async def _has_new_listener(engine: AsyncEngine, database: str, lost: int) -> bool:
+    pids = await listener_pids(engine, database)
+    return bool(pids) and lost not in pids
+
+
+async def _holds(condition: bool) -> bool:
+    return condition
