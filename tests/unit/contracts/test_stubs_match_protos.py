@@ -28,7 +28,9 @@ def test_committed_stubs_match_what_the_protos_generate(tmp_path: Path) -> None:
     )
     assert exit_code == 0
 
-    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.name.endswith(GENERATED_SUFFIXES)}
+    fresh = {
+        p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.name.endswith(GENERATED_SUFFIXES)
+    }
     committed = {
         p.relative_to(LIBS): p.read_bytes()
         for p in (LIBS / "orderflow_contracts").rglob("*")

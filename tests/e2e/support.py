@@ -1,0 +1,114 @@
+"""Small helpers the end-to-end tests share: polling with a deadline, and reading JetStream."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.events import OrderCreatedV1
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, within: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until `accept` holds for its result; fail with the last result at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if accept(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s; last seen: {result!r}")
+        await asyncio.sleep(0.1)
+
+
+def new_customer() -> str:
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+async def loyalty(api: httpx.AsyncClient, customer_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/customers/{customer_id}/loyalty")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def available(api: httpx.AsyncClient, sku: str) -> int:
+    response = await api.get("/v1/products")
+    assert response.status_code == 200, response.text
+    return next(int(p["available"]) for p in response.json()["products"] if p["sku"] == sku)
+
+
+def order_created_event(customer_id: str, total_cents: int) -> CloudEvent:
+    """A valid OrderCreated v1 event, as the orders service would publish it."""
+    order_id = uuid.uuid4()
+    payload = OrderCreatedV1(
+        order_id=order_id,
+        customer_id=customer_id,
+        items=[{"sku": "E2E-MUG", "quantity": 1, "unit_price_cents": total_cents}],
+        total_cents=total_cents,
+        currency="EUR",
+        created_at=datetime.now(UTC),
+    )
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        type=OrderCreatedV1.TYPE,
+        source="orderflow/e2e-tests",
+        time=datetime.now(UTC),
+        subject=str(order_id),
+        data=payload.model_dump_json().encode(),
+    )
+
+
+async def publish(nats_url: str, headers: dict[str, str], body: bytes, subject: str = ORDER_CREATED_SUBJECT) -> int:
+    """Publish straight to JetStream, as a misbehaving or duplicating producer would; returns the sequence."""
+    connection = await nats.connect(nats_url)
+    try:
+        ack = await connection.jetstream().publish(subject, body, headers=headers)
+        return ack.seq
+    finally:
+        await connection.close()
+
+
+async def consumer_caught_up(nats_url: str, stream: str, consumer: str, seq: int) -> bool:
+    """True once `consumer` has been delivered stream sequence `seq` and acked everything it was given."""
+    connection = await nats.connect(nats_url)
+    try:
+        info = await connection.jetstream().consumer_info(stream, consumer)
+        delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
+        return delivered >= seq and not info.num_ack_pending
+    finally:
+        await connection.close()
+
+
+async def stream_headers(nats_url: str, stream: str, subject: str) -> list[dict[str, str]]:
+    """The headers of every message on `subject` in `stream`, read with a throwaway consumer."""
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        pending = (await js.stream_info(stream, subjects_filter=subject)).state.subjects or {}
+        count = pending.get(subject, 0)
+        subscription = await js.pull_subscribe(
+            subject,
+            stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
+        )
+        headers: list[dict[str, str]] = []
+        while len(headers) < count:
+            for message in await subscription.fetch(min(256, count - len(headers)), timeout=5):
+                headers.append(dict(message.headers or {}))
+                await message.ack()
+        await subscription.unsubscribe()
+        return headers
+    finally:
+        await connection.close()
