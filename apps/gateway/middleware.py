@@ -58,7 +58,7 @@ class RequestContextMiddleware:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                status = message["status"]
+                status = int(message["status"])
                 MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
             await send(message)
 

@@ -34,6 +34,8 @@ def channel(target: str) -> grpc.aio.Channel:
             ("grpc.service_config", _RETRY_UNAVAILABLE),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            # A peer that was down is dialled again within seconds, not grpc's default 2 minutes.
+            ("grpc.max_reconnect_backoff_ms", 5_000),
         ],
     )
 

@@ -86,7 +86,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                         raise
                     finally:
                         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-                        log.info("rpc", method=method, code=outcome, error_code=error_code, ms=elapsed_ms)
+                        extra = {"error_code": error_code} if error_code else {}
+                        log.info("rpc", method=method, code=outcome, ms=elapsed_ms, **extra)
             finally:
                 request_id_var.reset(token)
                 traceparent_var.reset(trace_token)
@@ -140,7 +141,11 @@ async def serve(
     stop_waiter.cancel()
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # A library that swallows a cancellation must not hang the shutdown forever.
+    if tasks:
+        _, stuck = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in stuck:
+            log.warning("background task did not stop in time", task=task.get_name())
     if failed is not None:
         failed.result()
         raise RuntimeError(f"background task {failed.get_name()} ended unexpectedly")

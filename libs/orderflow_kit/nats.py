@@ -40,7 +40,8 @@ async def connect(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     async def error(exc: Exception) -> None:
-        log.warning("nats error", error=str(exc))
+        # Every failed reconnect attempt lands here; `disconnected` already said what matters.
+        log.debug("nats error", error=str(exc))
 
     return await nats.connect(
         url,
