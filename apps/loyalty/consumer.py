@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.awarding_points import award_points, read_order_created
 from loyalty.failures import describe, is_dependency_failure, is_permanent, retry_delay
 from loyalty.settings import LoyaltySettings
+from orderflow_contracts.cloudevents import REQUEST_ID
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.dead_letters import Reason, publish_dead_letter
 from orderflow_kit.nats import ensure_streams
@@ -79,8 +80,11 @@ class OrderCreatedHandler:
         """Ack, NAK or dead-letter-then-ack every message; log one line saying which."""
         raw = message.raw_message
         metadata = raw.metadata
+        headers = raw.headers or {}
         context: dict[str, Any] = {
-            "ce_id": (raw.headers or {}).get("ce-id"),
+            "ce_id": headers.get("ce-id"),
+            # The request that created the order, so one id follows it from the gateway to here.
+            "request_id": headers.get(REQUEST_ID),
             "stream_seq": metadata.sequence.stream,
             "deliveries": metadata.num_delivered,
         }

@@ -249,3 +249,31 @@ async def test_unknown_order_and_bad_ids_are_problems_not_errors(api: httpx.Asyn
     garbled = await api.get("/v1/orders/not-a-uuid")
     assert garbled.status_code in (400, 422)
     assert garbled.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_one_request_id_follows_an_order_through_every_service(
+    api: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    request_id = f"e2e{uuid.uuid4().hex}"
+    response = await api.post(
+        "/v1/orders",
+        json={"customer_id": new_customer(), "items": [{"sku": "E2E-TEE", "quantity": 1}]},
+        headers={"x-request-id": request_id},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["x-request-id"] == request_id
+    order_id = response.json()["order_id"]
+
+    def logged_by(service: str) -> bool:
+        lines = (pipeline.log_dir / f"{service}.log").read_text().splitlines()
+        return any(request_id in line and order_id in line for line in lines)
+
+    async def services_that_logged_it() -> set[str]:
+        return {name for name in pipeline.services if logged_by(name)}
+
+    every = set(pipeline.services)
+    await eventually(services_that_logged_it, lambda seen: seen == every, what="a log line in every service")
+    published = await stream_headers(pipeline.nats_url, ORDERS_STREAM, ORDER_CREATED_SUBJECT)
+    event = next(h for h in published if h.get("ce-subject") == order_id)
+    assert event["ce-requestid"] == request_id
+    assert event["traceparent"]
