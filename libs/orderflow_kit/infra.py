@@ -20,6 +20,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -339,6 +340,8 @@ class PostgresServer(EmbeddedServer):
         super()._prepare()
         account = self._account()
         if account is not None:
+            for needed in (self.data_dir, _postgres_bin_dir()):
+                _require_traversable(needed, account.pw_name)
             os.chown(self.data_dir, account.pw_uid, account.pw_gid)
         if (self._pgdata / "PG_VERSION").exists():
             return
@@ -494,6 +497,19 @@ def _find_binary(name: str, package: str) -> str:
     if found is None:
         raise FileNotFoundError(f"{name} not found: install the {package!r} package (uv sync)")
     return found
+
+
+def _require_traversable(path: Path, user: str) -> None:
+    """Fail with a way out, rather than with initdb's riddle, when `user` cannot reach `path`."""
+    for parent in path.resolve().parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            raise StartupError(
+                "postgres",
+                f"as root, PostgreSQL runs as {user!r}, who cannot enter {parent} (on the way to {path}); "
+                "run as a normal user, keep the project and its state dir in a folder others may enter, "
+                "or set ORDERFLOW_POSTGRES_URL to a server of your own",
+                [],
+            )
 
 
 def _postgres_bin_dir() -> Path:
