@@ -1,11 +1,8 @@
-"""Small helpers the end-to-end tests share: polling with a deadline, and reading JetStream."""
+"""Small helpers the end-to-end tests share: the gateway's answers, and publishing to and reading JetStream."""
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import nats
@@ -14,22 +11,6 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, within: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll `probe` until `accept` holds for its result; fail with the last result at the deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if accept(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within}s; last seen: {result!r}")
-        await asyncio.sleep(0.1)
 
 
 def new_customer() -> str:

@@ -18,13 +18,13 @@ from tests.e2e.conftest import Pipeline
 from tests.e2e.support import (
     available,
     consumer_caught_up,
-    eventually,
     loyalty,
     new_customer,
     order_created_event,
     publish,
     stream_headers,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

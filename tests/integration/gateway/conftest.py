@@ -1,7 +1,6 @@
 """The gateway app in-process (httpx over ASGI, with its lifespan running) in front of in-test
 fake services on free ports and the session's real Redis."""
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,14 +24,6 @@ async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
     ):
         yield client
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound once to find it, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture

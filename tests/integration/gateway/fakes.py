@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -20,6 +20,7 @@ from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.errors import ServiceError, not_found
 from orderflow_kit.grpc_server import to_rpc_status
+from tests.support.grpc_servers import RunningServer, serving_servicer
 
 PRICES_CENTS = {"SKU-1": 1250, "SKU-2": 500}
 # What a failure that did not come from our domain code says; it must never reach an HTTP client.
@@ -41,10 +42,16 @@ class Behaviour:
         if self.held is not None:
             await self.held.wait()
         if isinstance(self.failure, ServiceError):
-            status = rpc_status.to_status(to_rpc_status(self.failure))
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await abort_with(context, self.failure)
         if isinstance(self.failure, grpc.StatusCode):
             await context.abort(self.failure, INTERNAL_MESSAGE)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: ServiceError) -> NoReturn:  # type: ignore[type-arg]
+    """Fail the call as the real services do: the error's status, with its ErrorInfo."""
+    status = rpc_status.to_status(to_rpc_status(error))
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("abort raises")
 
 
 class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
@@ -83,11 +90,7 @@ class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
         for order in self.orders:
             if order.order_id == request.order_id:
                 return order
-        status = rpc_status.to_status(
-            to_rpc_status(not_found("ORDER_NOT_FOUND", f"order {request.order_id} does not exist"))
-        )
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        raise AssertionError("abort raises")
+        await abort_with(context, not_found("ORDER_NOT_FOUND", f"order {request.order_id} does not exist"))
 
     async def ListOrders(
         self,
@@ -138,51 +141,31 @@ class FakeLoyalty(loyalty_pb2_grpc.LoyaltyServiceServicer):  # type: ignore[misc
 
 
 @dataclass
-class FakeServer:
-    server: grpc.aio.Server
-    address: str
-
-
-@asynccontextmanager
-async def serving(servicer: object, add: object, service_name: str) -> AsyncIterator[FakeServer]:
-    """A gRPC server on a free port with the servicer and a SERVING standard health check."""
-    server = grpc.aio.server()
-    add(servicer, server)  # type: ignore[operator]
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield FakeServer(server, f"127.0.0.1:{port}")
-    finally:
-        await server.stop(None)
-
-
-@dataclass
 class Fakes:
     orders: FakeOrders
     inventory: FakeInventory
     loyalty: FakeLoyalty
-    orders_server: FakeServer
-    inventory_server: FakeServer
-    loyalty_server: FakeServer
+    orders_server: RunningServer
+    inventory_server: RunningServer
+    loyalty_server: RunningServer
 
 
 @asynccontextmanager
 async def fake_services() -> AsyncIterator[Fakes]:
     orders, inventory, loyalty = FakeOrders(), FakeInventory(), FakeLoyalty()
     async with (
-        serving(
-            orders, orders_pb2_grpc.add_OrderServiceServicer_to_server, _service(orders_pb2, "OrderService")
+        serving_servicer(
+            orders, orders_pb2_grpc.add_OrderServiceServicer_to_server, healthy=_service(orders_pb2, "OrderService")
         ) as orders_server,
-        serving(
+        serving_servicer(
             inventory,
             inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
-            _service(inventory_pb2, "InventoryService"),
+            healthy=_service(inventory_pb2, "InventoryService"),
         ) as inventory_server,
-        serving(
-            loyalty, loyalty_pb2_grpc.add_LoyaltyServiceServicer_to_server, _service(loyalty_pb2, "LoyaltyService")
+        serving_servicer(
+            loyalty,
+            loyalty_pb2_grpc.add_LoyaltyServiceServicer_to_server,
+            healthy=_service(loyalty_pb2, "LoyaltyService"),
         ) as loyalty_server,
     ):
         yield Fakes(orders, inventory, loyalty, orders_server, inventory_server, loyalty_server)

@@ -15,8 +15,7 @@ import grpc
 import httpx
 import pytest
 
-from orderflow_kit.infra import Infrastructure
-from tests.integration.gateway.conftest import free_port
+from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import INTERNAL_MESSAGE, Fakes
 
 START_TIMEOUT = 20.0

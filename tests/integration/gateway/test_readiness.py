@@ -9,7 +9,8 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of, free_port
+from orderflow_kit.infra import free_port
+from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of
 from tests.integration.gateway.fakes import Fakes
 
 

@@ -5,35 +5,33 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inventory.main import MIGRATIONS
 from inventory.settings import DEMO_CATALOG, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
-from orderflow_kit.db import create_engine
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.infra import Infrastructure, free_port
-from tests.integration.inventory.helpers import drop_database, new_database, serving
+from tests.support.databases import database_engine, fresh_database
+from tests.support.services import serving_inventory
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def database(infra: Infrastructure) -> AsyncIterator[str]:
     """One fresh database per test module, dropped at its end."""
-    name = await new_database(infra.postgres_url)
-    yield name
-    await drop_database(infra.postgres_url, name)
+    async with fresh_database(infra.postgres_url, "inventory", MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture
 async def empty_database(infra: Infrastructure) -> AsyncIterator[str]:
     """A database of the test's own, for tests that need an empty products table."""
-    name = await new_database(infra.postgres_url)
-    yield name
-    await drop_database(infra.postgres_url, name)
+    async with fresh_database(infra.postgres_url, "inventory", MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture
 async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(infra.postgres_url, database)
-    yield engine
-    await engine.dispose()
+    async with database_engine(infra.postgres_url, database) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -52,7 +50,7 @@ def settings(infra: Infrastructure, database: str) -> InventorySettings:
 
 @pytest.fixture
 async def inventory_address(settings: InventorySettings) -> AsyncIterator[str]:
-    async with serving(settings) as address:
+    async with serving_inventory(settings) as address:
         yield address
 
 

@@ -15,7 +15,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit.db import create_engine
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.infra import Infrastructure, free_port
-from tests.integration.inventory.helpers import serving
+from tests.support.services import serving_inventory
 
 SHOP = [
     {"sku": "CUP-1", "name": "Espresso Cup", "price_cents": 650, "stock": 12},
@@ -99,7 +99,7 @@ async def test_orderflow_catalog_and_currency_select_what_the_service_serves(
     monkeypatch.setenv("ORDERFLOW_INVENTORY_DATABASE", empty_database)
     monkeypatch.setenv("ORDERFLOW_INVENTORY_PORT", str(free_port()))
 
-    async with serving(InventorySettings()) as address, channel(address) as connection:
+    async with serving_inventory(InventorySettings()) as address, channel(address) as connection:
         listed = await inventory_pb2_grpc.InventoryServiceStub(connection).ListProducts(
             inventory_pb2.ListProductsRequest()
         )

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
-from tests.integration.inventory.helpers import add_product, available, rpc_error
+from tests.integration.inventory.helpers import add_product, available
+from tests.support.rpc_errors import rpc_error
 
 
 def line(sku: str, quantity: int = 1) -> inventory_pb2.StockLine:

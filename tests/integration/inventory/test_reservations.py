@@ -9,7 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.inventory.v1 import inventory_pb2
-from tests.integration.inventory.helpers import add_product, available, eventually, rpc_error
+from tests.integration.inventory.helpers import add_product, available
+from tests.support.polling import eventually
+from tests.support.rpc_errors import rpc_error
 
 
 def reserve_request(order_id: str, quantities: dict[str, int]) -> inventory_pb2.ReserveStockRequest:
@@ -98,18 +100,14 @@ async def test_two_identical_reserves_racing_take_stock_once(
     async with engine.connect() as blocker:
         await blocker.execute(text("SELECT 1 FROM products WHERE sku = :sku FOR UPDATE"), {"sku": sku})
         first = asyncio.ensure_future(inventory.ReserveStock(request))
-        await eventually(lambda: _equals(waiting_on_locks(), 1))
+        await eventually(waiting_on_locks, lambda waiting: waiting == 1)
         second = asyncio.ensure_future(inventory.ReserveStock(request))
-        await eventually(lambda: _equals(waiting_on_locks(), 2))
+        await eventually(waiting_on_locks, lambda waiting: waiting == 2)
         await blocker.rollback()
     answers = await asyncio.gather(first, second)
 
     assert answers[0] == answers[1]
     assert await available(engine, sku) == 7
-
-
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)
 
 
 async def test_release_gives_the_stock_back_once(inventory: Any, engine: AsyncEngine) -> None:

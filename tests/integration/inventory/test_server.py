@@ -15,7 +15,7 @@ from inventory.settings import DEMO_CATALOG
 from orderflow_kit.infra import Infrastructure, free_port, poll_until
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec
-from tests.integration.inventory.helpers import health_status
+from tests.support.grpc_servers import health_status
 
 START_TIMEOUT = 30.0
 

@@ -12,19 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.streams import ORDERS_STREAM
-from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.nats import ensure_streams
-from tests.integration.loyalty.helpers import drop_database
+from tests.support.databases import database_engine, fresh_database
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def database(infra: Infrastructure) -> AsyncIterator[str]:
     """One fresh, migrated database per test module (tests use fresh customer and event ids)."""
-    name = f"loyalty_test_{uuid.uuid4().hex[:12]}"
-    await migrate(infra.postgres_url, name, MIGRATIONS)
-    yield name
-    await drop_database(infra.postgres_url, name)
+    async with fresh_database(infra.postgres_url, "loyalty", MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture
@@ -50,9 +47,8 @@ def settings(infra: Infrastructure, database: str) -> LoyaltySettings:
 
 @pytest.fixture
 async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(infra.postgres_url, database)
-    yield engine
-    await engine.dispose()
+    async with database_engine(infra.postgres_url, database) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -1,16 +1,16 @@
 """What the loyalty integration tests share: events with fresh ids, the consumer run in-process,
-and polling with deadlines. Every test has its own durable consumer (deliver policy NEW), so it
-only sees what it publishes on the shared ORDERS stream, and its own dead-letter subject."""
+and readers of the broker's and the database's state. Every test has its own durable consumer
+(deliver policy NEW), so it only sees what it publishes on the shared ORDERS stream, and its own
+dead-letter subject."""
 
 import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
-import asyncpg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -26,6 +26,7 @@ from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from orderflow_kit.infra import free_port
+from tests.support.polling import eventually
 
 TIMEOUT = 15.0
 
@@ -71,14 +72,6 @@ async def rows(engine: AsyncEngine, table: str, event_id: str) -> int:
 
 async def dead_letters(js: JetStreamContext, consumer: str) -> list[DeadLetter]:
     return await list_dead_letters(js, subject=f"dlq.{consumer}.>")
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = TIMEOUT) -> None:
-    """Poll `condition` until it holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"condition not met within {within}s"
-        await asyncio.sleep(0.05)
 
 
 async def consumer_info(js: JetStreamContext, consumer: str) -> api.ConsumerInfo:
@@ -176,13 +169,3 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.close()
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    server = make_url(server_url.replace("postgres://", "postgresql://", 1))
-    dsn = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()

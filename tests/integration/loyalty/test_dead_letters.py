@@ -20,12 +20,12 @@ from tests.integration.loyalty.helpers import (
     consumer_info,
     consuming,
     dead_letters,
-    eventually,
     new_customer_id,
     order_created,
     order_created_payload,
     publish,
 )
+from tests.support.polling import eventually
 
 
 def without_ce_headers(event: CloudEvent) -> dict[str, str]:

@@ -17,13 +17,13 @@ from tests.integration.loyalty.helpers import (
     balance,
     consuming,
     dead_letters,
-    eventually,
     new_customer_id,
     order_created,
     order_created_payload,
     publish,
     rows,
 )
+from tests.support.polling import eventually
 
 
 async def orderflow(*args: str) -> Result:

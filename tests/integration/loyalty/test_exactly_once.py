@@ -21,7 +21,6 @@ from tests.integration.loyalty.helpers import (
     consumer_info,
     consuming,
     dead_letters,
-    eventually,
     handler_waits_on_a_lock,
     new_customer_id,
     order_created,
@@ -29,6 +28,7 @@ from tests.integration.loyalty.helpers import (
     publish_when_reconnected,
     rows,
 )
+from tests.support.polling import eventually
 
 
 async def test_an_order_created_event_awards_its_points_once(

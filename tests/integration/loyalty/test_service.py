@@ -14,7 +14,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from loyalty.awarding_points import get_balance
-from loyalty.main import run
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_kit.db import create_engine
@@ -26,11 +25,12 @@ from orderflow_kit.processes import ServiceProcess, ServiceSpec
 from tests.integration.loyalty.helpers import (
     acked_through,
     consumer_exists,
-    eventually,
     new_customer_id,
     order_created,
     publish,
 )
+from tests.support.polling import eventually
+from tests.support.services import serving_loyalty
 
 START_TIMEOUT = 30.0
 
@@ -38,23 +38,8 @@ START_TIMEOUT = 30.0
 @asynccontextmanager
 async def serving(settings: LoyaltySettings) -> AsyncIterator[loyalty_pb2_grpc.LoyaltyServiceStub]:
     """The service's real wiring (loyalty.main.run) in this event loop, and a client of it."""
-    address = f"{settings.listen_host}:{settings.loyalty_port}"
-    stop = asyncio.Event()
-    server = asyncio.create_task(run(settings, stop))
-
-    async def ready() -> bool:
-        if server.done():
-            server.result()
-            raise AssertionError("the service stopped before it served")
-        return await asyncio.to_thread(grpc_serving, address)
-
-    try:
-        await eventually(ready, within=START_TIMEOUT)
-        async with channel(address) as connection:
-            yield loyalty_pb2_grpc.LoyaltyServiceStub(connection)
-    finally:
-        stop.set()
-        await server
+    async with serving_loyalty(settings) as address, channel(address) as connection:
+        yield loyalty_pb2_grpc.LoyaltyServiceStub(connection)
 
 
 async def test_get_balance_answers_the_points_the_consumer_awarded(

@@ -9,28 +9,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import inventory.main
 import orders.main
 from inventory.settings import InventorySettings
+from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2_grpc
-from orderflow_kit.db import create_engine
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
-from tests.integration.orders.helpers import (
-    FakeInventory,
-    drop_database,
-    new_database,
-    serving_fake_inventory,
-    serving_inventory,
-    serving_orders,
-    write_catalog,
-)
+from tests.integration.orders.helpers import FakeInventory, write_catalog
+from tests.support.databases import database_engine, fresh_database
+from tests.support.grpc_servers import serving_servicer
+from tests.support.services import serving_inventory, serving_orders
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def inventory_database(infra: Infrastructure) -> AsyncIterator[str]:
     """The real inventory's database, one per test module (tests only look at stock deltas)."""
-    name = await new_database(infra.postgres_url, "inventory", inventory.main.MIGRATIONS)
-    yield name
-    await drop_database(infra.postgres_url, name)
+    async with fresh_database(infra.postgres_url, "inventory", inventory.main.MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture
@@ -57,23 +51,21 @@ def fake_inventory() -> FakeInventory:
 @pytest.fixture
 async def fake_inventory_address(fake_inventory: FakeInventory) -> AsyncIterator[str]:
     """For failure cases the real inventory cannot be made to show (slowness), and for speed."""
-    async with serving_fake_inventory(fake_inventory) as address:
-        yield address
+    async with serving_servicer(fake_inventory, inventory_pb2_grpc.add_InventoryServiceServicer_to_server) as fake:
+        yield fake.address
 
 
 @pytest.fixture
 async def orders_database(infra: Infrastructure) -> AsyncIterator[str]:
     """A fresh orders database per test: each test's outbox holds only its own events."""
-    name = await new_database(infra.postgres_url, "orders", orders.main.MIGRATIONS)
-    yield name
-    await drop_database(infra.postgres_url, name)
+    async with fresh_database(infra.postgres_url, "orders", orders.main.MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture
 async def orders_engine(infra: Infrastructure, orders_database: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(infra.postgres_url, orders_database)
-    yield engine
-    await engine.dispose()
+    async with database_engine(infra.postgres_url, orders_database) as engine:
+        yield engine
 
 
 @pytest.fixture

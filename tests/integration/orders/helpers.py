@@ -1,39 +1,24 @@
-"""What the orders integration tests share: fresh databases, the orders service (and the real
-inventory) served in-process through their real wiring, a fake inventory for failure cases,
-and readers of the outbox and of the ORDERS stream."""
+"""What the orders integration tests share: the real inventory's catalog, a fake inventory for
+failure cases, and readers of the outbox and of the ORDERS stream."""
 
 import asyncio
 import json
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import grpc
 import nats
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import inventory.main
-import orders.main
-from inventory.settings import InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.streams import ORDERS_STREAM
-from orderflow_kit.db import migrate
-from orderflow_kit.grpc_client import ErrorDetail, error_detail
 from orderflow_kit.nats import ensure_streams
-from orders.settings import OrdersSettings
-
-TIMEOUT = 10.0
 
 # The catalog of the real inventory the tests order from.
 CATALOG = [
@@ -46,80 +31,6 @@ CATALOG = [
 def write_catalog(path: Path) -> Path:
     path.write_text(json.dumps(CATALOG))
     return path
-
-
-async def new_database(server_url: str, prefix: str, migrations: Path) -> str:
-    """A fresh, migrated database on the test server; tests never share data by accident."""
-    name = f"{prefix}_test_{uuid.uuid4().hex[:12]}"
-    await migrate(server_url, name, migrations)
-    return name
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    server = make_url(server_url.replace("postgres://", "postgresql://", 1))
-    dsn = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = TIMEOUT) -> None:
-    """Poll `condition` until it holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"condition not met within {within}s"
-        await asyncio.sleep(0.02)
-
-
-async def rpc_error(call: Awaitable[object]) -> tuple[grpc.StatusCode, ErrorDetail]:
-    """The status code and ErrorInfo of a call that must fail."""
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error_detail(error)
-    raise AssertionError("the call succeeded")
-
-
-async def _serving_ok(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
-        try:
-            response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-        except grpc.aio.AioRpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-@asynccontextmanager
-async def _serving(run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], address: str) -> AsyncIterator[str]:
-    stop = asyncio.Event()
-    server = asyncio.create_task(run(stop))
-
-    async def ready() -> bool:
-        if server.done():
-            server.result()  # a failed start raises its own error here
-            raise AssertionError("the server stopped before it served")
-        return await _serving_ok(address)
-
-    try:
-        await eventually(ready)
-        yield address
-    finally:
-        stop.set()
-        await server
-
-
-def serving_orders(settings: OrdersSettings) -> AbstractAsyncContextManager[str]:
-    """The orders service, relay included, in this event loop (orders.main.run) until the block ends."""
-    return _serving(lambda stop: orders.main.run(settings, stop), f"{settings.listen_host}:{settings.orders_port}")
-
-
-def serving_inventory(settings: InventorySettings) -> AbstractAsyncContextManager[str]:
-    """The REAL inventory service in this event loop (inventory.main.run) until the block ends."""
-    return _serving(
-        lambda stop: inventory.main.run(settings, stop), f"{settings.listen_host}:{settings.inventory_port}"
-    )
 
 
 @dataclass
@@ -146,18 +57,6 @@ class FakeInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: ignor
     ) -> inventory_pb2.ReleaseStockResponse:
         self.release_requests.append(request.order_id)
         return inventory_pb2.ReleaseStockResponse(released=True)
-
-
-@asynccontextmanager
-async def serving_fake_inventory(fake: FakeInventory) -> AsyncIterator[str]:
-    server = grpc.aio.server()
-    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
 
 
 async def count_rows(engine: AsyncEngine, order_id: str) -> dict[str, int]:

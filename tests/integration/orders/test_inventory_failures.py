@@ -13,7 +13,10 @@ from orderflow_contracts.identifiers import MAX_QUANTITY
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.grpc_client import ErrorDetail, channel
 from orders.settings import OrdersSettings
-from tests.integration.orders.helpers import FakeInventory, count_rows, eventually, rpc_error, serving_orders
+from tests.integration.orders.helpers import FakeInventory, count_rows
+from tests.support.polling import eventually
+from tests.support.rpc_errors import rpc_error
+from tests.support.services import serving_orders
 
 INVENTORY_TIMEOUT = 0.3
 
@@ -50,7 +53,10 @@ async def test_a_malformed_order_is_refused_before_inventory_is_called(
 ) -> None:
     refused = await rpc_error(order_service.CreateOrder(request_))
 
-    assert refused == (grpc.StatusCode.INVALID_ARGUMENT, ErrorDetail("VALIDATION_FAILED", {"field": field}))
+    assert (refused.code, refused.detail) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ErrorDetail("VALIDATION_FAILED", {"field": field}),
+    )
     assert fake_inventory.reserve_requests == []
 
 
@@ -61,9 +67,9 @@ async def test_a_slow_inventory_is_a_timeout_and_the_reservation_is_released(
 
     refused = await rpc_error(order_service.CreateOrder(create_request(), timeout=10))
 
-    assert refused == (grpc.StatusCode.DEADLINE_EXCEEDED, ErrorDetail("INVENTORY_TIMEOUT", {}))
+    assert (refused.code, refused.detail) == (grpc.StatusCode.DEADLINE_EXCEEDED, ErrorDetail("INVENTORY_TIMEOUT", {}))
     [order_id] = fake_inventory.reserve_requests
-    await eventually(lambda: _holds(fake_inventory.release_requests == [order_id]))
+    await eventually(lambda: fake_inventory.release_requests == [order_id])
     assert await count_rows(orders_engine, order_id) == {"orders": 0, "order_lines": 0, "outbox": 0}
 
 
@@ -80,9 +86,9 @@ async def test_the_callers_shorter_deadline_bounds_the_inventory_call(
             orders_pb2_grpc.OrderServiceStub(connection).CreateOrder(create_request(), timeout=0.3)
         )
         [order_id] = fake_inventory.reserve_requests
-        await eventually(lambda: _holds(fake_inventory.release_requests == [order_id]))
+        await eventually(lambda: fake_inventory.release_requests == [order_id])
 
-    assert refused[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert refused.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert await count_rows(orders_engine, order_id) == {"orders": 0, "order_lines": 0, "outbox": 0}
 
 
@@ -93,20 +99,14 @@ async def test_a_caller_that_cancels_mid_reservation_still_leaves_a_whole_order(
     reservation succeeds after the caller left, so the order and its event are recorded."""
     fake_inventory.reserve_delay = INVENTORY_TIMEOUT / 2
     call = order_service.CreateOrder(create_request(customer_id=f"cust-{uuid.uuid4().hex[:8]}"), timeout=10)
-    await eventually(lambda: _holds(len(fake_inventory.reserve_requests) == 1))
+    await eventually(lambda: len(fake_inventory.reserve_requests) == 1)
 
     call.cancel()
 
     with pytest.raises(asyncio.CancelledError):
         await call
     [order_id] = fake_inventory.reserve_requests
-    await eventually(lambda: _counts_are(orders_engine, order_id, {"orders": 1, "order_lines": 1, "outbox": 1}))
+    await eventually(
+        lambda: count_rows(orders_engine, order_id), lambda rows: rows == {"orders": 1, "order_lines": 1, "outbox": 1}
+    )
     assert fake_inventory.release_requests == []
-
-
-async def _holds(condition: bool) -> bool:
-    return condition
-
-
-async def _counts_are(engine: AsyncEngine, order_id: str, expected: dict[str, int]) -> bool:
-    return await count_rows(engine, order_id) == expected

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from orders.models import Order, OrderStatus
-from tests.integration.orders.helpers import rpc_error
+from tests.support.rpc_errors import rpc_error
 
 
 @pytest.fixture
@@ -135,4 +135,6 @@ BAD_LISTINGS = {
 async def test_a_bad_listing_request_is_invalid_argument(
     order_service: Any, request_: orders_pb2.ListOrdersRequest, detail: ErrorDetail
 ) -> None:
-    assert await rpc_error(order_service.ListOrders(request_)) == (grpc.StatusCode.INVALID_ARGUMENT, detail)
+    refused = await rpc_error(order_service.ListOrders(request_))
+
+    assert (refused.code, refused.detail) == (grpc.StatusCode.INVALID_ARGUMENT, detail)

@@ -17,13 +17,13 @@ from orderflow_kit.infra import Infrastructure, ManagedServer
 from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import (
     event_ids_of,
-    eventually,
     jetstream,
     next_stream_seq,
     pending_events,
-    serving_orders,
     stream_messages,
 )
+from tests.support.polling import eventually
+from tests.support.services import serving_orders
 
 
 @pytest.fixture
@@ -100,15 +100,16 @@ async def test_orders_taken_while_nats_is_down_are_published_exactly_once_when_i
     first_stream_seq: int,
 ) -> None:
     before = await event_ids_of(orders_engine, await place_orders(order_service, 1))
-    await eventually(lambda: _equals(pending_events(orders_engine, before), 0))  # the relay is connected
+    # Everything before the outage is published: the relay is connected.
+    await eventually(lambda: pending_events(orders_engine, before), lambda pending: pending == 0)
 
     async with nats_outage:
         during = await event_ids_of(orders_engine, await place_orders(order_service, 3))
         assert await pending_events(orders_engine, during) == 3
-        await eventually(lambda: _holds(len(publish_failures) >= 2))  # the relay tried, and got no ack
+        await eventually(lambda: len(publish_failures) >= 2)  # the relay tried, and got no ack
         assert await pending_events(orders_engine, during) == 3
 
-    await eventually(lambda: _equals(pending_events(orders_engine, during), 0))
+    await eventually(lambda: pending_events(orders_engine, during), lambda pending: pending == 0)
     assert await published_counts(infra, first_stream_seq, before + during) == Counter(before + during)
 
 
@@ -125,14 +126,6 @@ async def test_the_service_starts_and_takes_orders_while_nats_is_down(
 
         await nats_outage.end()
 
-        await eventually(lambda: _equals(pending_events(orders_engine, placed), 0))
+        await eventually(lambda: pending_events(orders_engine, placed), lambda pending: pending == 0)
 
     assert await published_counts(infra, first_stream_seq, placed) == Counter(placed)
-
-
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)
-
-
-async def _holds(condition: bool) -> bool:
-    return condition

@@ -22,7 +22,8 @@ from orderflow_kit.request_context import new_traceparent, traceparent_var
 from orders.models import OutboxEvent
 from orders.outbox import add_to_outbox, new_event
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
-from tests.integration.orders.helpers import eventually, jetstream, next_stream_seq, pending_events, stream_messages
+from tests.integration.orders.helpers import jetstream, next_stream_seq, pending_events, stream_messages
+from tests.support.polling import eventually
 
 # Longer than any test here: a relay configured with it can only be woken by NOTIFY.
 NEVER_POLLS = 60.0
@@ -190,7 +191,7 @@ async def test_two_relays_over_one_outbox_publish_each_event_once(
                 await eventually(lambda: all_published(orders_engine, events))
             stored = await stream_messages(js, first_seq, ids)
         await listener.flush()
-        await eventually(lambda: _holds(len(on_the_wire) >= len(ids)))
+        await eventually(lambda: len(on_the_wire) >= len(ids))
     finally:
         await listener.close()
 
@@ -220,7 +221,3 @@ async def _listening(engine: AsyncEngine, database: str) -> bool:
 async def _has_new_listener(engine: AsyncEngine, database: str, lost: int) -> bool:
     pids = await listener_pids(engine, database)
     return bool(pids) and lost not in pids
-
-
-async def _holds(condition: bool) -> bool:
-    return condition

@@ -24,7 +24,10 @@ from orders.inventory_client import InventoryClient
 from orders.models import OutboxEvent
 from orders.placing_orders import Orders, RequestedItem
 from orders.settings import OrdersSettings
-from tests.integration.orders.helpers import count_rows, eventually, rpc_error, serving_orders
+from tests.integration.orders.helpers import count_rows
+from tests.support.polling import eventually
+from tests.support.rpc_errors import rpc_error
+from tests.support.services import serving_orders
 
 
 @pytest.fixture
@@ -115,11 +118,14 @@ async def test_get_order_returns_the_order_as_created(order_service: Any) -> Non
 async def test_get_order_of_an_unknown_or_malformed_id_is_not_found_or_invalid(order_service: Any) -> None:
     missing = str(uuid.uuid4())
 
-    assert await rpc_error(order_service.GetOrder(orders_pb2.GetOrderRequest(order_id=missing))) == (
+    unknown = await rpc_error(order_service.GetOrder(orders_pb2.GetOrderRequest(order_id=missing)))
+    malformed = await rpc_error(order_service.GetOrder(orders_pb2.GetOrderRequest(order_id="order-1")))
+
+    assert (unknown.code, unknown.detail) == (
         grpc.StatusCode.NOT_FOUND,
         ErrorDetail("ORDER_NOT_FOUND", {"order_id": missing}),
     )
-    assert await rpc_error(order_service.GetOrder(orders_pb2.GetOrderRequest(order_id="order-1"))) == (
+    assert (malformed.code, malformed.detail) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         ErrorDetail("VALIDATION_FAILED", {"field": "order_id"}),
     )
@@ -133,8 +139,14 @@ async def test_inventory_refusals_reach_the_caller_unchanged_and_nothing_is_writ
     unknown = await rpc_error(order_service.CreateOrder(create_request(new_customer(), {"NO-SUCH-SKU": 1})))
     short = await rpc_error(order_service.CreateOrder(create_request(new_customer(), {"TEST-RARE": rare_before + 1})))
 
-    assert unknown == (grpc.StatusCode.NOT_FOUND, ErrorDetail("UNKNOWN_SKU", {"skus": "NO-SUCH-SKU"}))
-    assert short == (grpc.StatusCode.FAILED_PRECONDITION, ErrorDetail("OUT_OF_STOCK", {"skus": "TEST-RARE"}))
+    assert (unknown.code, unknown.detail) == (
+        grpc.StatusCode.NOT_FOUND,
+        ErrorDetail("UNKNOWN_SKU", {"skus": "NO-SUCH-SKU"}),
+    )
+    assert (short.code, short.detail) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        ErrorDetail("OUT_OF_STOCK", {"skus": "TEST-RARE"}),
+    )
     assert await order_count(orders_engine) == {"orders": 0, "order_lines": 0, "outbox": 0}
     assert await available(inventory, "TEST-RARE") == rare_before
 
@@ -157,9 +169,9 @@ async def test_a_write_failing_after_the_reservation_releases_it_and_writes_noth
 
     refused = await rpc_error(order_service.CreateOrder(create_request(new_customer(), {"TEST-MUG": 3}), timeout=10))
 
-    assert refused == (grpc.StatusCode.UNAVAILABLE, ErrorDetail("ORDERS_STORE_UNAVAILABLE", {}))
+    assert (refused.code, refused.detail) == (grpc.StatusCode.UNAVAILABLE, ErrorDetail("ORDERS_STORE_UNAVAILABLE", {}))
     assert await order_count(orders_engine) == {"orders": 0, "order_lines": 0, "outbox": 0}
-    await eventually(lambda: _equals(available(inventory, "TEST-MUG"), mugs_before))
+    await eventually(lambda: available(inventory, "TEST-MUG"), lambda mugs: mugs == mugs_before)
 
 
 async def test_an_unreachable_database_after_the_reservation_releases_it(
@@ -191,9 +203,5 @@ async def test_an_unreachable_inventory_is_unavailable_and_nothing_is_written(
             )
         )
 
-    assert refused == (grpc.StatusCode.UNAVAILABLE, ErrorDetail("INVENTORY_UNAVAILABLE", {}))
+    assert (refused.code, refused.detail) == (grpc.StatusCode.UNAVAILABLE, ErrorDetail("INVENTORY_UNAVAILABLE", {}))
     assert await order_count(orders_engine) == {"orders": 0, "order_lines": 0, "outbox": 0}
-
-
-async def _equals(value: Any, expected: int) -> bool:
-    return bool(await value == expected)

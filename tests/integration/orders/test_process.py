@@ -4,7 +4,6 @@ on SIGTERM."""
 import asyncio
 import json
 import time
-from collections.abc import Awaitable
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec
 from orders.main import SERVICE_NAME
-from tests.integration.orders.helpers import event_ids_of, eventually, pending_events
+from tests.integration.orders.helpers import event_ids_of, pending_events
+from tests.support.polling import eventually
 
 START_TIMEOUT = 30.0
 
@@ -54,7 +54,7 @@ async def test_python_m_orders_serves_publishes_and_exits_0_on_sigterm(
             )
             services = await _reflected_services(connection)
         event_ids = await event_ids_of(orders_engine, [order.order_id])
-        await eventually(lambda: _equals(pending_events(orders_engine, event_ids), 0))
+        await eventually(lambda: pending_events(orders_engine, event_ids), lambda pending: pending == 0)
     finally:
         await asyncio.to_thread(process.stop)
 
@@ -73,7 +73,3 @@ async def _reflected_services(connection: grpc.aio.Channel) -> set[str]:
     call = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     responses = [response async for response in call]
     return {service.name for service in responses[0].list_services_response.service}
-
-
-async def _equals(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
