@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from orderflow_kit.grpc_client import ErrorDetail, error_detail
 from orderflow_kit.request_context import request_id_var
@@ -193,6 +194,21 @@ def problem_from_http_exception(error: HTTPException, method: str) -> Problem:
     return Problem(status, status.name, details.get(status, str(error.detail)), headers=error.headers)
 
 
+# What a 405's Allow header may name.
+_HTTP_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The Allow header for a 405: every method some route serves at this path. Starlette's own
+    names only the first route with the path, so it would say POST for /v1/orders, which GET serves too."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -211,7 +227,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http_exception(request: Request, error: HTTPException) -> JSONResponse:
-        return problem_response(problem_from_http_exception(error, request.method), request.url.path)
+        problem = problem_from_http_exception(error, request.method)
+        if problem.status == HTTPStatus.METHOD_NOT_ALLOWED:
+            problem.headers = {"Allow": allowed_methods(request)}
+        return problem_response(problem, request.url.path)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

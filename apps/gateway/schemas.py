@@ -5,7 +5,8 @@ here with a 422 before any service is called."""
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN
 
@@ -24,7 +25,24 @@ class OrderItemIn(_Request):
 
 class CreateOrderIn(_Request):
     customer_id: CustomerId
-    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    items: list[OrderItemIn] = Field(
+        min_length=1, max_length=MAX_ORDER_LINES, description="One line per SKU: a SKU on two lines is a 422."
+    )
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
+        """The services refuse a repeated SKU; refusing it here keeps it a 422, like every schema mistake."""
+        seen: set[str] = set()
+        for item in items:
+            if item.sku in seen:
+                raise PydanticCustomError(
+                    "duplicate_sku",
+                    "SKU {sku} appears on more than one line; order it once with the total quantity",
+                    {"sku": item.sku},
+                )
+            seen.add(item.sku)
+        return items
 
 
 class OrderLineOut(BaseModel):

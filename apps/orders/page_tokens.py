@@ -7,7 +7,10 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+
+# `encode` makes tokens of about 110 characters.
+MAX_TOKEN_CHARS = 256
 
 
 class InvalidPageToken(ValueError):
@@ -26,11 +29,23 @@ def encode(cursor: Cursor) -> str:
 
 
 def decode(token: str) -> Cursor:
+    """The cursor in a token `encode` made; InvalidPageToken for anything else, whatever it holds."""
     try:
-        created_at, order_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor = Cursor(datetime.fromisoformat(created_at), uuid.UUID(order_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
-        raise InvalidPageToken(token) from error
-    if cursor.created_at.tzinfo is None:
-        raise InvalidPageToken(token)
-    return cursor
+        return _decode(token)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as error:
+        raise InvalidPageToken(token[:80]) from error
+
+
+def _decode(token: str) -> Cursor:
+    # Checked first: a long token could hold JSON nested deeper than the parser's recursion limit.
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ValueError(f"longer than {MAX_TOKEN_CHARS} characters")
+    created_at, order_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    if not isinstance(created_at, str) or not isinstance(order_id, str):
+        raise TypeError("a cursor is a time and an order id, both strings")
+    at = datetime.fromisoformat(created_at)
+    if at.tzinfo is None:
+        raise ValueError("a cursor's time has a UTC offset")
+    # In UTC, as the database compares it; OverflowError for a time at the edge of the calendar
+    # (year 1 east of UTC, year 9999 west of it), which the database driver could not encode.
+    return Cursor(at.astimezone(UTC), uuid.UUID(order_id))

@@ -130,6 +130,7 @@ async def test_a_service_that_is_down_is_a_503(gateway: httpx.AsyncClient, fakes
         ({**AN_ORDER, "discount": 100}, ["body", "discount"]),
         ({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 1, "x": 1}]}, ["body", "items", 0, "x"]),
         ({"customer_id": "customer-1", "items": []}, ["body", "items"]),
+        ({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 1}] * 2}, ["body", "items"]),
         ([], ["body"]),
     ],
 )
@@ -181,11 +182,12 @@ async def test_an_unknown_route_is_a_404_problem(gateway: httpx.AsyncClient) -> 
     assert_problem(await gateway.get("/v1/nothing-here"), 404, "NOT_FOUND")
 
 
-async def test_a_wrong_method_is_a_405_problem_with_allow(gateway: httpx.AsyncClient) -> None:
-    response = await gateway.delete("/v1/products")
+@pytest.mark.parametrize(("path", "allow"), [("/v1/products", "GET"), ("/v1/orders", "GET, POST")])
+async def test_a_wrong_method_is_a_405_problem_with_allow(gateway: httpx.AsyncClient, path: str, allow: str) -> None:
+    response = await gateway.delete(path)
 
     assert_problem(response, 405, "METHOD_NOT_ALLOWED")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == allow
 
 
 async def test_an_unexpected_failure_is_a_500_problem_without_internals(settings: GatewaySettings) -> None:

@@ -33,6 +33,11 @@ GARBAGE = {
     "bad order id": b64(b'["2026-11-21T04:31:09+00:00", "order-1"]'),
     "numbers": b64(b"[1, 2]"),
     "not utf-8": b64(b"\xff\xfe"),
+    "order id not a string": b64(b'["2026-11-21T04:31:09+00:00", 5]'),
+    "year 1 east of UTC": b64(f'["0001-01-01T00:00:00+14:00", "{uuid.uuid4()}"]'.encode()),
+    "year 9999 west of UTC": b64(f'["9999-12-31T23:59:59-14:00", "{uuid.uuid4()}"]'.encode()),
+    "nested deeper than the parser goes": b64(b"[" * 5000 + b"]" * 5000),
+    "far too long": encode(Cursor(datetime(2026, 11, 21, tzinfo=UTC), uuid.uuid4())) * 3,
 }
 
 

@@ -1,0 +1,374 @@
+"""Hostile requests to every method of the three gRPC services (the real ones, in-process, on
+databases of their own): a client's mistake is refused with INVALID_ARGUMENT, NOT_FOUND or
+FAILED_PRECONDITION (ALREADY_EXISTS where the contract says so) and an ErrorInfo code, never
+with UNKNOWN or INTERNAL; a request that happens to be valid succeeds."""
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import grpc
+import nats
+import pytest
+import pytest_asyncio
+from hypothesis import example, given
+from hypothesis import strategies as st
+from nats.js.errors import NotFoundError
+
+import inventory.main
+import loyalty.main
+import orders.main
+from inventory.settings import InventorySettings
+from loyalty.settings import LoyaltySettings
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
+from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
+from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_kit.grpc_client import error_detail
+from orderflow_kit.infra import Infrastructure, free_port
+from orders.settings import OrdersSettings
+from tests.hostile.strategies import (
+    HOSTILE_EXAMPLES,
+    customer_ids,
+    hostile_int32,
+    hostile_text,
+    odd_order_ids,
+    order_ids,
+    repeated,
+    skus,
+)
+from tests.support.databases import fresh_database
+from tests.support.services import serving_inventory, serving_loyalty, serving_orders
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+Code = grpc.StatusCode
+
+INVENTORY = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"]
+ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
+LOYALTY = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyService"]
+
+IN_STOCK = [
+    {"sku": "HOSTILE-MUG", "name": "Plenty", "price_cents": 1250, "stock": 1_000_000_000},
+    {"sku": "HOSTILE-RARE", "name": "Nearly gone", "price_cents": 99_900, "stock": 1},
+]
+CATALOG_SKUS = st.sampled_from([str(product["sku"]) for product in IN_STOCK])
+# MAX_ORDER_LINES SKUs of the longest allowed shape, unknown or out of stock: a refusal naming them
+# all would not fit in gRPC's trailing metadata.
+LONGEST_UNKNOWN_SKUS = [f"{'Z' * 60}{index:04d}" for index in range(MAX_ORDER_LINES)]
+LONGEST_SOLD_OUT_SKUS = [f"{'S' * 60}{index:04d}" for index in range(MAX_ORDER_LINES)]
+CATALOG = [
+    *IN_STOCK,
+    *({"sku": sku, "name": "Sold out", "price_cents": 100, "stock": 0} for sku in LONGEST_SOLD_OUT_SKUS),
+]
+
+
+@dataclass(frozen=True)
+class Services:
+    inventory: Any  # the generated stubs are untyped
+    orders: Any
+    loyalty: Any
+    # By full service name, for calls with raw bytes.
+    channels: Mapping[str, grpc.aio.Channel]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
+    """Inventory, orders (calling that inventory) and loyalty, each on a fresh database, once per module."""
+    catalog = tmp_path_factory.mktemp("hostile-grpc") / "catalog.json"
+    catalog.write_text(json.dumps(CATALOG))
+    common: dict[str, Any] = {
+        "nats_url": infra.nats_url,
+        "postgres_url": infra.postgres_url,
+        "listen_host": "127.0.0.1",
+        "log_format": "json",
+        "shutdown_grace_seconds": 1.0,
+    }
+    async with AsyncExitStack() as stack:
+
+        async def database(prefix: str, migrations: Path) -> str:
+            return await stack.enter_async_context(fresh_database(infra.postgres_url, prefix, migrations))
+
+        async def serve(serving: AbstractAsyncContextManager[str]) -> Any:
+            """A plain channel to the service (no retries that could hide an answer), closed at the end."""
+            address = await stack.enter_async_context(serving)
+            return await stack.enter_async_context(grpc.aio.insecure_channel(address))
+
+        inventory_database = await database("inventory", inventory.main.MIGRATIONS)
+        inventory_port = free_port()
+        inventory_channel = await serve(
+            serving_inventory(
+                InventorySettings(
+                    **common, inventory_database=inventory_database, inventory_port=inventory_port, catalog=catalog
+                )
+            )
+        )
+        orders_channel = await serve(
+            serving_orders(
+                OrdersSettings(
+                    **common,
+                    orders_database=await database("orders", orders.main.MIGRATIONS),
+                    orders_port=free_port(),
+                    inventory_addr=f"127.0.0.1:{inventory_port}",
+                )
+            )
+        )
+        consumer = f"loyalty-hostile-{uuid.uuid4().hex[:10]}"
+        stack.push_async_callback(_delete_consumer, infra.nats_url, consumer)
+        loyalty_channel = await serve(
+            serving_loyalty(
+                LoyaltySettings(
+                    **common,
+                    loyalty_database=await database("loyalty", loyalty.main.MIGRATIONS),
+                    loyalty_port=free_port(),
+                    loyalty_consumer=consumer,
+                    loyalty_deliver_policy="new",
+                )
+            )
+        )
+        yield Services(
+            inventory_pb2_grpc.InventoryServiceStub(inventory_channel),
+            orders_pb2_grpc.OrderServiceStub(orders_channel),
+            loyalty_pb2_grpc.LoyaltyServiceStub(loyalty_channel),
+            {
+                INVENTORY.full_name: inventory_channel,
+                ORDERS.full_name: orders_channel,
+                LOYALTY.full_name: loyalty_channel,
+            },
+        )
+
+
+async def _delete_consumer(nats_url: str, consumer: str) -> None:
+    connection = await nats.connect(nats_url)
+    with suppress(NotFoundError):
+        await connection.jetstream().delete_consumer(ORDERS_STREAM, consumer)
+    await connection.close()
+
+
+async def answer(call: Awaitable[object], allowed: Collection[Code]) -> Code:
+    """Await `call`; fail unless it succeeded or was refused with an `allowed` status and an
+    ErrorInfo code (every refusal of ours names its reason)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        refusal = error
+    else:
+        return Code.OK
+    code, message = refusal.code(), refusal.details() or ""
+    assert code in allowed, f"{code.name}: {message[:300]!r}"
+    assert error_detail(refusal).code, f"{code.name} without an ErrorInfo code: {message[:300]!r}"
+    return code
+
+
+# Each method gets hostile values in one field at a time, the others valid: a mistake in one field
+# must not hide behind a refusal of another. Known edges are explicit examples.
+
+# --- inventory --------------------------------------------------------------------------------
+
+valid_stock_lines = st.lists(
+    st.builds(inventory_pb2.StockLine, sku=CATALOG_SKUS, quantity=st.integers(min_value=1, max_value=MAX_QUANTITY)),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda line: line.sku,
+)
+hostile_stock_lines = repeated(
+    st.builds(inventory_pb2.StockLine, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
+    st.builds(inventory_pb2.StockLine, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
+    huge=st.integers(min_value=MAX_ORDER_LINES + 1, max_value=5_000).map(
+        lambda n: [inventory_pb2.StockLine(sku=f"SKU-{index}", quantity=1) for index in range(n)]
+    ),
+)
+
+
+@given(sku=hostile_text(skus, CATALOG_SKUS))
+@HOSTILE_EXAMPLES
+async def test_get_product_answers_a_hostile_sku_with_a_client_error(services: Services, sku: str) -> None:
+    request = inventory_pb2.GetProductRequest(sku=sku)
+    await answer(services.inventory.GetProduct(request), {Code.INVALID_ARGUMENT, Code.NOT_FOUND})
+
+
+async def test_list_products_succeeds(services: Services) -> None:
+    await answer(services.inventory.ListProducts(inventory_pb2.ListProductsRequest()), set())
+
+
+RESERVE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
+
+
+@given(order_id=hostile_text(order_ids, odd_order_ids), items=valid_stock_lines)
+@HOSTILE_EXAMPLES
+async def test_reserve_stock_answers_a_hostile_order_id_with_a_client_error(
+    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
+) -> None:
+    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
+    await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
+
+
+@given(order_id=order_ids, items=hostile_stock_lines)
+@HOSTILE_EXAMPLES
+async def test_reserve_stock_answers_hostile_items_with_a_client_error(
+    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
+) -> None:
+    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
+    await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
+
+
+@given(order_id=hostile_text(order_ids, odd_order_ids))
+@HOSTILE_EXAMPLES
+async def test_release_stock_answers_a_hostile_order_id_with_a_client_error(services: Services, order_id: str) -> None:
+    request = inventory_pb2.ReleaseStockRequest(order_id=order_id)
+    await answer(services.inventory.ReleaseStock(request), {Code.INVALID_ARGUMENT})
+
+
+# --- orders -----------------------------------------------------------------------------------
+
+valid_order_items = st.lists(
+    st.builds(orders_pb2.OrderItem, sku=CATALOG_SKUS, quantity=st.integers(min_value=1, max_value=MAX_QUANTITY)),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda item: item.sku,
+)
+hostile_order_items = repeated(
+    st.builds(orders_pb2.OrderItem, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
+    st.builds(orders_pb2.OrderItem, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
+    huge=st.integers(min_value=MAX_ORDER_LINES + 1, max_value=5_000).map(
+        lambda n: [orders_pb2.OrderItem(sku=f"SKU-{index}", quantity=1) for index in range(n)]
+    ),
+)
+CREATE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION}
+
+
+@given(customer_id=hostile_text(customer_ids), items=valid_order_items)
+@HOSTILE_EXAMPLES
+async def test_create_order_answers_a_hostile_customer_id_with_a_client_error(
+    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
+) -> None:
+    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
+    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
+
+
+@given(customer_id=customer_ids, items=hostile_order_items)
+@HOSTILE_EXAMPLES
+async def test_create_order_answers_hostile_items_with_a_client_error(
+    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
+) -> None:
+    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
+    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
+
+
+@given(order_id=hostile_text(order_ids, odd_order_ids))
+@HOSTILE_EXAMPLES
+async def test_get_order_answers_a_hostile_order_id_with_a_client_error(services: Services, order_id: str) -> None:
+    request = orders_pb2.GetOrderRequest(order_id=order_id)
+    await answer(services.orders.GetOrder(request), {Code.INVALID_ARGUMENT, Code.NOT_FOUND})
+
+
+@given(
+    customer_id=hostile_text(customer_ids),
+    page_size=st.one_of(st.integers(min_value=0, max_value=100), hostile_int32),
+)
+@HOSTILE_EXAMPLES
+async def test_list_orders_answers_a_hostile_customer_id_or_page_size_with_invalid_argument(
+    services: Services, customer_id: str, page_size: int
+) -> None:
+    request = orders_pb2.ListOrdersRequest(customer_id=customer_id, page_size=page_size)
+    await answer(services.orders.ListOrders(request), {Code.INVALID_ARGUMENT})
+
+
+def page_token(value: object) -> str:
+    """A token shaped like the real ones (base64url of JSON, unpadded), holding anything."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+# Cursors at the edges of the calendar: year 1 east of UTC is before the first UTC instant there is.
+edge_zones = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=23, minutes=59))])
+cursor_times = st.one_of(
+    st.datetimes(timezones=edge_zones),
+    st.builds(lambda at, zone: at.replace(tzinfo=zone), st.sampled_from([datetime.min, datetime.max]), edge_zones),
+)
+cursors = st.tuples(cursor_times.map(datetime.isoformat), st.one_of(order_ids, odd_order_ids, hostile_text())).map(list)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(), children, max_size=3)),
+    max_leaves=6,
+)
+nested_json_tokens = st.integers(min_value=100, max_value=100_000).map(
+    lambda depth: base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).decode()
+)
+page_tokens = st.one_of(hostile_text(), cursors.map(page_token), json_values.map(page_token), nested_json_tokens)
+
+
+@given(page_token=page_tokens)
+@example(page_token=page_token(["0001-01-01T00:00:00+14:00", str(uuid.UUID(int=1))]))
+@example(page_token=page_token(["9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1))]))
+@example(page_token=page_token(["2026-11-21T00:00:00+00:00", 1]))
+@example(page_token=base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode())
+@HOSTILE_EXAMPLES
+async def test_list_orders_answers_a_hostile_page_token_with_invalid_argument(
+    services: Services, page_token: str
+) -> None:
+    request = orders_pb2.ListOrdersRequest(customer_id="hostile-customer", page_size=5, page_token=page_token)
+    await answer(services.orders.ListOrders(request), {Code.INVALID_ARGUMENT})
+
+
+# --- loyalty ----------------------------------------------------------------------------------
+
+
+@given(customer_id=hostile_text(customer_ids))
+@HOSTILE_EXAMPLES
+async def test_get_balance_answers_a_hostile_customer_id_with_invalid_argument(
+    services: Services, customer_id: str
+) -> None:
+    request = loyalty_pb2.GetBalanceRequest(customer_id=customer_id)
+    await answer(services.loyalty.GetBalance(request), {Code.INVALID_ARGUMENT})
+
+
+# --- the largest refusals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("skus", "refusal"),
+    [(LONGEST_UNKNOWN_SKUS, Code.NOT_FOUND), (LONGEST_SOLD_OUT_SKUS, Code.FAILED_PRECONDITION)],
+    ids=["unknown", "sold out"],
+)
+async def test_the_largest_refusal_reaches_the_client(services: Services, skus: list[str], refusal: Code) -> None:
+    stock_lines = [inventory_pb2.StockLine(sku=sku, quantity=1) for sku in skus]
+    reserve = inventory_pb2.ReserveStockRequest(order_id=str(uuid.uuid4()), items=stock_lines)
+    create = orders_pb2.CreateOrderRequest(
+        customer_id="hostile-customer", items=[orders_pb2.OrderItem(sku=sku, quantity=1) for sku in skus]
+    )
+
+    assert await answer(services.inventory.ReserveStock(reserve), {refusal}) == refusal
+    assert await answer(services.orders.CreateOrder(create, timeout=10), {refusal}) == refusal
+
+
+# --- bytes that are no request message ------------------------------------------------------
+
+EVERY_METHOD = [
+    (service.full_name, method.name) for service in (INVENTORY, ORDERS, LOYALTY) for method in service.methods
+]
+ANY_CLIENT_ERROR = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
+
+undecodable = st.one_of(
+    st.binary(min_size=1, max_size=200),
+    # Field 1 (a string in every request here) holding bytes that are not UTF-8 (0xff never is).
+    st.binary(max_size=100).map(lambda text: b"\x0a" + bytes([len(text) + 1]) + text + b"\xff"),
+)
+
+
+@pytest.mark.parametrize(("service", "method"), EVERY_METHOD)
+@given(raw=undecodable)
+@HOSTILE_EXAMPLES
+async def test_bytes_that_are_no_request_message_are_a_client_error(
+    services: Services, service: str, method: str, raw: bytes
+) -> None:
+    call = services.channels[service].unary_unary(
+        f"/{service}/{method}", request_serializer=bytes, response_deserializer=bytes
+    )
+    await answer(call(raw, timeout=10), ANY_CLIENT_ERROR)
