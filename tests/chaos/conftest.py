@@ -1,0 +1,3 @@
+from tests.support.pipeline import pytest_runtest_makereport
+
+__all__ = ["pytest_runtest_makereport"]
