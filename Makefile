@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STATE ?= .state
 PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
 
-.PHONY: help up test lint unit integration e2e stubs clean
+.PHONY: help up test lint unit integration e2e chaos stubs clean
 
 help:
 	@echo "make up     start infrastructure and the four services (Ctrl-C stops everything)"
 	@echo "make test   lint, type-check, import rules, contract drift, then every test"
 	@echo "make lint   only the static checks"
+	@echo "make chaos  the fault-injection suite: break the running pipeline, then reconcile"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
 
 $(UV):
@@ -46,6 +47,10 @@ integration: $(VENV)/.synced
 
 e2e: $(VENV)/.synced
 	$(BIN)/pytest tests/e2e
+
+# Fault injection against the whole pipeline (several minutes); not yet part of `make test`.
+chaos: $(VENV)/.synced
+	$(BIN)/pytest tests/chaos -s
 
 stubs: $(VENV)/.synced
 	$(BIN)/python -m grpc_tools.protoc -I libs --python_out=libs --pyi_out=libs --grpc_python_out=libs $(PROTOS)

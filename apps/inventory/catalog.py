@@ -68,7 +68,13 @@ async def load_catalog_if_empty(engine: AsyncEngine, path: Path) -> int:
             return 0
         entries = read_catalog(path)
         rows = [
-            {"sku": entry.sku, "name": entry.name, "price_cents": entry.price_cents, "available": entry.stock}
+            {
+                "sku": entry.sku,
+                "name": entry.name,
+                "price_cents": entry.price_cents,
+                "available": entry.stock,
+                "received": entry.stock,
+            }
             for entry in entries
         ]
         added = (await session.exec(insert(Product).values(rows).on_conflict_do_nothing())).rowcount if rows else 0

@@ -1,16 +1,21 @@
-"""Wiring: settings, logging, database, catalog, then InventoryService until SIGTERM."""
+"""Wiring: settings, logging, database, catalog, then InventoryService until SIGTERM, with the
+OrderCreated consumer (confirms reservations) and the sweeper (expires them) beside it."""
 
 import asyncio
+from functools import partial
 from pathlib import Path
 
 import structlog
 
 from inventory.catalog import CatalogError, load_catalog_if_empty
+from inventory.expiry import sweep_expired_reservations
+from inventory.order_events import consume_order_events
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.readiness import nats_server, postgres
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -35,6 +40,18 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
             host=settings.listen_host,
             port=settings.inventory_port,
             services=[inventory_service(engine, settings.currency)],
+            background=[
+                partial(consume_order_events, settings, engine),
+                partial(
+                    sweep_expired_reservations,
+                    engine,
+                    ttl_seconds=settings.reservation_ttl_seconds,
+                    every_seconds=settings.reservation_sweep_seconds,
+                    batch_size=settings.reservation_sweep_batch_size,
+                ),
+            ],
+            # Reservations need only the database; NATS (the consumer's) is reported, not required.
+            dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
         )

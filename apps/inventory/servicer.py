@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory import catalog, reservations
 from inventory.models import Product
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit import faults
 from orderflow_kit.grpc_server import GrpcService
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
@@ -37,6 +38,8 @@ class InventoryServicer:
     ) -> inventory_pb2.Reservation:
         items = [reservations.StockLine(sku=item.sku, quantity=item.quantity) for item in request.items]
         lines = await reservations.reserve_stock(self._engine, request.order_id, items)
+        # Fault flag (docs/fault-flags.md): reserved, but the answer comes late.
+        await faults.inventory_delay(order_id=request.order_id)
         return inventory_pb2.Reservation(
             order_id=request.order_id,
             lines=[

@@ -13,12 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from loyalty.dedupe import claim_event
-from loyalty.failures import is_dependency_failure
 from loyalty.models import Balance, LedgerEntry
-from orderflow_contracts.cloudevents import CloudEvent, MalformedEvent
-from orderflow_contracts.events import OrderCreatedV1
+from orderflow_contracts.events import OrderCreated
 from orderflow_contracts.identifiers import is_customer_id
 from orderflow_kit.errors import invalid_argument, unavailable
+from orderflow_kit.failures import is_dependency_failure
 
 CENTS_PER_POINT = 100
 
@@ -29,26 +28,10 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class OrderCreated:
-    event_id: str  # the CloudEvent's ce-id: the same across re-publishes and replays
-    order: OrderCreatedV1
-
-
-@dataclass(frozen=True)
 class CustomerBalance:
     customer_id: str
     points: int
     orders_awarded: int
-
-
-def read_order_created(headers: dict[str, str] | None, body: bytes) -> OrderCreated:
-    """Parse a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
-    event = CloudEvent.from_message(headers, body)
-    if event.type != OrderCreatedV1.TYPE:
-        raise MalformedEvent(f"unsupported ce-type {event.type!r} (expected {OrderCreatedV1.TYPE!r})")
-    if not event.content_type.startswith("application/json"):
-        raise MalformedEvent(f"unsupported content-type {event.content_type!r} (expected application/json)")
-    return OrderCreated(event.id, OrderCreatedV1.model_validate_json(event.data))
 
 
 def points_for(total_cents: int) -> int:
@@ -83,7 +66,7 @@ async def award_points(engine: AsyncEngine, event: OrderCreated) -> Outcome:
 async def get_balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
     """A customer with nothing awarded yet has a zero balance, not an error."""
     if not is_customer_id(customer_id):
-        raise invalid_argument(f"customer_id {customer_id!r} is not a valid customer id", field="customer_id")
+        raise invalid_argument(f"customer_id {customer_id[:80]!r} is not a valid customer id", field="customer_id")
     query = select(col(Balance.points), col(Balance.orders_awarded)).where(col(Balance.customer_id) == customer_id)
     try:
         async with engine.connect() as connection:

@@ -1,15 +1,20 @@
-"""Wiring: settings, logging, migrations, then LoyaltyService with the OrderCreated consumer beside it."""
+"""Wiring: settings, logging, migrations, then LoyaltyService with the OrderCreated consumer and
+the dedupe table's housekeeping beside it."""
 
 import asyncio
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 from loyalty.consumer import consume_order_events
+from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_server import serve
+from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.readiness import nats_server, postgres
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,7 +34,17 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
             host=settings.listen_host,
             port=settings.loyalty_port,
             services=[loyalty_service(engine)],
-            background=[partial(consume_order_events, settings, engine)],
+            background=[
+                partial(consume_order_events, settings, engine),
+                partial(
+                    purge_periodically,
+                    engine,
+                    expired_claims(timedelta(seconds=settings.loyalty_dedupe_retention_seconds)),
+                    every_seconds=settings.loyalty_dedupe_purge_interval_seconds,
+                ),
+            ],
+            # No points are awarded without the consumer, so NATS is required as well.
+            dependencies=[postgres(engine), nats_server(settings.nats_url)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
         )

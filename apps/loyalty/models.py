@@ -11,6 +11,8 @@ class ProcessedEvent(SQLModel, table=True):
     """One row per event id (ce-id) already handled; written in the same transaction as its effect."""
 
     __tablename__ = "processed_events"
+    # Housekeeping purges rows older than the dedupe retention (dedupe.py) without a full scan.
+    __table_args__ = (sa.Index("processed_events_by_age", "processed_at"),)
 
     event_id: str = Field(primary_key=True)
     processed_at: datetime = Field(

@@ -1,14 +1,20 @@
-"""Wiring: settings, logging, migrations, then OrderService with the outbox relay beside it."""
+"""Wiring: settings, logging, migrations, then OrderService with the outbox relay and the
+outbox's housekeeping beside it."""
 
 import asyncio
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_server import GrpcService, serve
+from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.readiness import nats_server, postgres
 from orders.inventory_client import InventoryClient
+from orders.outbox import published_events
 from orders.outbox_relay import OutboxRelay
 from orders.placing_orders import Orders
 from orders.servicer import OrderServicer
@@ -46,7 +52,17 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
             services=[
                 GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
             ],
-            background=[relay.run],
+            background=[
+                relay.run,
+                partial(
+                    purge_periodically,
+                    engine,
+                    published_events(timedelta(seconds=settings.outbox_retention_seconds)),
+                    every_seconds=settings.outbox_purge_interval_seconds,
+                ),
+            ],
+            # Orders are taken while NATS is down (the outbox keeps their events): NATS is reported, not required.
+            dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
         )

@@ -2,7 +2,8 @@
 outbox of events that commit together with them.
 
 `outbox.published_at` stays NULL until the broker acknowledged the event; the partial index
-keeps the relay's "oldest pending first" query cheap however many published rows pile up."""
+keeps the relay's "oldest pending first" query cheap however many published rows pile up, and
+published rows are purged once older than ORDERFLOW_OUTBOX_RETENTION_SECONDS (outbox.py)."""
 
 import uuid
 from datetime import datetime
@@ -47,7 +48,11 @@ class OutboxEvent(SQLModel, table=True):
     """An event exactly as it will be published: NATS subject, CloudEvents headers, body."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("outbox_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),)
+    __table_args__ = (
+        Index("outbox_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+        # Housekeeping: published rows past their retention are found without reading the table.
+        Index("outbox_published", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+    )
 
     # The event id: `ce-id` and, on its first publish, `Nats-Msg-Id`.
     id: uuid.UUID = Field(primary_key=True)

@@ -1,15 +1,19 @@
 """The write side of the transactional outbox: an event is stored in the SAME transaction as the
 change it announces, so either both commit or neither does; the relay (outbox_relay.py) publishes
-it afterwards. `NOTIFY outbox` in that transaction wakes the relay the moment it commits."""
+it afterwards. `NOTIFY outbox` in that transaction wakes the relay the moment it commits.
+
+A published row is kept for a retention (for audit and investigations), then housekeeping purges
+it; a row not yet published is never purged."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
+from orderflow_kit.housekeeping import Retention
 from orderflow_kit.request_context import request_id_var, traceparent_var
 from orders.models import OutboxEvent
 
@@ -47,3 +51,15 @@ async def add_to_outbox(
         )
     )
     await session.exec(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+def published_events(keep: timedelta) -> Retention:
+    """The rows housekeeping may purge: published more than `keep` ago. A pending row's
+    `published_at` is NULL, which is never older than anything."""
+    return Retention(
+        "published outbox events",
+        OutboxEvent,
+        key=col(OutboxEvent.id),
+        stamp=col(OutboxEvent.published_at),
+        keep=keep,
+    )

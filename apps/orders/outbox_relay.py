@@ -13,7 +13,8 @@ to JetStream, at least once, in the order they were created.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 import asyncpg
 import nats.errors
@@ -29,6 +30,8 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_kit import faults
+from orderflow_kit.faults import Fault
 from orderflow_kit.nats import connect, ensure_streams
 from orders.models import OutboxEvent
 from orders.outbox import NOTIFY_CHANNEL
@@ -114,13 +117,11 @@ class OutboxRelay:
             ).all()
             for event in pending:
                 try:
-                    ack = await js.publish(
-                        event.subject,
-                        event.payload,
-                        headers=dict(event.headers),  # a copy: js.publish adds a header to it
-                        stream=ORDERS_STREAM,  # refused unless the ORDERS stream stores it
-                        timeout=self._publish_timeout,
-                    )
+                    ack = await self._publish(js, event, event.headers)
+                    # Fault flags (docs/fault-flags.md): a crash in the window this design covers
+                    # (acked, not marked), and a duplicate publish for consumers to catch.
+                    faults.crash_point(Fault.RELAY_CRASH_AFTER_PUBLISH, event_id=str(event.id))
+                    await faults.publish_twice(partial(self._publish, js, event), event.headers, event_id=str(event.id))
                 except (nats.errors.Error, TimeoutError) as error:
                     failure = error
                     break
@@ -143,6 +144,15 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(pending)
+
+    async def _publish(self, js: JetStreamContext, event: OutboxEvent, headers: Mapping[str, str]) -> PubAck:
+        return await js.publish(
+            event.subject,
+            event.payload,
+            headers=dict(headers),  # a copy: js.publish adds a header to it
+            stream=ORDERS_STREAM,  # refused unless the ORDERS stream stores it
+            timeout=self._publish_timeout,
+        )
 
     async def _listen_for_commits(self, woken: asyncio.Event) -> None:
         """Keep a LISTEN connection open for as long as the relay runs, re-opening it when lost."""

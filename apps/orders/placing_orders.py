@@ -35,7 +35,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, is_customer_id, is_order_id, is_sku
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+from orderflow_kit import faults
 from orderflow_kit.errors import deadline_exceeded, invalid_argument, not_found, unavailable
+from orderflow_kit.faults import Fault
 from orders import page_tokens
 from orders.inventory_client import InventoryClient, InventoryUnavailable, Reservation, ReservationOutcomeUnknown
 from orders.models import Order, OrderLine, OrderStatus
@@ -170,6 +172,8 @@ class Orders:
             await session.flush()  # the lines' foreign key needs the order row first
             session.add_all(placed.lines)
             await add_to_outbox(session, event, aggregate_id=order.order_id, nats_subject=ORDER_CREATED_SUBJECT)
+            # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
+            faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(order.order_id))
 
     async def _release(self, order_id: uuid.UUID, *, reason: str) -> None:
         try:

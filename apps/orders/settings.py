@@ -1,5 +1,8 @@
-"""Orders' settings beyond the shared ones: how long it waits for inventory, and how its outbox
-relay paces itself. All can be set as `ORDERFLOW_<NAME>` environment variables."""
+"""Orders' settings beyond the shared ones: how long it waits for inventory, how its outbox relay
+paces itself, and how long published events are kept. All can be set as `ORDERFLOW_<NAME>`
+environment variables."""
+
+from pydantic import Field
 
 from orderflow_kit.settings import Settings
 
@@ -15,3 +18,7 @@ class OrdersSettings(Settings):
     outbox_publish_timeout_seconds: float = 2.0
     # The longest pause between the relay's retries while NATS or PostgreSQL is away.
     outbox_retry_max_seconds: float = 5.0
+    # Housekeeping: published events are kept this long (for audit), then purged; pending ones never.
+    outbox_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # How often the purge runs (in batches, each its own short transaction).
+    outbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)

@@ -5,8 +5,12 @@ import uuid
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
+# What `is_order_id` accepts, for schemas: a UUID in its canonical lower-case text form.
+ORDER_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 MAX_QUANTITY = 1000
 MAX_ORDER_LINES = 100
+# Money is integer cents, stored as BIGINT: no amount of any event or message is larger.
+MAX_CENTS = 2**63 - 1
 
 _customer_id = re.compile(CUSTOMER_ID_PATTERN)
 _sku = re.compile(SKU_PATTERN)

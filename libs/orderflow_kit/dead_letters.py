@@ -12,7 +12,12 @@ dead letter is dropped by the broker's duplicate window instead of being stored 
 Replay publishes the original headers (without the `dlq-*` and `Nats-*` ones) and body, or a replacement body,
 with a NEW `Nats-Msg-Id` (the original one may still be inside the broker's duplicate window and
 would be silently dropped) but the SAME `ce-id`, so the consumer's dedupe table still recognises
-an event it has already processed. Then it deletes the dead letter."""
+an event it has already processed. Then it deletes the dead letter.
+
+Operators work on them one at a time (show, replay, delete) or in bulk, all or one consumer's
+(count, replay, purge). Bulk operations take the stream's last sequence when they start and never
+go past it: a message that fails again while `replay_dead_letters` runs is dead-lettered under a
+new, higher sequence, and is not replayed a second time by the same run."""
 
 import base64
 import contextlib
@@ -25,12 +30,13 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from orderflow_contracts.cloudevents import NATS_MSG_ID
+from orderflow_contracts.cloudevents import NATS_MSG_ID, TRACEPARENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, dead_letter_subject
 
 HEADER_PREFIX = "dlq-"
 REASON = "dlq-reason"
 ERROR = "dlq-error"
+ERROR_CLASS = "dlq-error-class"
 CONSUMER = "dlq-consumer"
 ORIGINAL_STREAM = "dlq-stream"
 ORIGINAL_SEQUENCE = "dlq-stream-sequence"
@@ -38,6 +44,7 @@ ORIGINAL_SUBJECT = "dlq-subject"
 ORIGINAL_BROKER_HEADER_PREFIX = "dlq-original-"
 DELIVERIES = "dlq-deliveries"
 DEAD_LETTERED_AT = "dlq-at"
+FIRST_FAILURE_AT = "dlq-first-failure-at"
 
 MAX_ERROR_CHARS = 1000
 ALL_DEAD_LETTERS = "dlq.>"
@@ -79,6 +86,10 @@ class DeadLetter:
         return self.headers.get(ERROR)
 
     @property
+    def error_class(self) -> str | None:
+        return self.headers.get(ERROR_CLASS)
+
+    @property
     def event_id(self) -> str | None:
         return self.headers.get("ce-id")
 
@@ -95,8 +106,25 @@ class DeadLetter:
         return self.headers.get(ORIGINAL_STREAM)
 
     @property
+    def original_sequence(self) -> str | None:
+        return self.headers.get(ORIGINAL_SEQUENCE)
+
+    @property
+    def deliveries(self) -> str | None:
+        return self.headers.get(DELIVERIES)
+
+    @property
+    def first_failure_at(self) -> str | None:
+        return self.headers.get(FIRST_FAILURE_AT)
+
+    @property
     def dead_lettered_at(self) -> str | None:
         return self.headers.get(DEAD_LETTERED_AT)
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C trace context of the request that produced the event: where to look for its story."""
+        return self.headers.get(TRACEPARENT)
 
     def original_headers(self) -> dict[str, str]:
         """The message's own headers: without the `dlq-*` ones and the broker's `Nats-*` ones."""
@@ -107,9 +135,17 @@ class DeadLetter:
         }
 
 
-def dead_letter_headers(
-    message: Msg, *, consumer: str, reason: Reason, error: str, now: datetime | None = None
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class Failed:
+    """Why a consumer gives up on a message: for the `dlq-*` headers."""
+
+    reason: Reason
+    error: str  # one line, see failures.describe
+    error_class: str  # see failures.error_class
+    first_failure_at: datetime
+
+
+def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: datetime | None = None) -> dict[str, str]:
     """The original headers, the `dlq-*` ones, and a Nats-Msg-Id unique to this message and consumer."""
     metadata = message.metadata
     headers = {
@@ -118,13 +154,15 @@ def dead_letter_headers(
     }
     headers.update(
         {
-            REASON: reason.value,
-            ERROR: _header_safe(error),
+            REASON: failed.reason.value,
+            ERROR: _header_safe(failed.error),
+            ERROR_CLASS: _header_safe(failed.error_class),
             CONSUMER: consumer,
             ORIGINAL_STREAM: metadata.stream,
             ORIGINAL_SEQUENCE: str(metadata.sequence.stream),
             ORIGINAL_SUBJECT: message.subject,
             DELIVERIES: str(metadata.num_delivered),
+            FIRST_FAILURE_AT: failed.first_failure_at.isoformat(),
             DEAD_LETTERED_AT: (now or datetime.now(UTC)).isoformat(),
             NATS_MSG_ID: f"dlq.{consumer}.{metadata.stream}.{metadata.sequence.stream}",
         }
@@ -132,16 +170,14 @@ def dead_letter_headers(
     return headers
 
 
-async def publish_dead_letter(
-    js: JetStreamContext, message: Msg, *, consumer: str, reason: Reason, error: str
-) -> PubAck:
+async def publish_dead_letter(js: JetStreamContext, message: Msg, *, consumer: str, failed: Failed) -> PubAck:
     """Store a JetStream message in DEAD_LETTERS. The caller acks the original only after this returns.
     The publish waits for the broker's ack up to the JetStreamContext's timeout."""
     return await js.publish(
         dead_letter_subject(consumer, message.subject),
         message.data,
         stream=DEAD_LETTER_STREAM,
-        headers=dead_letter_headers(message, consumer=consumer, reason=reason, error=error),
+        headers=dead_letter_headers(message, consumer=consumer, failed=failed),
     )
 
 
@@ -186,11 +222,66 @@ async def replay_dead_letter(js: JetStreamContext, sequence: int, *, payload: by
     The new Nats-Msg-Id is derived from the dead letter (its sequence, and where it came from):
     running the same replay again after a crash between the publish and the delete is dropped by
     the broker's duplicate window."""
+    return await _replay(js, await get_dead_letter(js, sequence), payload)
+
+
+@dataclass(frozen=True)
+class BulkReplay:
+    replayed: list[Replayed]
+    # Dead letters that could not be replayed (NotReplayable), with why; they stay in DEAD_LETTERS.
+    skipped: list[tuple[int, str]]
+
+
+async def replay_dead_letters(js: JetStreamContext, *, subject: str = ALL_DEAD_LETTERS) -> BulkReplay:
+    """Replay every dead letter on `subject` (a filter like `dlq.loyalty.>`) stored when this starts,
+    oldest first, each as `replay_dead_letter` does."""
+    last = await _last_sequence(js)
+    replayed: list[Replayed] = []
+    skipped: list[tuple[int, str]] = []
+    after = 0
+    while page := [
+        letter for letter in await list_dead_letters(js, subject=subject, after=after) if letter.sequence <= last
+    ]:
+        for letter in page:
+            try:
+                replayed.append(await _replay(js, letter, None))
+            except NotReplayable as error:
+                skipped.append((letter.sequence, str(error)))
+        after = page[-1].sequence
+    return BulkReplay(replayed, skipped)
+
+
+async def count_dead_letters(js: JetStreamContext, *, subject: str = ALL_DEAD_LETTERS) -> dict[str, int]:
+    """How many dead letters each subject (`dlq.<consumer>.<original subject>`) on `subject` holds."""
+    info = await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)
+    return dict(sorted((info.state.subjects or {}).items()))
+
+
+async def purge_dead_letters(js: JetStreamContext, *, subject: str = ALL_DEAD_LETTERS) -> int:
+    """Delete every dead letter on `subject` stored when this starts; returns how many there were."""
+    info = await js.stream_info(DEAD_LETTER_STREAM, subjects_filter=subject)
+    count = sum((info.state.subjects or {}).values())
+    if count:
+        # Up to, not including, `seq`: what is dead-lettered from now on stays.
+        await js.purge_stream(DEAD_LETTER_STREAM, subject=subject, seq=info.state.last_seq + 1)
+    return count
+
+
+async def delete_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:
+    """Delete one dead letter for good; returns what it was."""
     letter = await get_dead_letter(js, sequence)
+    try:
+        await js.delete_msg(DEAD_LETTER_STREAM, sequence)
+    except NotFoundError as error:  # deleted meanwhile, by a replay or another operator
+        raise DeadLetterNotFound(sequence) from error
+    return letter
+
+
+async def _replay(js: JetStreamContext, letter: DeadLetter, payload: bytes | None) -> Replayed:
     subject, stream = letter.original_subject, letter.original_stream
     if not subject or not stream:
-        raise NotReplayable(f"dead letter {sequence} has no {ORIGINAL_SUBJECT} or {ORIGINAL_STREAM} header")
-    msg_id = f"replay.{sequence}.{stream}.{letter.headers.get(ORIGINAL_SEQUENCE)}"
+        raise NotReplayable(f"dead letter {letter.sequence} has no {ORIGINAL_SUBJECT} or {ORIGINAL_STREAM} header")
+    msg_id = f"replay.{letter.sequence}.{stream}.{letter.original_sequence}"
     ack = await js.publish(
         subject,
         letter.body if payload is None else payload,
@@ -198,8 +289,13 @@ async def replay_dead_letter(js: JetStreamContext, sequence: int, *, payload: by
         headers={**letter.original_headers(), NATS_MSG_ID: msg_id},
     )
     with contextlib.suppress(NotFoundError):  # a concurrent replay of the same dead letter deleted it
-        await js.delete_msg(DEAD_LETTER_STREAM, sequence)
+        await js.delete_msg(DEAD_LETTER_STREAM, letter.sequence)
     return Replayed(letter, subject, ack.stream, ack.seq, msg_id)
+
+
+async def _last_sequence(js: JetStreamContext) -> int:
+    info = await js.stream_info(DEAD_LETTER_STREAM)
+    return info.state.last_seq
 
 
 def _dead_letter(raw: RawStreamMsg) -> DeadLetter:

@@ -1,10 +1,14 @@
-"""`orderflow dlq ...`: see what consumers gave up on, and put fixed messages back.
+"""`orderflow dlq ...`: see what consumers gave up on, put fixed messages back, or drop them.
 
+    orderflow dlq count [--consumer loyalty] [--json]
     orderflow dlq list [--consumer loyalty] [--json]
     orderflow dlq show SEQ
     orderflow dlq replay SEQ [--payload fixed.json]
+    orderflow dlq replay --all [--consumer loyalty]
+    orderflow dlq purge (SEQ | --consumer loyalty | --all) --yes
 
-SEQ is the dead letter's sequence in the DEAD_LETTERS stream (the first column of `list`). The
+SEQ is the dead letter's sequence in the DEAD_LETTERS stream (the first column of `list`). Nothing
+here ever prompts (CI has no terminal): `purge` refuses to run without --yes instead. The
 mechanics (headers, Nats-Msg-Id on replay) are in orderflow_kit.dead_letters."""
 
 import asyncio
@@ -24,12 +28,16 @@ from rich.table import Table
 
 from orderflow_kit.dead_letters import (
     ALL_DEAD_LETTERS,
-    DELIVERIES,
     DeadLetter,
     DeadLetterError,
+    Replayed,
+    count_dead_letters,
+    delete_dead_letter,
     get_dead_letter,
     list_dead_letters,
+    purge_dead_letters,
     replay_dead_letter,
+    replay_dead_letters,
 )
 from orderflow_kit.settings import Settings
 
@@ -37,36 +45,62 @@ T = TypeVar("T")
 
 dlq_app = typer.Typer(
     name="dlq",
-    help="Dead letters (stream DEAD_LETTERS): list, show, and replay what consumers gave up on.",
+    help="Dead letters (stream DEAD_LETTERS): count, list, show, replay or purge what consumers gave up on.",
     no_args_is_help=True,
 )
 
 NatsUrl = Annotated[
     str | None, typer.Option("--nats-url", help="NATS server URL [default: ORDERFLOW_NATS_URL]", show_default=False)
 ]
-Sequence = Annotated[int, typer.Argument(help="The dead letter's sequence in DEAD_LETTERS (see `list`).", min=1)]
+SEQUENCE_HELP = "The dead letter's sequence in DEAD_LETTERS (see `list`)."
+Sequence = Annotated[int, typer.Argument(help=SEQUENCE_HELP, min=1)]
+OptionalSequence = Annotated[int | None, typer.Argument(help=SEQUENCE_HELP, min=1)]
+Consumer = Annotated[str | None, typer.Option(help="Only this consumer's dead letters.")]
+AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
+
+
+@dlq_app.command()
+def count(consumer: Consumer = None, as_json: AsJson = False, nats_url: NatsUrl = None) -> None:
+    """How many dead letters there are, per consumer and original subject, and in total."""
+    counts = _run(nats_url, lambda js: count_dead_letters(js, subject=_subject(consumer)))
+    if as_json:
+        typer.echo(json.dumps({"total": sum(counts.values()), "subjects": counts}))
+        return
+    for subject, letters in counts.items():
+        typer.echo(f"{subject} {letters}")
+    typer.echo(_how_many(sum(counts.values()), consumer))
 
 
 @dlq_app.command("list")
 def list_command(
-    consumer: Annotated[str | None, typer.Option(help="Only this consumer's dead letters.")] = None,
+    consumer: Consumer = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
     after: Annotated[int, typer.Option(min=0, help="Only sequences after this one (to page on).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     nats_url: NatsUrl = None,
 ) -> None:
-    """List dead letters: sequence, subject, reason, deliveries, ce-id, time, error."""
-    subject = f"dlq.{consumer}.>" if consumer else ALL_DEAD_LETTERS
-    letters = _run(nats_url, lambda js: list_dead_letters(js, subject=subject, after=after, limit=limit))
+    """List dead letters, oldest first, after a line saying how many there are."""
+    subject = _subject(consumer)
+
+    async def listed(js: JetStreamContext) -> tuple[int, list[DeadLetter]]:
+        total = sum((await count_dead_letters(js, subject=subject)).values())
+        return total, await list_dead_letters(js, subject=subject, after=after, limit=limit)
+
+    total, letters = _run(nats_url, listed)
     if as_json:
         for letter in letters:
             typer.echo(json.dumps(_summary(letter)))
         return
-    table = Table("seq", "subject", "reason", "deliveries", "ce-id", "dead-lettered at", "error")
+    typer.echo(f"{_how_many(total, consumer)}; showing {len(letters)}")
+    if not letters:
+        return
+    table = Table(
+        "seq", "subject", "reason", "deliveries", "ce-id", "first failure", "dead-lettered at", "error class", "error"
+    )
     for letter in letters:
         summary = _summary(letter)
-        table.add_row(*(str(value) if value is not None else "" for value in summary.values()))
-    _console().print(table if letters else "no dead letters")
+        table.add_row(*(str(summary[column] or "") for column in _TABLE_COLUMNS))
+    _console().print(table)
 
 
 @dlq_app.command()
@@ -74,8 +108,7 @@ def show(sequence: Sequence, nats_url: NatsUrl = None) -> None:
     """Show one dead letter as JSON: its headers and its body."""
     letter = _run(nats_url, lambda js: get_dead_letter(js, sequence))
     shown: dict[str, Any] = {
-        "sequence": letter.sequence,
-        "subject": letter.subject,
+        **_summary(letter),
         "stored_at": letter.stored_at.isoformat() if letter.stored_at else None,
         "headers": letter.headers,
         **_body(letter.body),
@@ -85,7 +118,11 @@ def show(sequence: Sequence, nats_url: NatsUrl = None) -> None:
 
 @dlq_app.command()
 def replay(
-    sequence: Sequence,
+    sequence: OptionalSequence = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every dead letter (with --consumer: every one of that consumer's).")
+    ] = False,
+    consumer: Annotated[str | None, typer.Option(help="With --all: only this consumer's dead letters.")] = None,
     payload: Annotated[
         Path | None,
         typer.Option(
@@ -94,26 +131,101 @@ def replay(
     ] = None,
     nats_url: NatsUrl = None,
 ) -> None:
-    """Publish a dead letter back to its original subject (same ce-id, new Nats-Msg-Id), then delete it."""
+    """Publish dead letters back to their original subject (same ce-id, new Nats-Msg-Id), then delete them.
+
+    --all replays the dead letters there are when it starts; one that fails again meanwhile is
+    dead-lettered anew and stays for the next run."""
+    if replay_all:
+        if sequence is not None or payload is not None:
+            _usage_error("--all replays stored bodies; it takes neither SEQ nor --payload")
+        bulk = _run(nats_url, lambda js: replay_dead_letters(js, subject=_subject(consumer)))
+        for replayed in bulk.replayed:
+            typer.echo(_replayed_line(replayed))
+        for skipped, why in bulk.skipped:
+            typer.echo(f"error: dead letter {skipped} not replayed: {why}", err=True)
+        typer.echo(f"replayed {len(bulk.replayed)} dead letter(s), {len(bulk.skipped)} not replayable")
+        if bulk.skipped:
+            raise typer.Exit(1)
+        return
+    if sequence is None:
+        _usage_error("name the dead letter to replay (SEQ), or pass --all")
+    if consumer is not None:
+        _usage_error("--consumer goes with --all")
     body = payload.read_bytes() if payload is not None else None
     replayed = _run(nats_url, lambda js: replay_dead_letter(js, sequence, payload=body))
-    typer.echo(
-        f"replayed dead letter {sequence} to {replayed.subject} "
-        f"(stream {replayed.stream} sequence {replayed.sequence}, ce-id {replayed.dead_letter.event_id}, "
-        f"Nats-Msg-Id {replayed.msg_id})"
-    )
+    typer.echo(_replayed_line(replayed))
+
+
+@dlq_app.command()
+def purge(
+    sequence: OptionalSequence = None,
+    purge_all: Annotated[bool, typer.Option("--all", help="Delete every dead letter of every consumer.")] = False,
+    consumer: Annotated[str | None, typer.Option(help="Delete every dead letter of this consumer.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Required: purging cannot be undone.")] = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Delete dead letters for good: one (SEQ), one consumer's (--consumer), or all (--all). Needs --yes."""
+    if sum((sequence is not None, consumer is not None, purge_all)) != 1:
+        _usage_error("say what to purge: SEQ, --consumer NAME or --all (exactly one)")
+    if not yes:
+        _usage_error("purging cannot be undone; add --yes to go ahead")
+    if sequence is not None:
+        deleted = _run(nats_url, lambda js: delete_dead_letter(js, sequence))
+        typer.echo(f"purged dead letter {sequence} (ce-id {deleted.event_id}, {deleted.subject})")
+        return
+    purged = _run(nats_url, lambda js: purge_dead_letters(js, subject=_subject(consumer)))
+    typer.echo(f"purged {purged} dead letter(s){_scope(consumer)}")
+
+
+_TABLE_COLUMNS = (
+    "sequence",
+    "subject",
+    "reason",
+    "deliveries",
+    "ce_id",
+    "first_failure_at",
+    "dead_lettered_at",
+    "error_class",
+    "error",
+)
 
 
 def _summary(letter: DeadLetter) -> dict[str, str | int | None]:
     return {
         "sequence": letter.sequence,
         "subject": letter.subject,
+        "consumer": letter.consumer,
+        "original_subject": letter.original_subject,
+        "original_sequence": letter.original_sequence,
         "reason": letter.reason,
-        "deliveries": letter.headers.get(DELIVERIES),
+        "deliveries": letter.deliveries,
         "ce_id": letter.event_id,
+        "traceparent": letter.traceparent,
+        "first_failure_at": letter.first_failure_at,
         "dead_lettered_at": letter.dead_lettered_at,
+        "error_class": letter.error_class,
         "error": letter.error,
     }
+
+
+def _subject(consumer: str | None) -> str:
+    return f"dlq.{consumer}.>" if consumer else ALL_DEAD_LETTERS
+
+
+def _scope(consumer: str | None) -> str:
+    return f" of consumer {consumer}" if consumer else ""
+
+
+def _how_many(total: int, consumer: str | None) -> str:
+    return f"{total} dead letter(s){_scope(consumer)}"
+
+
+def _replayed_line(replayed: Replayed) -> str:
+    return (
+        f"replayed dead letter {replayed.dead_letter.sequence} to {replayed.subject} "
+        f"(stream {replayed.stream} sequence {replayed.sequence}, ce-id {replayed.dead_letter.event_id}, "
+        f"Nats-Msg-Id {replayed.msg_id})"
+    )
 
 
 def _body(body: bytes) -> dict[str, Any]:
@@ -161,3 +273,9 @@ async def _with_jetstream(url: str, action: Callable[[JetStreamContext], Awaitab
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A command line that does not say what to do: exit 2, as for any other usage error."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)

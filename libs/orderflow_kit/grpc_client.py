@@ -1,37 +1,55 @@
-"""How orderflow services call each other: channels that retry only UNAVAILABLE (the calls they
-are used for are idempotent), the request context in the metadata, and typed error details."""
+"""How orderflow services call each other: channels that retry only what may be retried (the
+policy is in orderflow_kit.failures), the request context in the metadata, and typed error details."""
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-_RETRY_UNAVAILABLE = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
+from orderflow_kit.failures import IDEMPOTENT_METHODS, RETRYABLE_STATUS_CODES
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which methods (`package.Service/Method`) a channel retries on RETRYABLE_STATUS_CODES, and
+    how often. Every attempt and every backoff happen within the call's own deadline."""
+
+    methods: Collection[str]
+    max_attempts: int = 3
+    initial_backoff_seconds: float = 0.05
+    max_backoff_seconds: float = 0.5
+
+    def service_config(self) -> str:
+        """The `grpc.service_config` channel option: a retry policy for the listed methods only."""
+        if not self.methods:
+            return json.dumps({})
+        names = [
+            {"service": service, "method": method}
+            for service, method in (name.split("/", 1) for name in sorted(self.methods))
         ]
-    }
-)
+        retry = {
+            "maxAttempts": self.max_attempts,
+            "initialBackoff": f"{self.initial_backoff_seconds}s",
+            "maxBackoff": f"{self.max_backoff_seconds}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": list(RETRYABLE_STATUS_CODES),
+        }
+        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry}]})
 
 
-def channel(target: str) -> grpc.aio.Channel:
+# The default: every idempotent method of orderflow's contracts, nothing else (not CreateOrder).
+RETRY_IDEMPOTENT_CALLS = RetryPolicy(IDEMPOTENT_METHODS)
+
+
+def channel(target: str, *, retry: RetryPolicy = RETRY_IDEMPOTENT_CALLS) -> grpc.aio.Channel:
     """Create inside the running event loop (grpc.aio channels belong to one loop)."""
     return grpc.aio.insecure_channel(
         target,
         options=[
-            ("grpc.service_config", _RETRY_UNAVAILABLE),
+            ("grpc.service_config", retry.service_config()),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
             # A peer that was down is dialled again within seconds, not grpc's default 2 minutes.

@@ -12,12 +12,14 @@ from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from orderflow_kit.errors import ServiceError
+from orderflow_kit.errors import ServiceError, invalid_argument
+from orderflow_kit.readiness import Dependency, Readiness
 from orderflow_kit.request_context import (
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
@@ -47,7 +49,11 @@ def to_rpc_status(error: ServiceError) -> status_pb2.Status:
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Binds the caller's request id, logs one line per call, and maps ServiceError to a status."""
+    """Binds the caller's request id, logs one line per call, and maps ServiceError to a status.
+
+    It also decodes the request itself: grpc would answer bytes that are not the method's message
+    (corrupt, or a string that is not UTF-8) with UNKNOWN and the parser's exception text; a
+    client's mistake is INVALID_ARGUMENT."""
 
     async def intercept_service(
         self,
@@ -61,8 +67,17 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         behavior = cast("Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]", handler.unary_unary)
         method = handler_call_details.method
         incoming = dict(handler_call_details.invocation_metadata or ())
+        deserialize = handler.request_deserializer
 
-        async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def decoded(raw: bytes) -> Any:
+            if deserialize is None:
+                return raw
+            try:
+                return deserialize(raw)
+            except DecodeError:
+                raise invalid_argument(f"the request body is not a valid message for {method}") from None
+
+        async def logged(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
             token = request_id_var.set(request_id)
             trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))  # type: ignore[arg-type]
@@ -72,7 +87,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 with structlog.contextvars.bound_contextvars():
                     try:
-                        return await behavior(request, context)
+                        return await behavior(decoded(raw), context)
                     except ServiceError as error:
                         outcome, error_code = error.kind.value, error.code
                         status = rpc_status.to_status(to_rpc_status(error))
@@ -92,11 +107,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 request_id_var.reset(token)
                 traceparent_var.reset(trace_token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            logged,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return grpc.unary_unary_rpc_method_handler(logged, response_serializer=handler.response_serializer)
 
 
 async def serve(
@@ -105,14 +116,16 @@ async def serve(
     port: int,
     services: Sequence[GrpcService],
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    dependencies: Sequence[Dependency] = (),
     grace_seconds: float = 10.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
 
     `background` coroutines (an outbox relay, a consumer) run beside the server; if one of them
-    fails the process stops with that error, so a supervisor can restart it. Setting `stop` ends
-    it like a signal does: how a test stops a server it runs in-process."""
+    fails the process stops with that error, so a supervisor can restart it. `dependencies` are
+    watched (orderflow_kit.readiness): the health status is NOT_SERVING while a required one is
+    down. Setting `stop` ends it like a signal does: how a test stops a server it runs in-process."""
     server = grpc.aio.server(interceptors=[_CallInterceptor()])
     for service in services:
         service.add(service.servicer, server)
@@ -121,15 +134,18 @@ async def serve(
     names = [service.name for service in services]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     server.add_insecure_port(f"{host}:{port}")
+    readiness = Readiness(health_servicer, ["", *names], dependencies)
+    await readiness.check()  # the first answer to a health check is already the true one
     await server.start()
 
     stopping = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    tasks = [asyncio.create_task(run(), name=getattr(run, "__name__", "background")) for run in background]
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watchers = [readiness.watch_dependencies] if dependencies else []
+    tasks = [
+        asyncio.create_task(run(), name=getattr(run, "__name__", "background")) for run in [*background, *watchers]
+    ]
     log.info("serving", port=port, services=names)
 
     stop_waiter = asyncio.create_task(stopping.wait())

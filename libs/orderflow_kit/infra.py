@@ -165,6 +165,11 @@ class ChildProcess(ABC):
         """The last lines of the process's output, for error messages."""
 
     @property
+    def pid(self) -> int | None:
+        """The running process's id (for signals a test sends on purpose); None before start()."""
+        return None if self._popen is None else self._popen.pid
+
+    @property
     def returncode(self) -> int | None:
         """The exit code once the process has exited; None while it runs or before start()."""
         return None if self._popen is None else self._popen.poll()
@@ -329,7 +334,16 @@ class PostgresServer(EmbeddedServer):
             *("-D", str(self._pgdata), "-p", str(self.port)),
             *("-c", f"listen_addresses={_HOST}"),
             *("-c", "unix_socket_directories="),  # no socket path to outgrow its 107-byte limit
+            # A development and test server: a crashed or killed process loses nothing (the OS has
+            # every write), only a crash of the whole machine could. Restarts and checkpoints stay
+            # fast on a busy disk.
+            *("-c", "fsync=off"),
         ]
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """A fast shutdown still writes a checkpoint; killing the server midway would leave its
+        shared memory to orphans and the next start would refuse to run."""
+        super().stop(timeout)
 
     def is_ready(self) -> bool:
         return _postgres_ready(_HOST, self.port)

@@ -11,6 +11,23 @@ from orderflow_contracts.streams import DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS
 
 log = structlog.get_logger()
 DUPLICATE_WINDOW_SECONDS = 120.0
+_DAY = 24 * 3600.0
+# How long each stream keeps a message, acked or not (limits retention); then it is gone for good.
+ORDERS_MAX_AGE_SECONDS = 7 * _DAY
+# An operator has this long to replay a dead letter.
+DEAD_LETTERS_MAX_AGE_SECONDS = 14 * _DAY
+# The longest a copy of an ORDERS event can still reach a consumer after the consumer first
+# processed it: the message lives in ORDERS (redeliveries, loyalty down, a consumer recreated
+# with deliver policy "all"), may then be dead-lettered and replayed as late as DEAD_LETTERS
+# keeps it, and the replayed copy lives in ORDERS again. A consumer's dedupe rows must be kept
+# longer than this (docs/operations.md, "Housekeeping").
+REDELIVERY_HORIZON_SECONDS = ORDERS_MAX_AGE_SECONDS + DEAD_LETTERS_MAX_AGE_SECONDS + ORDERS_MAX_AGE_SECONDS
+
+# The largest message (headers included) ORDERS takes: the broker's default max_payload (1 MiB)
+# less room for the headers a dead letter adds (a few KB). So any message a consumer receives can
+# be dead-lettered; one the broker could not store as a dead letter (it closes the connection of
+# whoever publishes it) is refused to its producer instead ("message size exceeds maximum allowed").
+ORDERS_MAX_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
 
 STREAMS = (
     StreamConfig(
@@ -18,6 +35,8 @@ STREAMS = (
         subjects=ORDERS_SUBJECTS,
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
+        max_age=ORDERS_MAX_AGE_SECONDS,
+        max_msg_size=ORDERS_MAX_MESSAGE_BYTES,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
     ),
     StreamConfig(
@@ -25,6 +44,7 @@ STREAMS = (
         subjects=DEAD_LETTER_SUBJECTS,
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
+        max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
     ),
 )

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class ServiceProcess(ChildProcess):
     """One service as a child process, its output copied to `sink` as `name | line`.
 
     `on_exit` is called (from the output thread) whenever the process ends, including after
-    stop(): a supervisor hangs its reporting or restarting on it.
+    stop(): a supervisor (orderflow_kit.supervision) hangs its restarting on it, and tells the
+    two apart by `stop_requested`.
     """
 
     def __init__(
@@ -69,22 +71,43 @@ class ServiceProcess(ChildProcess):
         self._on_exit = on_exit
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._output: threading.Thread | None = None
+        # start() and stop() take turns, so a restart racing a stop() never outlives it.
+        self._lifecycle = threading.Lock()
+        self._stop_requested = False
+        self.started_at: float | None = None  # time.monotonic() of the latest start
+
+    @property
+    def stop_requested(self) -> bool:
+        """True from stop() until the next start(): an exit now is one somebody asked for."""
+        return self._stop_requested
 
     def start(self) -> None:
         """Spawn the service and return at once; wait_ready() tells when it serves."""
-        # Unbuffered, or a child writing to a pipe holds its lines back until a buffer fills.
-        env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
-        popen = self._spawn([sys.executable, "-m", self.spec.module], stdout=subprocess.PIPE, env=env)
-        self._output = threading.Thread(
-            target=self._forward_output, args=(popen,), name=f"{self.name}-output", daemon=True
-        )
-        self._output.start()
+        with self._lifecycle:
+            self._stop_requested = False
+            self._launch()
+
+    def start_again(self) -> bool:
+        """A supervisor's restart: start the service unless stop() was called meanwhile (or it
+        runs already); True when it was started."""
+        with self._lifecycle:
+            if self._stop_requested or (self._popen is not None and self._popen.poll() is None):
+                return False
+            self._launch()
+            return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, SIGKILL after `timeout`, then let the output thread copy the last lines."""
+        with self._lifecycle:
+            self._stop_requested = True
         super().stop(timeout)
         if self._output is not None:
             self._output.join(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL and reap, before any restart may replace the process being reaped."""
+        with self._lifecycle:
+            super().kill()
 
     def is_ready(self) -> bool:
         return self.spec.ready()
@@ -92,6 +115,16 @@ class ServiceProcess(ChildProcess):
     def tail(self, lines: int = 30) -> list[str]:
         with _OUTPUT_LOCK:
             return list(self._tail)[-lines:]
+
+    def _launch(self) -> None:
+        # Unbuffered, or a child writing to a pipe holds its lines back until a buffer fills.
+        env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
+        popen = self._spawn([sys.executable, "-m", self.spec.module], stdout=subprocess.PIPE, env=env)
+        self.started_at = time.monotonic()
+        self._output = threading.Thread(
+            target=self._forward_output, args=(popen,), name=f"{self.name}-output", daemon=True
+        )
+        self._output.start()
 
     def _forward_output(self, popen: subprocess.Popen[bytes]) -> None:
         """Runs until the child closes its output, which is when it exits."""

@@ -1,15 +1,17 @@
 """`make up` without Docker: infrastructure plus the four services as local processes.
 
 It blocks until Ctrl-C or SIGTERM, then stops the services (gateway first) and then the servers
-it started, so nothing is left running.
+it started, so nothing is left running. Meanwhile a service that dies is restarted with backoff,
+as compose's `restart: unless-stopped` does (orderflow_kit.supervision); one that fails while the
+pipeline starts up stops everything instead, with its last output.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -19,6 +21,7 @@ import grpc
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
+from orderflow_kit.supervision import Supervisor
 
 READY_TIMEOUT = 90.0
 """Seconds all services together get to become ready."""
@@ -30,18 +33,18 @@ def run_topology(state_dir: Path) -> int:
     """Start everything, serve until Ctrl-C or SIGTERM, stop everything; return the exit code."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` get the Ctrl-C cleanup
     ports = TopologyPorts()
-    exits: queue.SimpleQueue[ServiceProcess] = queue.SimpleQueue()
+    supervisor = Supervisor()
     tty = sys.stdout.isatty()
     try:
         with provide_infrastructure(state_dir) as infra:
             services = [
-                ServiceProcess(spec, sys.stdout, color=color if tty else None, on_exit=exits.put)
+                supervisor.service(spec, sys.stdout, color=color if tty else None)
                 for spec, color in zip(topology(infra, ports), _COLORS, strict=True)
             ]
             try:
                 _start(services)
                 _print_banner(infra, ports, state_dir)
-                _supervise(exits)
+                _wait_for_interrupt()
             finally:
                 print("orderflow: stopping", flush=True)
                 for service in reversed(services):
@@ -70,21 +73,10 @@ def _start(services: list[ServiceProcess]) -> None:
     gateway.wait_ready(deadline)
 
 
-def _supervise(exits: queue.SimpleQueue[ServiceProcess]) -> None:
-    """Block until Ctrl-C or SIGTERM, reporting any service that exits on its own.
-
-    Restarting an exited service (with backoff) belongs here.
-    """
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM; the supervisor restarts services meanwhile, on its own threads."""
     try:
-        while True:
-            service = exits.get()
-            tail = "\n".join(f"    {line}" for line in service.tail(10))
-            print(
-                f"orderflow: {service.name} EXITED with code {service.returncode} and stays down;"
-                f" its last output:\n{tail}",
-                file=sys.stderr,
-                flush=True,
-            )
+        threading.Event().wait()
     except KeyboardInterrupt:
         return
 

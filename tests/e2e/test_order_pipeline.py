@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
-from tests.e2e.conftest import Pipeline
 from tests.e2e.support import (
     available,
     consumer_caught_up,
@@ -24,6 +23,7 @@ from tests.e2e.support import (
     publish,
     stream_headers,
 )
+from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e

@@ -1,8 +1,10 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
 import pytest
 import pytest_asyncio
+from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.main import MIGRATIONS
@@ -10,7 +12,10 @@ from inventory.settings import DEMO_CATALOG, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_kit.nats import ensure_streams
 from tests.support.databases import database_engine, fresh_database
+from tests.support.jetstream import consumer_exists, delete_consumer, new_consumer_name
+from tests.support.polling import eventually
 from tests.support.services import serving_inventory
 
 
@@ -35,8 +40,11 @@ async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEng
 
 
 @pytest.fixture
-def settings(infra: Infrastructure, database: str) -> InventorySettings:
-    return InventorySettings(
+async def settings(infra: Infrastructure, database: str) -> AsyncIterator[InventorySettings]:
+    """Short timeouts and retries; an OrderCreated consumer of the test's own that only sees new
+    events (removed at the end); a TTL long enough that nothing expires unless a test says so."""
+    settings = InventorySettings(
+        nats_url=infra.nats_url,
         postgres_url=infra.postgres_url,
         inventory_database=database,
         catalog=DEMO_CATALOG,
@@ -45,13 +53,43 @@ def settings(infra: Infrastructure, database: str) -> InventorySettings:
         inventory_port=free_port(),
         log_format="json",
         shutdown_grace_seconds=2.0,
+        inventory_consumer=new_consumer_name("inventory"),
+        inventory_deliver_policy="new",
+        inventory_max_deliver=3,
+        inventory_handler_timeout_seconds=1.0,
+        inventory_ack_wait_seconds=2.5,
+        inventory_retry_base_seconds=0.05,
+        inventory_retry_max_seconds=0.2,
+        reservation_sweep_seconds=0.2,
     )
+    yield settings
+    await delete_consumer(infra.nats_url, settings.inventory_consumer)
+
+
+@pytest.fixture
+async def js(infra: Infrastructure) -> AsyncIterator[JetStreamContext]:
+    """The test's own NATS connection, to publish events as orders would."""
+    connection = await nats.connect(infra.nats_url)
+    jetstream = connection.jetstream()
+    await ensure_streams(jetstream)
+    yield jetstream
+    await connection.close()
 
 
 @pytest.fixture
 async def inventory_address(settings: InventorySettings) -> AsyncIterator[str]:
     async with serving_inventory(settings) as address:
         yield address
+
+
+@pytest.fixture
+async def confirming(inventory_address: str, settings: InventorySettings) -> str:
+    """The service, once its OrderCreated consumer exists: with deliver policy "new", an event
+    published before that would never reach it."""
+    await eventually(
+        lambda: consumer_exists(settings.nats_url, settings.inventory_consumer), what="the inventory consumer"
+    )
+    return inventory_address
 
 
 @pytest.fixture

@@ -91,13 +91,21 @@ async def test_an_invalid_catalog_file_stops_the_start_naming_the_file(
 
 
 async def test_orderflow_catalog_and_currency_select_what_the_service_serves(
-    infra: Infrastructure, empty_database: str, shop_catalog: Path, monkeypatch: pytest.MonkeyPatch
+    infra: Infrastructure,
+    empty_database: str,
+    shop_catalog: Path,
+    settings: InventorySettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """`settings` only lends its consumer name (removed at the end): the service reads the environment."""
     monkeypatch.setenv("ORDERFLOW_CATALOG", str(shop_catalog))
     monkeypatch.setenv("ORDERFLOW_CURRENCY", "CHF")
     monkeypatch.setenv("ORDERFLOW_POSTGRES_URL", infra.postgres_url)
     monkeypatch.setenv("ORDERFLOW_INVENTORY_DATABASE", empty_database)
     monkeypatch.setenv("ORDERFLOW_INVENTORY_PORT", str(free_port()))
+    monkeypatch.setenv("ORDERFLOW_NATS_URL", infra.nats_url)
+    monkeypatch.setenv("ORDERFLOW_INVENTORY_CONSUMER", settings.inventory_consumer)
+    monkeypatch.setenv("ORDERFLOW_INVENTORY_DELIVER_POLICY", "new")
 
     async with serving_inventory(InventorySettings()) as address, channel(address) as connection:
         listed = await inventory_pb2_grpc.InventoryServiceStub(connection).ListProducts(

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inventory.servicer import SERVICE_NAME
-from inventory.settings import DEMO_CATALOG
+from inventory.settings import DEMO_CATALOG, InventorySettings
 from orderflow_kit.infra import Infrastructure, free_port, poll_until
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec
@@ -35,10 +35,14 @@ async def test_reflection_lists_the_inventory_service(inventory_address: str) ->
     assert SERVICE_NAME in services
 
 
-def inventory_process(infra: Infrastructure, database: str, **env: str) -> ServiceProcess:
-    """`python -m inventory` on a free port; its output is kept for the assertions."""
+def inventory_process(infra: Infrastructure, database: str, consumer: str, **env: str) -> ServiceProcess:
+    """`python -m inventory` on a free port, with an OrderCreated consumer named `consumer`; its
+    output is kept for the assertions."""
     address = f"127.0.0.1:{free_port()}"
     settings = {
+        "ORDERFLOW_NATS_URL": infra.nats_url,
+        "ORDERFLOW_INVENTORY_CONSUMER": consumer,
+        "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
         "ORDERFLOW_POSTGRES_URL": infra.postgres_url,
         "ORDERFLOW_INVENTORY_DATABASE": database,
         "ORDERFLOW_CATALOG": str(DEMO_CATALOG),
@@ -55,8 +59,10 @@ def logged_events(process: ServiceProcess) -> list[dict[str, object]]:
     return [json.loads(line) for line in process.tail(100) if line.startswith("{")]
 
 
-def test_python_m_inventory_serves_and_exits_0_on_sigterm(infra: Infrastructure, database: str) -> None:
-    process = inventory_process(infra, database)
+def test_python_m_inventory_serves_and_exits_0_on_sigterm(
+    infra: Infrastructure, database: str, settings: InventorySettings
+) -> None:
+    process = inventory_process(infra, database, settings.inventory_consumer)
     process.start()
     try:
         process.wait_ready(time.monotonic() + START_TIMEOUT)
@@ -68,11 +74,11 @@ def test_python_m_inventory_serves_and_exits_0_on_sigterm(infra: Infrastructure,
 
 
 def test_python_m_inventory_exits_1_naming_an_invalid_catalog(
-    infra: Infrastructure, empty_database: str, tmp_path: Path
+    infra: Infrastructure, empty_database: str, settings: InventorySettings, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("[{]")
-    process = inventory_process(infra, empty_database, ORDERFLOW_CATALOG=str(broken))
+    process = inventory_process(infra, empty_database, settings.inventory_consumer, ORDERFLOW_CATALOG=str(broken))
     process.start()
     try:
         exited = poll_until(lambda: process.returncode is not None, time.monotonic() + START_TIMEOUT)

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.awarding_points import CustomerBalance, get_balance
 from loyalty.consumer import consume_order_events
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.cloudevents import TRACEPARENT, CloudEvent
 from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
-from orderflow_kit.infra import free_port
+from tests.support.outages import Outage
 from tests.support.polling import eventually
 
 TIMEOUT = 15.0
@@ -47,11 +47,23 @@ def order_created_payload(customer_id: str, total_cents: int) -> dict[str, objec
 
 
 def order_created(
-    customer_id: str, total_cents: int = 2599, *, body: bytes | None = None, event_type: str = OrderCreatedV1.TYPE
+    customer_id: str,
+    total_cents: int = 2599,
+    *,
+    body: bytes | None = None,
+    event_type: str = OrderCreatedV1.TYPE,
+    traceparent: str | None = None,
 ) -> CloudEvent:
     """An OrderCreated CloudEvent with a fresh ce-id (and `body` instead of a valid payload, if given)."""
     data = body if body is not None else json.dumps(order_created_payload(customer_id, total_cents)).encode()
-    return CloudEvent(id=str(uuid.uuid4()), type=event_type, source="tests/loyalty", time=datetime.now(UTC), data=data)
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        type=event_type,
+        source="tests/loyalty",
+        time=datetime.now(UTC),
+        data=data,
+        extensions={TRACEPARENT: traceparent} if traceparent else {},
+    )
 
 
 async def publish(js: JetStreamContext, event: CloudEvent, *, msg_id: str | None = None) -> api.PubAck:
@@ -136,36 +148,10 @@ async def consuming(settings: LoyaltySettings, engine: AsyncEngine, js: JetStrea
             await task
 
 
-class DatabaseOutage:
-    """A port in front of PostgreSQL that refuses connections until `end()`, then forwards them:
-    a database outage the test controls, without stopping the session's shared server."""
+class DatabaseOutage(Outage):
+    """A PostgreSQL outage the test controls: `url` reaches the session's server only after `end()`."""
 
     def __init__(self, server_url: str) -> None:
         server = make_url(server_url.replace("postgres://", "postgresql://", 1))
-        self._target = (server.host or "127.0.0.1", server.port or 5432)
-        self.port = free_port()
+        super().__init__(server.host or "127.0.0.1", server.port or 5432)
         self.url = server.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
-        self._proxy: asyncio.Server | None = None
-
-    async def end(self) -> None:
-        self._proxy = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        if self._proxy is not None:
-            self._proxy.close()
-            await self._proxy.wait_closed()
-
-    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self._target)
-        await asyncio.gather(_pipe(client_reader, server_writer), _pipe(server_reader, client_writer))
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()

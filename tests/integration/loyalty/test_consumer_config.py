@@ -2,19 +2,19 @@
 
 from nats.js import JetStreamContext, api
 
-from loyalty.consumer import ensure_consumer
 from loyalty.settings import LoyaltySettings
+from orderflow_kit.jetstream_consumer import ensure_consumer
 
 
 async def test_an_existing_consumer_is_updated_to_changed_settings_and_keeps_its_deliver_policy(
     settings: LoyaltySettings, js: JetStreamContext
 ) -> None:
-    created = await ensure_consumer(js, settings)
+    created = await ensure_consumer(js, settings.order_events_consumer())
     changed = settings.model_copy(
         update={"loyalty_max_deliver": 7, "loyalty_ack_wait_seconds": 9.0, "loyalty_deliver_policy": "all"}
     )
 
-    updated = await ensure_consumer(js, changed)
+    updated = await ensure_consumer(js, changed.order_events_consumer())
 
     assert (created.config.max_deliver, created.config.ack_wait) == (3, 2.5)
     assert (updated.config.max_deliver, updated.config.ack_wait) == (7, 9.0)

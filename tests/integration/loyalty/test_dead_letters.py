@@ -4,6 +4,7 @@ dead-lettered as exhausted. Either way the next event is processed."""
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from nats.js import JetStreamContext
@@ -26,6 +27,8 @@ from tests.integration.loyalty.helpers import (
     publish,
 )
 from tests.support.polling import eventually
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def without_ce_headers(event: CloudEvent) -> dict[str, str]:
@@ -69,6 +72,8 @@ async def test_a_malformed_message_is_dead_lettered_at_once_and_the_next_event_i
     assert letter.headers["dlq-consumer"] == settings.loyalty_consumer
     assert letter.original_subject == "orders.created"
     assert letter.error
+    assert letter.error_class in {"MalformedEvent", "ValidationError"}
+    assert letter.first_failure_at
     assert letter.dead_lettered_at
 
 
@@ -94,7 +99,8 @@ async def test_an_unreachable_database_is_retried_max_deliver_times_then_dead_le
     settings: LoyaltySettings, js: JetStreamContext
 ) -> None:
     nobody_listens = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", settings.loyalty_database)
-    event = order_created(new_customer_id())
+    event = order_created(new_customer_id(), traceparent=TRACEPARENT)
+    published_at = datetime.now(UTC)
     try:
         async with consuming(settings, nobody_listens, js):
             ack = await publish(js, event)
@@ -112,6 +118,13 @@ async def test_an_unreachable_database_is_retried_max_deliver_times_then_dead_le
     assert letter.body == event.data
     assert (letter.error or "").startswith("max_deliver (3) exhausted; last error: ")
     assert "Connect call failed" in (letter.error or "")
+    assert letter.error_class == "ConnectionRefusedError"
+    assert letter.traceparent == TRACEPARENT
+    # The first failure is the first delivery's, kept across the redeliveries that followed.
+    assert letter.first_failure_at is not None
+    assert letter.dead_lettered_at is not None
+    first_failure = datetime.fromisoformat(letter.first_failure_at)
+    assert published_at <= first_failure < datetime.fromisoformat(letter.dead_lettered_at)
 
 
 async def test_a_database_that_comes_back_before_max_deliver_gets_the_event_awarded_once(

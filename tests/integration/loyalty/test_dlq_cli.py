@@ -1,10 +1,11 @@
-"""`orderflow dlq list / show / replay` against the real broker, through the real CLI app."""
+"""`orderflow dlq count / list / show / replay / purge` against the real broker, through the real CLI app."""
 
 import asyncio
 import json
 import re
 from pathlib import Path
 
+import pytest
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
@@ -12,6 +13,9 @@ from typer.testing import CliRunner, Result
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.cli import app
+from orderflow_kit.db import create_engine
+from orderflow_kit.dead_letters import get_dead_letter
+from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.loyalty.helpers import (
     acked_through,
     balance,
@@ -127,3 +131,114 @@ def replayed_sequence(result: Result) -> int:
     match = re.search(r"stream ORDERS sequence (\d+)", result.stdout)
     assert match, result.stdout
     return int(match.group(1))
+
+
+async def poison_dead_letters(settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext, count: int) -> None:
+    """`count` messages that are not JSON, dead-lettered at once by the test's consumer."""
+    async with consuming(settings, engine, js):
+        for _ in range(count):
+            ack = await publish(js, order_created(new_customer_id(), body=b"not JSON"))
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+
+
+async def test_dlq_count_and_list_say_how_many_dead_letters_a_consumer_has(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    await poison_dead_letters(settings, engine, js, 3)
+    consumer = settings.loyalty_consumer
+    nats = ("--nats-url", settings.nats_url)
+
+    counted = await orderflow("dlq", "count", "--consumer", consumer, "--json", *nats)
+    counted_text = await orderflow("dlq", "count", "--consumer", consumer, *nats)
+    listed = await orderflow("dlq", "list", "--consumer", consumer, "--limit", "2", *nats)
+
+    assert counted.exit_code == 0, counted.output
+    assert json.loads(counted.stdout) == {"total": 3, "subjects": {f"dlq.{consumer}.orders.created": 3}}
+    assert counted_text.stdout.splitlines() == [
+        f"dlq.{consumer}.orders.created 3",
+        f"3 dead letter(s) of consumer {consumer}",
+    ]
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0] == f"3 dead letter(s) of consumer {consumer}; showing 2"
+
+
+async def test_dlq_replay_all_replays_each_dead_letter_of_a_consumer_once(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    """Two events dead-lettered while the database was unreachable, and one poison message. After
+    the fix, `replay --all` puts all three back: the events award once each; the poison fails
+    again and is dead-lettered anew, and the same run does not replay it a second time."""
+    customer = new_customer_id()
+    events = [order_created(customer, total_cents=1000), order_created(customer, total_cents=2000)]
+    nobody_listens = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", settings.loyalty_database)
+    try:
+        async with consuming(settings, nobody_listens, js):
+            for event in events:
+                ack = await publish(js, event)
+            poison = await publish(js, order_created(customer, body=b"not JSON"))
+            await eventually(lambda: acked_through(js, settings.loyalty_consumer, max(ack.seq, poison.seq)))
+    finally:
+        await nobody_listens.dispose()
+    before = await dead_letters(js, settings.loyalty_consumer)
+    assert sorted(letter.reason or "" for letter in before) == ["exhausted", "exhausted", "permanent"]
+
+    async with consuming(settings, engine, js):
+        replayed = await orderflow(
+            "dlq", "replay", "--all", "--consumer", settings.loyalty_consumer, "--nats-url", settings.nats_url
+        )
+        assert replayed.exit_code == 0, replayed.output
+        last_replay = max(int(sequence) for sequence in re.findall(r"stream ORDERS sequence (\d+)", replayed.stdout))
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, last_replay))
+
+    assert replayed.stdout.splitlines()[-1] == "replayed 3 dead letter(s), 0 not replayable"
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (30, 2)
+    [again] = await dead_letters(js, settings.loyalty_consumer)
+    assert again.reason == "permanent"
+    assert again.sequence > max(letter.sequence for letter in before)
+
+
+async def test_dlq_purge_deletes_one_or_a_consumers_dead_letters_and_only_with_yes(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
+) -> None:
+    await poison_dead_letters(settings, engine, js, 3)
+    other = await js.publish(f"dlq.{settings.loyalty_consumer}-other.orders.created", b"{}", stream="DEAD_LETTERS")
+    first, *_ = await dead_letters(js, settings.loyalty_consumer)
+    nats = ("--nats-url", settings.nats_url)
+
+    refused = await orderflow("dlq", "purge", "--consumer", settings.loyalty_consumer, *nats)
+    ambiguous = await orderflow("dlq", "purge", str(first.sequence), "--all", "--yes", *nats)
+    assert (refused.exit_code, ambiguous.exit_code) == (2, 2)
+    assert "--yes" in refused.stderr
+    assert len(await dead_letters(js, settings.loyalty_consumer)) == 3
+
+    one = await orderflow("dlq", "purge", str(first.sequence), "--yes", *nats)
+    assert one.exit_code == 0, one.output
+    assert first.sequence not in [letter.sequence for letter in await dead_letters(js, settings.loyalty_consumer)]
+
+    rest = await orderflow("dlq", "purge", "--consumer", settings.loyalty_consumer, "--yes", *nats)
+    assert rest.exit_code == 0, rest.output
+    assert rest.stdout.strip() == f"purged 2 dead letter(s) of consumer {settings.loyalty_consumer}"
+    assert await dead_letters(js, settings.loyalty_consumer) == []
+    assert (await get_dead_letter(js, other.seq)).sequence == other.seq  # another consumer's stays
+
+    gone = await orderflow("dlq", "purge", str(other.seq), "--yes", *nats)
+    missing = await orderflow("dlq", "purge", str(other.seq), "--yes", *nats)
+    assert gone.exit_code == 0, gone.output
+    assert missing.exit_code == 1
+    assert f"no dead letter with sequence {other.seq}" in missing.stderr
+
+
+async def test_dlq_purge_all_empties_the_dead_letter_stream(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext, infra: Infrastructure
+) -> None:
+    if infra.nats is None:
+        pytest.skip("the NATS server is not ours: purging all of DEAD_LETTERS would delete others' dead letters")
+    await poison_dead_letters(settings, engine, js, 2)
+
+    purged = await orderflow("dlq", "purge", "--all", "--yes", "--nats-url", settings.nats_url)
+    counted = await orderflow("dlq", "count", "--json", "--nats-url", settings.nats_url)
+
+    assert purged.exit_code == 0, purged.output
+    assert re.fullmatch(r"purged \d+ dead letter\(s\)", purged.stdout.strip())
+    assert json.loads(counted.stdout) == {"total": 0, "subjects": {}}

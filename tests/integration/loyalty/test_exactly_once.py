@@ -8,11 +8,13 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty.awarding_points import Outcome, award_points, points_for, read_order_created
-from loyalty.consumer import consume_order_events, ensure_consumer
+from loyalty.awarding_points import Outcome, award_points, points_for
+from loyalty.consumer import consume_order_events
 from loyalty.settings import LoyaltySettings
+from orderflow_contracts.events import read_order_created
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.infra import Infrastructure
+from orderflow_kit.jetstream_consumer import ensure_consumer
 from tests.integration.loyalty.helpers import (
     TIMEOUT,
     acked_through,
@@ -76,7 +78,7 @@ async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
     the second delivery finds the dedupe row."""
     customer = new_customer_id()
     event = order_created(customer, total_cents=5000)
-    await ensure_consumer(js, settings)
+    await ensure_consumer(js, settings.order_events_consumer())
     ack = await publish(js, event)
 
     crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)

@@ -117,6 +117,6 @@ async def test_python_m_loyalty_serves_consumes_and_exits_0_on_sigterm(
     assert process.returncode == 0, process.tail()
     logged = [json.loads(line) for line in process.tail(100) if line.startswith("{")]
     assert {"serving", "consuming", "stopped"} <= {line["event"] for line in logged}, process.tail()
-    [handled] = [line for line in logged if line["event"] == "order event"]
+    [handled] = [line for line in logged if line["event"] == "event consumed"]
     assert (handled["outcome"], handled["ce_id"]) == ("awarded", event.id)
     assert handled["order_id"]

@@ -17,6 +17,7 @@ from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import FakeInventory, write_catalog
 from tests.support.databases import database_engine, fresh_database
 from tests.support.grpc_servers import serving_servicer
+from tests.support.jetstream import delete_consumer, new_consumer_name
 from tests.support.services import serving_inventory, serving_orders
 
 
@@ -31,6 +32,7 @@ async def inventory_database(infra: Infrastructure) -> AsyncIterator[str]:
 async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_path: Path) -> AsyncIterator[str]:
     """The REAL inventory service, in-process. Modules testing failures override this with a fake."""
     settings = InventorySettings(
+        nats_url=infra.nats_url,
         postgres_url=infra.postgres_url,
         inventory_database=inventory_database,
         listen_host="127.0.0.1",
@@ -38,9 +40,12 @@ async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_
         catalog=write_catalog(tmp_path / "catalog.json"),
         log_format="json",
         shutdown_grace_seconds=1.0,
+        inventory_consumer=new_consumer_name("inventory"),
+        inventory_deliver_policy="new",
     )
     async with serving_inventory(settings) as address:
         yield address
+    await delete_consumer(infra.nats_url, settings.inventory_consumer)
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """What the orders integration tests share: the real inventory's catalog, a fake inventory for
-failure cases, and readers of the outbox and of the ORDERS stream."""
+failure cases, events staged in the outbox, and readers of the outbox and of the ORDERS stream."""
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,14 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.nats import ensure_streams
+from orders.outbox import add_to_outbox, new_event
 
 # The catalog of the real inventory the tests order from.
 CATALOG = [
@@ -57,6 +63,31 @@ class FakeInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: ignor
     ) -> inventory_pb2.ReleaseStockResponse:
         self.release_requests.append(request.order_id)
         return inventory_pb2.ReleaseStockResponse(released=True)
+
+
+def order_created() -> CloudEvent:
+    order_id, now = uuid.uuid4(), datetime.now(UTC)
+    payload = OrderCreatedV1(
+        order_id=order_id,
+        customer_id="cust-1",
+        items=[OrderLineV1(sku="MUG-001", quantity=1, unit_price_cents=1290)],
+        total_cents=1290,
+        currency="EUR",
+        created_at=now,
+    )
+    return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
+
+
+async def stage(engine: AsyncEngine, count: int) -> list[CloudEvent]:
+    """Commit `count` events through the outbox's write side (which NOTIFYs the relay)."""
+    events = [order_created() for _ in range(count)]
+    async with AsyncSession(engine) as session, session.begin():
+        for event in events:
+            assert event.subject is not None
+            await add_to_outbox(
+                session, event, aggregate_id=uuid.UUID(event.subject), nats_subject=ORDER_CREATED_SUBJECT
+            )
+    return events
 
 
 async def count_rows(engine: AsyncEngine, order_id: str) -> dict[str, int]:

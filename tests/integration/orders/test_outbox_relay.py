@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -15,43 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.cloudevents import CloudEvent
-from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit.infra import Infrastructure
 from orderflow_kit.request_context import new_traceparent, traceparent_var
 from orders.models import OutboxEvent
-from orders.outbox import add_to_outbox, new_event
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
-from tests.integration.orders.helpers import jetstream, next_stream_seq, pending_events, stream_messages
+from tests.integration.orders.helpers import (
+    jetstream,
+    next_stream_seq,
+    order_created,
+    pending_events,
+    stage,
+    stream_messages,
+)
 from tests.support.polling import eventually
 
 # Longer than any test here: a relay configured with it can only be woken by NOTIFY.
 NEVER_POLLS = 60.0
-
-
-def order_created() -> CloudEvent:
-    order_id, now = uuid.uuid4(), datetime.now(UTC)
-    payload = OrderCreatedV1(
-        order_id=order_id,
-        customer_id="cust-1",
-        items=[OrderLineV1(sku="MUG-001", quantity=1, unit_price_cents=1290)],
-        total_cents=1290,
-        currency="EUR",
-        created_at=now,
-    )
-    return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
-
-
-async def stage(engine: AsyncEngine, count: int) -> list[CloudEvent]:
-    """Commit `count` events through the outbox's write side (which NOTIFYs the relay)."""
-    events = [order_created() for _ in range(count)]
-    async with AsyncSession(engine) as session, session.begin():
-        for event in events:
-            assert event.subject is not None
-            await add_to_outbox(
-                session, event, aggregate_id=uuid.UUID(event.subject), nats_subject=ORDER_CREATED_SUBJECT
-            )
-    return events
 
 
 async def stage_without_notify(engine: AsyncEngine) -> CloudEvent:

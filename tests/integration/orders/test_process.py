@@ -4,7 +4,6 @@ on SIGTERM."""
 import asyncio
 import json
 import time
-from functools import partial
 from pathlib import Path
 
 import grpc
@@ -13,28 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure, free_port
-from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
+from orderflow_kit.infra import Infrastructure
 from orders.main import SERVICE_NAME
 from tests.integration.orders.helpers import event_ids_of, pending_events
 from tests.support.polling import eventually
+from tests.support.services import orders_process
 
 START_TIMEOUT = 30.0
-
-
-def orders_process(infra: Infrastructure, database: str, inventory_address: str, log: Path) -> ServiceProcess:
-    address = f"127.0.0.1:{free_port()}"
-    settings = {
-        "ORDERFLOW_NATS_URL": infra.nats_url,
-        "ORDERFLOW_POSTGRES_URL": infra.postgres_url,
-        "ORDERFLOW_ORDERS_DATABASE": database,
-        "ORDERFLOW_INVENTORY_ADDR": inventory_address,
-        "ORDERFLOW_LISTEN_HOST": "127.0.0.1",
-        "ORDERFLOW_ORDERS_PORT": address.rsplit(":", 1)[1],
-        "ORDERFLOW_LOG_FORMAT": "json",
-    }
-    return ServiceProcess(ServiceSpec("orders", "orders", settings, partial(grpc_serving, address)), log.open("w"))
 
 
 async def test_python_m_orders_serves_publishes_and_exits_0_on_sigterm(

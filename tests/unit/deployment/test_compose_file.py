@@ -59,3 +59,10 @@ def test_postgres_creates_one_database_per_service(compose: dict[str, Any]) -> N
 def test_services_run_the_commands_make_up_runs(compose: dict[str, Any]) -> None:
     for name in SERVICES:
         assert compose["services"][name]["command"] == ["python", "-m", name]
+
+
+def test_services_restart_unless_stopped_as_make_up_does(compose: dict[str, Any]) -> None:
+    """compose restarts a service that dies and leaves one stopped on purpose, like the `make up`
+    supervisor (orderflow_kit.supervision)."""
+    for name in SERVICES:
+        assert compose["services"][name]["restart"] == "unless-stopped", name

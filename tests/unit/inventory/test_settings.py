@@ -33,3 +33,32 @@ def test_a_currency_that_is_not_an_iso_code_is_rejected(monkeypatch: pytest.Monk
 
     with pytest.raises(ValidationError, match="currency"):
         InventorySettings()
+
+
+def test_reservations_expire_after_a_few_minutes_unless_the_environment_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORDERFLOW_RESERVATION_TTL_SECONDS", raising=False)
+    assert InventorySettings().reservation_ttl_seconds == 300
+
+    monkeypatch.setenv("ORDERFLOW_RESERVATION_TTL_SECONDS", "1.5")
+    assert InventorySettings().reservation_ttl_seconds == 1.5
+
+
+def test_the_order_events_consumer_is_inventory_on_orders_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERFLOW_INVENTORY_CONSUMER", raising=False)
+    monkeypatch.delenv("ORDERFLOW_INVENTORY_DELIVER_POLICY", raising=False)
+
+    spec = InventorySettings().order_events_consumer()
+
+    assert (spec.durable, spec.stream, spec.subject, spec.deliver_policy) == (
+        "inventory",
+        "ORDERS",
+        "orders.created",
+        "all",
+    )
+
+
+def test_an_ack_wait_shorter_than_the_handlers_worst_case_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must exceed the handler's worst case"):
+        InventorySettings(inventory_ack_wait_seconds=10, inventory_handler_timeout_seconds=5)

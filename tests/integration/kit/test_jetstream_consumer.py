@@ -1,0 +1,152 @@
+"""The consumer machinery every service shares (orderflow_kit.jetstream_consumer), with a
+handler of the test's own: what it does when NATS is away at start, and with a PermanentFailure."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from sqlalchemy.engine import make_url
+
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_kit.dead_letters import list_dead_letters
+from orderflow_kit.failures import PermanentFailure
+from orderflow_kit.infra import Infrastructure
+from orderflow_kit.jetstream_consumer import ConsumerSpec, consume
+from orderflow_kit.nats import ensure_streams
+from tests.support.outages import Outage
+from tests.support.polling import eventually
+
+
+@pytest.fixture
+def spec() -> ConsumerSpec:
+    return ConsumerSpec(
+        durable=f"kit-test-{uuid.uuid4().hex[:10]}",
+        stream=ORDERS_STREAM,
+        subject=ORDER_CREATED_SUBJECT,
+        deliver_policy="new",
+        max_deliver=3,
+        handler_timeout_seconds=1.0,
+        ack_wait_seconds=2.5,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+    )
+
+
+@pytest.fixture
+async def js(infra: Infrastructure, spec: ConsumerSpec) -> AsyncIterator[JetStreamContext]:
+    connection = await nats.connect(infra.nats_url)
+    jetstream = connection.jetstream()
+    await ensure_streams(jetstream)
+    yield jetstream
+    with suppress(NotFoundError):
+        await jetstream.delete_consumer(ORDERS_STREAM, spec.durable)
+    await connection.close()
+
+
+class Recorder:
+    """A handler that records the ce-ids it handled, and refuses those in `refused` for good."""
+
+    def __init__(self, refused: frozenset[str] = frozenset()) -> None:
+        self.handled: list[str] = []
+        self._refused = refused
+
+    async def __call__(self, message: Msg) -> str:
+        event_id = (message.headers or {}).get("ce-id", "")
+        if event_id in self._refused:
+            raise PermanentFailure(f"event {event_id} can never be handled here")
+        self.handled.append(event_id)
+        return "recorded"
+
+
+def event() -> CloudEvent:
+    return CloudEvent(id=str(uuid.uuid4()), type="tests.kit.v1", source="tests/kit", time=datetime.now(UTC), data=b"{}")
+
+
+async def publish(js: JetStreamContext, published: CloudEvent) -> None:
+    await js.publish(ORDER_CREATED_SUBJECT, published.data, headers=published.to_headers(), stream=ORDERS_STREAM)
+
+
+async def consumer_exists(js: JetStreamContext, durable: str) -> bool:
+    try:
+        await js.consumer_info(ORDERS_STREAM, durable)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def test_a_consumer_started_while_nats_is_unreachable_waits_and_then_consumes(
+    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext
+) -> None:
+    """It must not fail (serve() would stop the whole service with it): inventory keeps serving
+    reservations while NATS is away."""
+    server = make_url(infra.nats_url)
+    outage = Outage(server.host or "127.0.0.1", server.port or 4222)
+    recorder = Recorder()
+    task = asyncio.create_task(
+        consume(spec, recorder, nats_url=f"nats://127.0.0.1:{outage.port}", client_name=spec.durable, grace_seconds=1)
+    )
+    try:
+        done, _ = await asyncio.wait({task}, timeout=1.5)
+        assert not done, "the consumer gave up while NATS was unreachable"
+        await outage.end()
+        await eventually(lambda: consumer_exists(js, spec.durable))
+        sent = event()
+        await publish(js, sent)
+        await eventually(lambda: recorder.handled == [sent.id], what="the event handled")
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await outage.close()
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_class_and_the_next_event_is_handled(
+    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext
+) -> None:
+    refused, accepted = event(), event()
+    recorder = Recorder(refused=frozenset({refused.id}))
+    task = asyncio.create_task(
+        consume(spec, recorder, nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
+    )
+    try:
+        await eventually(lambda: consumer_exists(js, spec.durable))
+        await publish(js, refused)
+        await publish(js, accepted)
+        await eventually(lambda: recorder.handled == [accepted.id], what="the next event handled")
+        [letter] = await eventually(
+            lambda: list_dead_letters(js, subject=f"dlq.{spec.durable}.>"), lambda letters: len(letters) == 1
+        )
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    assert (letter.event_id, letter.reason, letter.deliveries) == (refused.id, "permanent", "1")
+    assert letter.error_class == "PermanentFailure"
+    assert letter.error == f"PermanentFailure: event {refused.id} can never be handled here"
+
+
+@pytest.mark.parametrize("after_seconds", [i / 200 for i in range(60)])
+async def test_a_consumer_stopped_while_it_starts_stops_at_once(
+    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext, after_seconds: float
+) -> None:
+    """A SIGTERM can come while the consumer is still connecting and subscribing; nats-py swallows
+    a cancellation in places, and the consumer must stop all the same, not wait forever."""
+    task = asyncio.create_task(
+        consume(spec, Recorder(), nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
+    )
+    await asyncio.sleep(after_seconds)
+    task.cancel()
+
+    done, _ = await asyncio.wait({task}, timeout=5)
+
+    assert done, "the consumer did not stop"
+    assert task.cancelled()

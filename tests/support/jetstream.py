@@ -1,0 +1,36 @@
+"""JetStream housekeeping for tests: each test's durable consumers have names of their own, and
+are removed when the test is done so they do not pile up on the session's server."""
+
+import uuid
+from contextlib import suppress
+
+import nats
+from nats.js.errors import NotFoundError
+
+from orderflow_contracts.streams import ORDERS_STREAM
+
+
+def new_consumer_name(prefix: str) -> str:
+    return f"{prefix}-test-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_consumer(nats_url: str, durable: str, stream: str = ORDERS_STREAM) -> None:
+    """Remove a durable consumer if it exists."""
+    connection = await nats.connect(nats_url)
+    try:
+        with suppress(NotFoundError):
+            await connection.jetstream().delete_consumer(stream, durable)
+    finally:
+        await connection.close()
+
+
+async def consumer_exists(nats_url: str, durable: str, stream: str = ORDERS_STREAM) -> bool:
+    """Whether a durable consumer is there yet (one with deliver policy NEW only sees what comes after)."""
+    connection = await nats.connect(nats_url)
+    try:
+        await connection.jetstream().consumer_info(stream, durable)
+    except NotFoundError:
+        return False
+    finally:
+        await connection.close()
+    return True

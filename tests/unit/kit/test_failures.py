@@ -1,0 +1,114 @@
+"""The one classification of failures (orderflow_kit.failures): what a consumer dead-letters at
+once, what it retries, how long it waits, and which gRPC calls a channel may retry."""
+
+import asyncpg
+import pytest
+import sqlalchemy.exc
+from pydantic import ValidationError
+
+from orderflow_contracts.cloudevents import MalformedEvent
+from orderflow_contracts.events import OrderCreatedV1
+from orderflow_contracts.inventory.v1 import inventory_pb2
+from orderflow_contracts.loyalty.v1 import loyalty_pb2
+from orderflow_contracts.orders.v1 import orders_pb2
+from orderflow_kit.failures import (
+    IDEMPOTENT_METHODS,
+    NOT_IDEMPOTENT_METHODS,
+    Failure,
+    PermanentFailure,
+    classify,
+    describe,
+    error_class,
+    is_dependency_failure,
+    retry_delay,
+)
+
+
+def validation_error() -> ValidationError:
+    try:
+        OrderCreatedV1.model_validate_json(b'{"total_cents": -1}')
+    except ValidationError as error:
+        return error
+    raise AssertionError("the payload validated")
+
+
+def database_down() -> sqlalchemy.exc.OperationalError:
+    return sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+
+def connection_invalidated() -> sqlalchemy.exc.DBAPIError:
+    return sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("terminated"), connection_invalidated=True)
+
+
+CLASSIFICATION: list[tuple[Exception, Failure]] = [
+    # The message itself is bad: dead-lettered at once.
+    (MalformedEvent("missing CloudEvents headers: ce-id"), Failure.PERMANENT),
+    (validation_error(), Failure.PERMANENT),
+    (PermanentFailure("no reservation for order 1"), Failure.PERMANENT),
+    # A dependency failed: retried with backoff, then dead-lettered as exhausted; no traceback.
+    (ConnectionRefusedError(), Failure.DEPENDENCY),
+    (ConnectionResetError(), Failure.DEPENDENCY),
+    (TimeoutError(), Failure.DEPENDENCY),
+    (database_down(), Failure.DEPENDENCY),
+    (connection_invalidated(), Failure.DEPENDENCY),
+    (sqlalchemy.exc.TimeoutError("QueuePool limit reached"), Failure.DEPENDENCY),
+    (asyncpg.CannotConnectNowError("the database system is starting up"), Failure.DEPENDENCY),
+    (asyncpg.ConnectionDoesNotExistError("connection was closed"), Failure.DEPENDENCY),
+    # A bug: retried like an outage (never lost), but logged with its traceback.
+    (KeyError("customer"), Failure.UNFORESEEN),
+    (ZeroDivisionError(), Failure.UNFORESEEN),
+    (sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), Failure.UNFORESEEN),
+]
+
+
+@pytest.mark.parametrize(("error", "expected"), CLASSIFICATION, ids=lambda value: type(value).__name__)
+def test_each_failure_is_classified_as_the_table_says(error: Exception, expected: Failure) -> None:
+    assert classify(error) is expected
+    assert is_dependency_failure(error) == (expected is Failure.DEPENDENCY)
+
+
+@pytest.mark.parametrize("deliveries", range(1, 8))
+def test_retry_delays_double_per_delivery_up_to_the_cap_with_jitter(deliveries: int) -> None:
+    step = min(8.0, 0.5 * 2 ** (deliveries - 1))
+
+    delays = [retry_delay(deliveries, base_seconds=0.5, max_seconds=8.0) for _ in range(50)]
+
+    assert all(step / 2 <= delay <= step for delay in delays)
+    assert len(set(delays)) > 1
+
+
+def test_a_validation_error_is_described_on_one_line_naming_the_fields() -> None:
+    text = describe(validation_error())
+
+    assert "\n" not in text
+    assert "total_cents" in text
+    assert "order_id" in text
+
+
+def test_the_error_class_is_the_exceptions_class_name() -> None:
+    assert error_class(database_down()) == "OperationalError"
+    assert error_class(validation_error()) == "ValidationError"
+    assert describe(ConnectionRefusedError("refused")) == "ConnectionRefusedError: refused"
+
+
+def contract_methods() -> set[str]:
+    return {
+        f"{service.full_name}/{method.name}"
+        for module in (inventory_pb2, orders_pb2, loyalty_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+
+
+def test_every_rpc_of_the_contracts_is_declared_idempotent_or_not_exactly_once() -> None:
+    """A new method cannot slip into the retry policy (or out of it) without a decision."""
+    assert IDEMPOTENT_METHODS.isdisjoint(NOT_IDEMPOTENT_METHODS)
+    assert contract_methods() == IDEMPOTENT_METHODS | NOT_IDEMPOTENT_METHODS
+
+
+def test_creating_an_order_is_not_idempotent_and_reserving_and_releasing_stock_are() -> None:
+    assert "orderflow.orders.v1.OrderService/CreateOrder" in NOT_IDEMPOTENT_METHODS
+    assert {
+        "orderflow.inventory.v1.InventoryService/ReserveStock",
+        "orderflow.inventory.v1.InventoryService/ReleaseStock",
+    } <= IDEMPOTENT_METHODS
