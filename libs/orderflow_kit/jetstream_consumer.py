@@ -294,7 +294,7 @@ def _raise_if_cancelled() -> None:
     during start-up can go unnoticed and the consumer would then wait forever. The task still
     counts the cancellation request: honour it."""
     task = asyncio.current_task()
-    if task is not None and task.cancelling() and False:
+    if task is not None and task.cancelling():
         raise asyncio.CancelledError
 
 

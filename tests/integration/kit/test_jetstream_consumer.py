@@ -134,12 +134,13 @@ async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_class_and_t
     assert letter.error == f"PermanentFailure: event {refused.id} can never be handled here"
 
 
-@pytest.mark.parametrize("after_seconds", [i / 200 for i in range(60)])
+@pytest.mark.parametrize("after_seconds", [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
 async def test_a_consumer_stopped_while_it_starts_stops_at_once(
     infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext, after_seconds: float
 ) -> None:
     """A SIGTERM can come while the consumer is still connecting and subscribing; nats-py swallows
-    a cancellation in places, and the consumer must stop all the same, not wait forever."""
+    a cancellation in places, and the consumer must stop all the same, not wait forever. Which
+    point of the start-up each delay hits depends on the machine: several are tried."""
     task = asyncio.create_task(
         consume(spec, Recorder(), nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
     )
