@@ -30,5 +30,10 @@ def infra_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def infra(infra_state_dir: Path) -> Iterator[Infrastructure]:
     """NATS (JetStream), PostgreSQL and Redis: from ORDERFLOW_*_URL, else Docker, else embedded."""
-    with provide_infrastructure(infra_state_dir) as infrastructure:
+    with provide_infrastructure(infra_state_dir) as infrastructure, pytest.MonkeyPatch.context() as environment:
+        # Settings default to the standard ports, where this machine runs servers of its own: a
+        # service or setting a test forgets to point at these servers still lands on them.
+        environment.setenv("ORDERFLOW_NATS_URL", infrastructure.nats_url)
+        environment.setenv("ORDERFLOW_POSTGRES_URL", infrastructure.postgres_url)
+        environment.setenv("ORDERFLOW_REDIS_URL", infrastructure.redis_url)
         yield infrastructure
