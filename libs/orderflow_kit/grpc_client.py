@@ -23,9 +23,11 @@ class RetryPolicy:
     max_backoff_seconds: float = 0.5
 
     def service_config(self) -> str:
-        """The `grpc.service_config` channel option: a retry policy for the listed methods only."""
+        """The `grpc.service_config` channel option: calls spread over every address the target
+        names (replicas), and a retry policy for the listed methods only."""
+        balancing = {"loadBalancingConfig": [{"round_robin": {}}]}
         if not self.methods:
-            return json.dumps({})
+            return json.dumps(balancing)
         names = [
             {"service": service, "method": method}
             for service, method in (name.split("/", 1) for name in sorted(self.methods))
@@ -37,7 +39,7 @@ class RetryPolicy:
             "backoffMultiplier": 2,
             "retryableStatusCodes": list(RETRYABLE_STATUS_CODES),
         }
-        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry}]})
+        return json.dumps({**balancing, "methodConfig": [{"name": names, "retryPolicy": retry}]})
 
 
 # The default: every idempotent method of orderflow's contracts, nothing else (not CreateOrder).
@@ -52,8 +54,10 @@ def channel(target: str, *, retry: RetryPolicy = RETRY_IDEMPOTENT_CALLS) -> grpc
             ("grpc.service_config", retry.service_config()),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
-            # A peer that was down is dialled again within seconds, not grpc's default 2 minutes.
-            ("grpc.max_reconnect_backoff_ms", 5_000),
+            # A peer that was down (restarted by its supervisor) is dialled again within a second or
+            # two, not after grpc's default backoff of up to 2 minutes.
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
         ],
     )
 

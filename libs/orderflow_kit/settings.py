@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     loyalty_port: int = 50053
     gateway_port: int = 8000
 
+    # gRPC targets; several replicas as `ipv4:host:port,host:port` or `dns:///name:port` (calls
+    # are balanced round-robin over every address, and skip one that is down).
     inventory_addr: str = "127.0.0.1:50051"
     orders_addr: str = "127.0.0.1:50052"
     loyalty_addr: str = "127.0.0.1:50053"

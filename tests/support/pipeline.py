@@ -71,11 +71,12 @@ def running_pipeline(
     specs = [
         dataclasses.replace(spec, env={**spec.env, **own}) for spec in topology(infra, ports, catalog=catalog_file)
     ]
-    specs += [
+    copies = [
         _replica(next(spec for spec in specs if spec.name == name), number)
         for name, count in (replicas or {}).items()
         for number in range(2, count + 1)
     ]
+    specs = [_calling_every_replica(spec, [*specs, *copies]) for spec in specs] + copies
     make = supervisor.service if supervisor is not None else ServiceProcess
     services = {spec.name: make(spec, (work / f"{spec.name}.log").open("w", encoding="utf-8")) for spec in specs}
     try:
@@ -108,6 +109,15 @@ def _replica(spec: ServiceSpec, number: int) -> ServiceSpec:
         env={**spec.env, f"ORDERFLOW_{spec.name.upper()}_PORT": str(port)},
         ready=partial(grpc_serving, f"127.0.0.1:{port}"),
     )
+
+
+def _calling_every_replica(spec: ServiceSpec, specs: Sequence[ServiceSpec]) -> ServiceSpec:
+    """Point `spec`'s clients at every copy of each service (the channels balance round-robin)."""
+    env = dict(spec.env)
+    for name in ("inventory", "orders", "loyalty"):
+        ports = [copy.env[f"ORDERFLOW_{name.upper()}_PORT"] for copy in specs if copy.module == name]
+        env[f"ORDERFLOW_{name.upper()}_ADDR"] = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    return dataclasses.replace(spec, env=env)
 
 
 @pytest.hookimpl(wrapper=True)
