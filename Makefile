@@ -48,7 +48,7 @@ integration: $(VENV)/.synced
 e2e: $(VENV)/.synced
 	$(BIN)/pytest tests/e2e
 
-# Fault injection against the whole pipeline (several minutes); not yet part of `make test`.
+# Only the fault-injection suite (also part of `make test`): break the running pipeline, reconcile.
 chaos: $(VENV)/.synced
 	$(BIN)/pytest tests/chaos -s
 

@@ -55,6 +55,7 @@ class InventorySettings(Settings):
             retry_base_seconds=self.inventory_retry_base_seconds,
             retry_max_seconds=self.inventory_retry_max_seconds,
             batch_size=self.inventory_batch_size,
+            duplicate_window_seconds=self.nats_duplicate_window_seconds,
         )
 
     @model_validator(mode="after")

@@ -44,6 +44,7 @@ class LoyaltySettings(Settings):
             retry_base_seconds=self.loyalty_retry_base_seconds,
             retry_max_seconds=self.loyalty_retry_max_seconds,
             batch_size=self.loyalty_batch_size,
+            duplicate_window_seconds=self.nats_duplicate_window_seconds,
         )
 
     @model_validator(mode="after")

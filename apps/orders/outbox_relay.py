@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit import faults
 from orderflow_kit.faults import Fault
-from orderflow_kit.nats import connect, ensure_streams
+from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams
 from orders.models import OutboxEvent
 from orders.outbox import NOTIFY_CHANNEL
 
@@ -60,6 +60,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         publish_timeout: float = 2.0,
         retry_max_seconds: float = 5.0,
+        duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
     ) -> None:
         self._engine = engine
         self._nats_url = nats_url
@@ -67,6 +68,7 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._publish_timeout = publish_timeout
         self._retry_max_seconds = retry_max_seconds
+        self._duplicate_window_seconds = duplicate_window_seconds
 
     async def run(self) -> None:
         """Publish pending events until cancelled. Waits for NATS as long as it takes."""
@@ -74,7 +76,7 @@ class OutboxRelay:
         try:
             _raise_if_cancelled()
             js = broker.jetstream()
-            await self._retrying(lambda: ensure_streams(js))
+            await self._retrying(lambda: ensure_streams(js, self._duplicate_window_seconds))
             log.info("outbox relay running")
             woken = asyncio.Event()
             listening = asyncio.create_task(self._listen_for_commits(woken))

@@ -25,7 +25,7 @@ class RetryPolicy:
     def service_config(self) -> str:
         """The `grpc.service_config` channel option: calls spread over every address the target
         names (replicas), and a retry policy for the listed methods only."""
-        balancing = {"loadBalancingConfig": [{"round_robin": {}}]}
+        balancing: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
         if not self.methods:
             return json.dumps(balancing)
         names = [

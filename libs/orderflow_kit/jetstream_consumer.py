@@ -40,9 +40,10 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from orderflow_contracts.cloudevents import REQUEST_ID
+from orderflow_kit import faults
 from orderflow_kit.dead_letters import Failed, Reason, publish_dead_letter
 from orderflow_kit.failures import Failure, classify, describe, error_class, retry_delay
-from orderflow_kit.nats import ensure_streams
+from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, ensure_streams
 
 log = structlog.get_logger()
 
@@ -86,6 +87,8 @@ class ConsumerSpec:
     retry_base_seconds: float
     retry_max_seconds: float
     batch_size: int = 10
+    # The streams' duplicate window, should this consumer be the one that creates them.
+    duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         """An ack sent after ack_wait may ack a redelivery instead: refuse such a configuration."""
@@ -178,6 +181,8 @@ class MessageHandling:
             deliveries=metadata.num_delivered,
         )
         try:
+            if faults.should_fail_attempt(self._spec.durable, metadata.num_delivered):
+                raise faults.InjectedFailure(f"consumer_fail_first: delivery {metadata.num_delivered} fails on purpose")
             async with asyncio.timeout(self._spec.handler_timeout_seconds):
                 outcome = await self._handler(raw)
         except Exception as error:
@@ -275,7 +280,7 @@ async def _set_up(broker: NatsBroker, spec: ConsumerSpec) -> JetStreamContext:
         try:
             connection = await broker.connect()
             js = connection.jetstream(timeout=spec.handler_timeout_seconds)
-            await ensure_streams(js)
+            await ensure_streams(js, spec.duplicate_window_seconds)
             await ensure_consumer(js, spec)
         except NATS_UNREACHABLE as error:
             if not reported:

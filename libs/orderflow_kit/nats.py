@@ -29,25 +29,29 @@ REDELIVERY_HORIZON_SECONDS = ORDERS_MAX_AGE_SECONDS + DEAD_LETTERS_MAX_AGE_SECON
 # whoever publishes it) is refused to its producer instead ("message size exceeds maximum allowed").
 ORDERS_MAX_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
 
-STREAMS = (
-    StreamConfig(
-        name=ORDERS_STREAM,
-        subjects=ORDERS_SUBJECTS,
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        max_age=ORDERS_MAX_AGE_SECONDS,
-        max_msg_size=ORDERS_MAX_MESSAGE_BYTES,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-    ),
-    StreamConfig(
-        name=DEAD_LETTER_STREAM,
-        subjects=DEAD_LETTER_SUBJECTS,
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-    ),
-)
+
+def stream_configs(duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS) -> tuple[StreamConfig, ...]:
+    """orderflow's streams; within `duplicate_window_seconds` the broker drops a second message
+    with the same Nats-Msg-Id (after that, only the consumers' dedupe tables catch a copy)."""
+    return (
+        StreamConfig(
+            name=ORDERS_STREAM,
+            subjects=ORDERS_SUBJECTS,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=ORDERS_MAX_AGE_SECONDS,
+            max_msg_size=ORDERS_MAX_MESSAGE_BYTES,
+            duplicate_window=duplicate_window_seconds,
+        ),
+        StreamConfig(
+            name=DEAD_LETTER_STREAM,
+            subjects=DEAD_LETTER_SUBJECTS,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
+            duplicate_window=duplicate_window_seconds,
+        ),
+    )
 
 
 async def connect(url: str, name: str) -> Client:
@@ -75,9 +79,9 @@ async def connect(url: str, name: str) -> Client:
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_streams(js: JetStreamContext, duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS) -> None:
     """Create orderflow's streams, or bring an existing one to the configuration above."""
-    for config in STREAMS:
+    for config in stream_configs(duplicate_window_seconds):
         assert config.name is not None
         try:
             await js.stream_info(config.name)

@@ -3,13 +3,19 @@ service and tool shares. Services extend `Settings` with what only they need."""
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # The broker drops a re-published event (same Nats-Msg-Id) within this window; a copy that
+    # arrives later (the relay retrying after a longer outage) is caught by the consumers' dedupe.
+    nats_duplicate_window_seconds: float = Field(default=DUPLICATE_WINDOW_SECONDS, gt=0)
     # A server URL: each service uses its own database (database-per-service) on this server.
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -32,6 +32,11 @@ ORDERS_PER_SECOND = 30.0
 CUSTOMERS = 8
 SETTLE_WITHIN = 90.0
 
+# Each case's line goes into its test report under this name; conftest.py prints them all.
+RECONCILIATION = "reconciliation"
+# pytest's `record_property` fixture.
+RecordProperty = Callable[[str, object], None]
+
 _OUTBOX_COUNTS = """
     SELECT count(*) FILTER (WHERE published_at IS NOT NULL),
            count(*) FILTER (WHERE published_at IS NULL),

@@ -5,6 +5,7 @@ accepted so far (harness.py). The invariants are cumulative, so each case also r
 ones before it. Part of `make test`."""
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections import Counter
@@ -15,17 +16,30 @@ from typing import Any
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure, ManagedServer
+from orderflow_kit.infra import Infrastructure, ManagedServer, NatsServer
 from orderflow_kit.processes import ServiceProcess
 from orderflow_kit.supervision import RestartPolicy, Supervisor
-from tests.chaos.harness import CATALOG, Answer, Reconciliation, accepted_orders, reconcile, steady_orders
+from tests.chaos.harness import (
+    CATALOG,
+    RECONCILIATION,
+    Answer,
+    Reconciliation,
+    RecordProperty,
+    accepted_orders,
+    reconcile,
+    steady_orders,
+)
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.chaos
 
+# The broker's duplicate window: the NATS outages below last less, then longer, than this.
+DUPLICATE_WINDOW_SECONDS = 3.0
+
 # Short enough that a reservation orphaned by a crash comes back within the case.
 CHAOS_SETTINGS = {
+    "ORDERFLOW_NATS_DUPLICATE_WINDOW_SECONDS": str(DUPLICATE_WINDOW_SECONDS),
     "ORDERFLOW_RESERVATION_TTL_SECONDS": "4",
     "ORDERFLOW_RESERVATION_SWEEP_SECONDS": "0.5",
     "ORDERFLOW_INVENTORY_RETRY_BASE_SECONDS": "0.2",
@@ -49,7 +63,19 @@ class Chaos:
 
 
 @pytest.fixture(scope="module")
-def chaos(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
+def chaos_infra(infra: Infrastructure, infra_state_dir: Path) -> Iterator[Infrastructure]:
+    """The session's PostgreSQL and Redis, and a NATS of the suite's own: its streams get a
+    duplicate window of seconds, which no other suite should meet."""
+    nats_server = NatsServer(infra_state_dir / "chaos")
+    nats_server.start()
+    try:
+        yield dataclasses.replace(infra, nats_url=nats_server.url, nats=nats_server)
+    finally:
+        nats_server.close()
+
+
+@pytest.fixture(scope="module")
+def chaos(chaos_infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
     work = tmp_path_factory.mktemp("chaos")
     faults = work / "faults"
     faults.write_text("")
@@ -58,7 +84,7 @@ def chaos(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> It
     env = {**CHAOS_SETTINGS, "ORDERFLOW_FAULTS_FILE": str(faults)}
     replicas = {"orders": 2, "loyalty": 2}
     with running_pipeline(
-        infra, work, CATALOG, prefix="chaos", env=env, replicas=replicas, supervisor=supervisor
+        chaos_infra, work, CATALOG, prefix="chaos", env=env, replicas=replicas, supervisor=supervisor
     ) as pipeline:
         yield Chaos(pipeline, supervisor, faults)
 
@@ -66,16 +92,34 @@ def chaos(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> It
 Disruption = Callable[[Chaos], Coroutine[Any, Any, None]]
 
 
-async def run_case(case: str, chaos: Chaos, disrupt: Disruption) -> list[Answer]:
+@dataclass(frozen=True)
+class CaseOutcome:
+    answers: list[Answer]
+    # Orders stored during the case that the gateway did not answer 201 (refused, or no answer).
+    stored_though_refused: int
+
+
+async def run_case(case: str, chaos: Chaos, disrupt: Disruption, record_property: RecordProperty) -> CaseOutcome:
+    await every_service_serves(chaos.pipeline)
     answers = await steady_orders(chaos.pipeline.gateway_url, disruption=lambda: disrupt(chaos))
     chaos.accepted = chaos.accepted | accepted_orders(answers)
-    counted = await reconcile(chaos.pipeline, chaos.accepted)
-    print(counted.line(case, chaos.counted), answered(answers))
+    before, counted = chaos.counted, await reconcile(chaos.pipeline, chaos.accepted)
+    record_property(RECONCILIATION, f"{counted.line(case, before)} {answered(answers)}")
     chaos.counted = counted
     assert any(answer.status == 201 for answer in answers)
     assert not [answer for answer in answers if answer.status == 500], "a crash is never a 500"
     counted.assert_exactly_once()
-    return answers
+    return CaseOutcome(answers, len(counted.stored - counted.accepted) - len(before.stored - before.accepted))
+
+
+async def every_service_serves(pipeline: Pipeline) -> None:
+    """Each case starts whole: every process serves, and the gateway's /readyz reaches them all
+    (a restarted replica is otherwise only redialled after the channel's reconnect backoff)."""
+
+    def all_ready() -> bool:
+        return all(service.is_ready() for service in pipeline.services.values())
+
+    await eventually(lambda: asyncio.to_thread(all_ready), within=30, what="every service serves")
 
 
 def answered(answers: list[Answer]) -> str:
@@ -133,37 +177,53 @@ def controllable(server: ManagedServer | None, name: str) -> ManagedServer:
     return server
 
 
-async def test_loyalty_sigkilled_mid_stream(chaos: Chaos) -> None:
-    await run_case("loyalty-sigkill", chaos, lambda chaos: kill(chaos, "loyalty"))
+async def test_loyalty_sigkilled_mid_stream(chaos: Chaos, record_property: RecordProperty) -> None:
+    await run_case("loyalty-sigkill", chaos, lambda chaos: kill(chaos, "loyalty"), record_property)
 
 
-async def test_orders_killed_between_publish_and_mark(chaos: Chaos) -> None:
+async def test_orders_killed_between_publish_and_mark(chaos: Chaos, record_property: RecordProperty) -> None:
     await run_case(
-        "relay-crash-after-publish", chaos, lambda chaos: with_fault_until_crash(chaos, "relay_crash_after_publish")
+        "relay-crash-after-publish",
+        chaos,
+        lambda chaos: with_fault_until_crash(chaos, "relay_crash_after_publish"),
+        record_property,
     )
 
 
-async def test_orders_killed_between_reserve_and_commit(chaos: Chaos) -> None:
+async def test_orders_killed_between_reserve_and_commit(chaos: Chaos, record_property: RecordProperty) -> None:
     """The orphaned reservation expires after its TTL and its stock comes back (none left RESERVED)."""
     await run_case(
-        "orders-crash-before-commit", chaos, lambda chaos: with_fault_until_crash(chaos, "orders_crash_before_commit")
+        "orders-crash-before-commit",
+        chaos,
+        lambda chaos: with_fault_until_crash(chaos, "orders_crash_before_commit"),
+        record_property,
     )
 
 
-async def test_nats_restarted(chaos: Chaos) -> None:
-    nats_server = controllable(chaos.pipeline.infra.nats, "NATS")
-
-    async def disrupt(_chaos: Chaos) -> None:
+def nats_down_for(seconds: float) -> Disruption:
+    async def disrupt(chaos: Chaos) -> None:
+        nats_server = chaos.pipeline.infra.nats
+        assert nats_server is not None
         await asyncio.to_thread(nats_server.stop)
         try:
-            await asyncio.sleep(2)  # the outage itself: orders keep coming meanwhile
+            await asyncio.sleep(seconds)  # the outage itself: orders keep coming meanwhile
         finally:
             await asyncio.to_thread(nats_server.start)
 
-    await run_case("nats-restart", chaos, disrupt)
+    return disrupt
 
 
-async def test_postgres_restarted(chaos: Chaos) -> None:
+async def test_nats_restarted(chaos: Chaos, record_property: RecordProperty) -> None:
+    """A short outage: a publish whose ack was lost is re-sent within the window, and dropped by the broker."""
+    await run_case("nats-restart", chaos, nats_down_for(DUPLICATE_WINDOW_SECONDS / 2), record_property)
+
+
+async def test_nats_down_longer_than_the_duplicate_window(chaos: Chaos, record_property: RecordProperty) -> None:
+    """A re-sent event now reaches the stream twice; the consumers' dedupe tables still apply it once."""
+    await run_case("nats-long-outage", chaos, nats_down_for(DUPLICATE_WINDOW_SECONDS * 2), record_property)
+
+
+async def test_postgres_restarted(chaos: Chaos, record_property: RecordProperty) -> None:
     postgres = controllable(chaos.pipeline.infra.postgres, "PostgreSQL")
 
     async def disrupt(_chaos: Chaos) -> None:
@@ -173,28 +233,35 @@ async def test_postgres_restarted(chaos: Chaos) -> None:
         finally:
             await asyncio.to_thread(postgres.start)
 
-    await run_case("postgres-restart", chaos, disrupt)
+    await run_case("postgres-restart", chaos, disrupt, record_property)
 
 
-async def test_inventory_sigkilled_orders_fail_fast_and_write_nothing(chaos: Chaos) -> None:
-    answers = await run_case("inventory-sigkill", chaos, lambda chaos: kill(chaos, "inventory"))
-    refused = [answer for answer in answers if answer.status != 201]
+async def test_inventory_sigkilled_orders_fail_fast_and_write_nothing(
+    chaos: Chaos, record_property: RecordProperty
+) -> None:
+    outcome = await run_case("inventory-sigkill", chaos, lambda chaos: kill(chaos, "inventory"), record_property)
+    refused = [answer for answer in outcome.answers if answer.status != 201]
     assert refused, "some orders met inventory down"
     assert {(answer.status, answer.code) for answer in refused} <= {
         (503, "INVENTORY_UNAVAILABLE"),
         (504, "INVENTORY_TIMEOUT"),
     }
     assert all(answer.content_type.startswith("application/problem+json") for answer in refused)
+    assert outcome.stored_though_refused == 0
 
 
-async def test_a_replica_of_orders_and_of_loyalty_killed_still_exactly_once(chaos: Chaos) -> None:
+async def test_a_replica_of_orders_and_of_loyalty_killed_still_exactly_once(
+    chaos: Chaos, record_property: RecordProperty
+) -> None:
     async def disrupt(chaos: Chaos) -> None:
         await asyncio.gather(kill(chaos, "orders-2"), kill(chaos, "loyalty-2"))
 
-    await run_case("replica-sigkill", chaos, disrupt)
+    await run_case("replica-sigkill", chaos, disrupt, record_property)
 
 
-async def test_sigterm_to_each_service_under_load_loses_no_accepted_order(chaos: Chaos) -> None:
+async def test_sigterm_to_each_service_under_load_loses_no_accepted_order(
+    chaos: Chaos, record_property: RecordProperty
+) -> None:
     async def disrupt(chaos: Chaos) -> None:
         for name in ("inventory", "orders", "loyalty", "gateway"):
             service = chaos.pipeline.services[name]
@@ -203,4 +270,4 @@ async def test_sigterm_to_each_service_under_load_loses_no_accepted_order(chaos:
             os.kill(service.pid, signal.SIGTERM)
             await died_and_returned(chaos.supervisor, service, before)
 
-    await run_case("sigterm-each", chaos, disrupt)
+    await run_case("sigterm-each", chaos, disrupt, record_property)

@@ -18,6 +18,7 @@ from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.dead_letters import list_dead_letters
 from orderflow_kit.failures import PermanentFailure
+from orderflow_kit.faults import FAULTS_ENV
 from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import ConsumerSpec, consume
 from orderflow_kit.nats import ensure_streams
@@ -132,6 +133,31 @@ async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_class_and_t
     assert (letter.event_id, letter.reason, letter.deliveries) == (refused.id, "permanent", "1")
     assert letter.error_class == "PermanentFailure"
     assert letter.error == f"PermanentFailure: event {refused.id} can never be handled here"
+
+
+async def test_the_consumer_fail_first_flag_fails_the_first_deliveries_then_the_event_is_handled_once(
+    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULTS_ENV, f"consumer_fail_first={spec.durable}:{spec.max_deliver - 1}")
+    recorder = Recorder()
+    task = asyncio.create_task(
+        consume(spec, recorder, nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
+    )
+    try:
+        await eventually(lambda: consumer_exists(js, spec.durable))
+        sent = event()
+        await publish(js, sent)
+        await eventually(lambda: recorder.handled == [sent.id], what="the event handled on its last delivery")
+        info = await eventually(
+            lambda: js.consumer_info(ORDERS_STREAM, spec.durable), lambda info: info.num_ack_pending == 0
+        )
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    assert info.delivered.consumer_seq == spec.max_deliver  # two failed deliveries, then the one handled
+    assert await list_dead_letters(js, subject=f"dlq.{spec.durable}.>") == []
 
 
 @pytest.mark.parametrize("after_seconds", [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
