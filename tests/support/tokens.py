@@ -39,7 +39,9 @@ def as_admin(admin_id: str = ADMIN_ID) -> dict[str, str]:
     return bearer(admin_token(admin_id))
 
 
-def claims(customer_id: str, scope: str = ORDERS_SCOPE, *, expires_in: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+def claims(
+    customer_id: str, scope: str = ORDERS_SCOPE, *, expires_in: timedelta = timedelta(hours=1)
+) -> dict[str, Any]:
     """The claims of a valid token, for a test to change or leave out one of them."""
     now = datetime.now(UTC)
     return {"sub": customer_id, "scope": scope, "iat": now, "exp": now + expires_in}
