@@ -49,6 +49,31 @@ async def test_without_a_bearer_token_every_customer_operation_is_a_401_with_a_c
     assert nothing_was_asked(fakes)
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/v1/orders/not-an-order-id", None),
+        ("GET", "/v1/orders?customer_id=has%20space", None),
+        ("POST", "/v1/orders", {"items": [], "coupon": "FREE"}),
+    ],
+)
+async def test_the_token_is_checked_before_the_request_itself(
+    gateway: httpx.AsyncClient, method: str, url: str, body: Any
+) -> None:
+    """Without a token a malformed request learns nothing about what is wrong with it."""
+    response = await gateway.request(method, url, json=body)
+
+    assert_problem(response, 401, "AUTHENTICATION_REQUIRED")
+
+
+async def test_a_body_that_is_not_json_is_refused_as_it_is_read_even_before_the_token(
+    gateway: httpx.AsyncClient,
+) -> None:
+    response = await gateway.post("/v1/orders", content=b"{not json", headers={"content-type": "application/json"})
+
+    assert_problem(response, 400, "MALFORMED_JSON")
+
+
 REFUSED_TOKENS = {
     "expired": signed(claims("c-1", expires_in=-timedelta(hours=1))),
     "malformed": "not.a-jwt",
