@@ -1,5 +1,6 @@
-"""The FastAPI application: routes, problem handlers, the request-context middleware, and a lifespan
-that opens the upstream channels once per process and closes them at shutdown."""
+"""The FastAPI application: routes, problem handlers, the request-context middleware, the bearer
+token verifier, and a lifespan that opens the upstream channels once per process and closes them
+at shutdown. Without a way to verify tokens there is no app (gateway.auth.AuthNotConfigured)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway import health, routes
+from gateway.auth import TokenVerifier
 from gateway.middleware import RequestContextMiddleware
 from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
 from gateway.settings import GatewaySettings
@@ -51,8 +53,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=problem_responses(500),
     )
+    app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)
+    app.include_router(routes.authenticated)
     app.include_router(health.router)
     return app

@@ -1,4 +1,5 @@
-"""Wiring only: settings, logging, and uvicorn serving the app until SIGTERM."""
+"""Wiring only: settings, logging, and uvicorn serving the app until SIGTERM. A gateway that
+cannot verify bearer tokens says why and exits 2 instead of serving."""
 
 import asyncio
 import contextlib
@@ -6,13 +7,17 @@ import math
 import signal
 from collections.abc import Iterator
 
+import structlog
 import uvicorn
 
 from gateway.app import create_app
+from gateway.auth import AuthNotConfigured
 from gateway.settings import GatewaySettings
 from orderflow_kit.logging import configure_logging
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+log = structlog.get_logger()
 
 
 class _Server(uvicorn.Server):
@@ -34,8 +39,13 @@ class _Server(uvicorn.Server):
 async def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_format, settings.log_level)
+    try:
+        app = create_app(settings)
+    except AuthNotConfigured as error:
+        log.error("cannot start", reason=str(error))
+        raise SystemExit(2) from None
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.listen_host,
         port=settings.gateway_port,
         lifespan="on",

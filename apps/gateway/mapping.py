@@ -18,9 +18,10 @@ from orderflow_contracts.orders.v1 import orders_pb2
 _STATUS_PREFIX = "ORDER_STATUS_"
 
 
-def create_order_request(body: CreateOrderIn) -> orders_pb2.CreateOrderRequest:
+def create_order_request(customer_id: str, body: CreateOrderIn) -> orders_pb2.CreateOrderRequest:
+    """`customer_id` is whom gateway.auth decided the order is for, not necessarily the body's."""
     return orders_pb2.CreateOrderRequest(
-        customer_id=body.customer_id,
+        customer_id=customer_id,
         items=[orders_pb2.OrderItem(sku=item.sku, quantity=item.quantity) for item in body.items],
     )
 

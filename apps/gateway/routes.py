@@ -1,5 +1,6 @@
 """The REST API: each route validates, calls one service, maps the answer. Errors are not handled
-here: they propagate to problems.py, which turns each into problem+json."""
+here: they propagate to problems.py, which turns each into problem+json. Who may do what is
+gateway.auth's call: routes only ask it."""
 
 import email.message
 from typing import Annotated
@@ -7,7 +8,8 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from gateway import mapping
+from gateway import auth, mapping
+from gateway.auth import CustomerPrincipal, auth_responses, authenticate
 from gateway.problems import Problem, problem_responses
 from gateway.schemas import CreateOrderIn, LoyaltyBalanceOut, OrderOut, OrderPage, ProductList
 from gateway.upstreams import UpstreamsDep
@@ -18,7 +20,12 @@ from orderflow_contracts.orders.v1 import orders_pb2
 
 UPSTREAM_FAILURES = (502, 503, 504)
 
-router = APIRouter(prefix="/v1")
+PREFIX = "/v1"
+
+# Open to anyone: the catalog.
+router = APIRouter(prefix=PREFIX)
+# A customer's data: every route needs a bearer token, checked before anything else about the request.
+authenticated = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses())
 
 
 # A pattern, not a validator function: the OpenAPI document then says what an order id looks like.
@@ -34,35 +41,43 @@ def require_json(request: Request) -> None:
         raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request body as application/json.")
 
 
-@router.post(
+@authenticated.post(
     "/orders",
     status_code=201,
     dependencies=[Depends(require_json)],
     responses=problem_responses(400, 404, 409, 415, 422, *UPSTREAM_FAILURES),
 )
-async def create_order(body: CreateOrderIn, response: Response, upstreams: UpstreamsDep) -> OrderOut:
-    """Reserve the items' stock and create the order; 409 OUT_OF_STOCK names the short SKUs."""
-    order = await upstreams.call(upstreams.orders.CreateOrder, mapping.create_order_request(body))
+async def create_order(
+    body: CreateOrderIn, response: Response, principal: CustomerPrincipal, upstreams: UpstreamsDep
+) -> OrderOut:
+    """Reserve the items' stock and create the order, for the token's customer (scope orders);
+    409 OUT_OF_STOCK names the short SKUs."""
+    customer_id = auth.ordering_customer(principal, body.customer_id)
+    order = await upstreams.call(upstreams.orders.CreateOrder, mapping.create_order_request(customer_id, body))
     structlog.contextvars.bind_contextvars(order_id=order.order_id)
-    response.headers["Location"] = f"{router.prefix}/orders/{order.order_id}"
+    response.headers["Location"] = f"{PREFIX}/orders/{order.order_id}"
     return mapping.order_out(order)
 
 
-@router.get("/orders/{order_id}", responses=problem_responses(400, 404, 422, *UPSTREAM_FAILURES))
-async def get_order(order_id: OrderId, upstreams: UpstreamsDep) -> OrderOut:
+@authenticated.get("/orders/{order_id}", responses=problem_responses(400, 404, 422, *UPSTREAM_FAILURES))
+async def get_order(order_id: OrderId, principal: CustomerPrincipal, upstreams: UpstreamsDep) -> OrderOut:
+    """Another customer's order is a 404, as if it did not exist; scope admin reads any."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))
+    auth.check_may_see_order(principal, order_id, order.customer_id)
     return mapping.order_out(order)
 
 
-@router.get("/orders", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
+@authenticated.get("/orders", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
 async def list_orders(
+    principal: CustomerPrincipal,
     upstreams: UpstreamsDep,
     customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)],
     page_size: Annotated[int | None, Query(ge=1, le=100, description="Default 20.")] = None,
     page_token: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> OrderPage:
-    """A customer's orders, a page at a time."""
+    """A customer's orders, a page at a time: the token's own customer's, or any with scope admin."""
+    auth.check_may_read(principal, customer_id)
     request = orders_pb2.ListOrdersRequest(customer_id=customer_id, page_size=page_size or 0, page_token=page_token)
     return mapping.order_page(await upstreams.call(upstreams.orders.ListOrders, request))
 
@@ -73,10 +88,13 @@ async def list_products(upstreams: UpstreamsDep) -> ProductList:
     return mapping.product_list(response)
 
 
-@router.get("/customers/{customer_id}/loyalty", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
+@authenticated.get("/customers/{customer_id}/loyalty", responses=problem_responses(400, 422, *UPSTREAM_FAILURES))
 async def get_loyalty_balance(
-    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], upstreams: UpstreamsDep
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)],
+    principal: CustomerPrincipal,
+    upstreams: UpstreamsDep,
 ) -> LoyaltyBalanceOut:
-    """A customer with no awarded orders yet has zero points."""
+    """A customer with no awarded orders yet has zero points. The token's own customer's, or any with scope admin."""
+    auth.check_may_read(principal, customer_id)
     balance = await upstreams.call(upstreams.loyalty.GetBalance, loyalty_pb2.GetBalanceRequest(customer_id=customer_id))
     return mapping.loyalty_balance(balance)

@@ -24,7 +24,9 @@ class OrderItemIn(_Request):
 
 
 class CreateOrderIn(_Request):
-    customer_id: CustomerId
+    customer_id: CustomerId | None = Field(
+        default=None, description="The token's customer (its sub) when left out; naming another is a 403."
+    )
     items: list[OrderItemIn] = Field(
         min_length=1, max_length=MAX_ORDER_LINES, description="One line per SKU: a SKU on two lines is a 422."
     )

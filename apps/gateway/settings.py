@@ -1,4 +1,7 @@
-"""What only the gateway needs on top of the shared settings: how long it waits for others."""
+"""What only the gateway needs on top of the shared settings: how long it waits for others, and
+how it verifies bearer tokens (gateway.auth)."""
+
+from pydantic import SecretStr
 
 from orderflow_kit.settings import Settings
 
@@ -8,3 +11,10 @@ class GatewaySettings(Settings):
     grpc_deadline_seconds: float = 5.0
     # /readyz answers within about this long even when a dependency hangs.
     readiness_timeout_seconds: float = 1.0
+
+    # Bearer tokens: either a shared secret (development, HS256; `make up` sets one) or an identity
+    # provider's JWKS URL (RS256), which needs the issuer and audience its tokens carry for us.
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None

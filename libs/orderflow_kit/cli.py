@@ -1,11 +1,16 @@
-"""The `orderflow` command: `orderflow up` runs the whole pipeline locally (`make up`), and
-`orderflow dlq ...` inspects and replays dead letters."""
+"""The `orderflow` command: `orderflow up` runs the whole pipeline locally (`make up`),
+`orderflow token` mints a development bearer token for the gateway, and `orderflow dlq ...`
+inspects and replays dead letters."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from orderflow_contracts.identifiers import is_customer_id
+from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
+from orderflow_kit.dev_tokens import NoSecret, mint_token, parse_ttl, signing_secret
 from orderflow_kit.dlq_cli import dlq_app
 from orderflow_kit.runner import run_topology
 
@@ -13,11 +18,40 @@ app = typer.Typer(help="orderflow: run the pipeline locally, and operate it.", n
 app.add_typer(dlq_app, name="dlq")
 
 
+StateDir = Annotated[
+    Path, typer.Option("--state-dir", help="Where `up` keeps the servers' data, logs and the development JWT secret.")
+]
+
+
 @app.command()
-def up(
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", help="Where the embedded servers keep their data and logs.")
-    ] = Path(".state"),
-) -> None:
+def up(state_dir: StateDir = Path(".state")) -> None:
     """Start the infrastructure and the four services; Ctrl-C stops everything."""
     raise typer.Exit(run_topology(state_dir))
+
+
+def _customer_id(value: str) -> str:
+    if not is_customer_id(value):
+        raise typer.BadParameter(f"{value!r} is not a customer id (letters, digits, '._:-', at most 64)")
+    return value
+
+
+@app.command()
+def token(
+    customer: Annotated[
+        str, typer.Option("--customer", help="The customer the token speaks for (its sub).", callback=_customer_id)
+    ],
+    admin: Annotated[bool, typer.Option("--admin", help="Also grant scope admin: read every customer's data.")] = False,
+    ttl: Annotated[
+        timedelta, typer.Option("--ttl", help="How long it is valid: 90s, 30m, 1h, 7d.", parser=parse_ttl)
+    ] = "1h",  # type: ignore[assignment]  # click parses the default like any value
+    state_dir: StateDir = Path(".state"),
+) -> None:
+    """Print a development bearer token (HS256) signed with ORDERFLOW_JWT_SECRET, or with the
+    secret `orderflow up` stored: TOKEN=$(orderflow token --customer c-1)."""
+    scopes = [ORDERS_SCOPE, ADMIN_SCOPE] if admin else [ORDERS_SCOPE]
+    try:
+        secret = signing_secret(state_dir)
+    except NoSecret as error:
+        typer.echo(f"orderflow token: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(mint_token(secret, customer, scopes, ttl))

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from orderflow_kit.dev_tokens import SECRET_ENV
 from orderflow_kit.infra import ChildProcess, Infrastructure, free_port, free_ports
 from orderflow_kit.probe import grpc_serving, http_ok
 
@@ -160,8 +161,10 @@ def topology(
     *,
     catalog: Path | None = None,
     log_format: str = "console",
+    jwt_secret: str | None = None,
 ) -> list[ServiceSpec]:
-    """The four services in start order, gateway last, wired to `infra` and to each other."""
+    """The four services in start order, gateway last, wired to `infra` and to each other.
+    `jwt_secret`, when given, is the gateway's alone: the one that verifies bearer tokens."""
     env = {
         "ORDERFLOW_NATS_URL": infra.nats_url,
         "ORDERFLOW_POSTGRES_URL": infra.postgres_url,
@@ -183,5 +186,6 @@ def topology(
         ServiceSpec(name, name, dict(env), partial(grpc_serving, f"{_HOST}:{port}"))
         for name, port in grpc_services.items()
     ]
+    gateway_env = {**env, SECRET_ENV: jwt_secret} if jwt_secret is not None else dict(env)
     gateway_ready = partial(http_ok, f"http://{_HOST}:{ports.gateway}/readyz")
-    return [*specs, ServiceSpec("gateway", "gateway", dict(env), gateway_ready)]
+    return [*specs, ServiceSpec("gateway", "gateway", gateway_env, gateway_ready)]

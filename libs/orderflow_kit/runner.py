@@ -9,6 +9,7 @@ pipeline starts up stops everything instead, with its last output.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from types import FrameType
 import grpc
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit.dev_tokens import JWKS_URL_ENV, secret_for_make_up
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.supervision import Supervisor
@@ -35,11 +37,13 @@ def run_topology(state_dir: Path) -> int:
     ports = TopologyPorts()
     supervisor = Supervisor()
     tty = sys.stdout.isatty()
+    jwt_secret = secret_for_make_up(state_dir)
     try:
         with provide_infrastructure(state_dir) as infra:
+            specs = topology(infra, ports, jwt_secret=jwt_secret)
             services = [
                 supervisor.service(spec, sys.stdout, color=color if tty else None)
-                for spec, color in zip(topology(infra, ports), _COLORS, strict=True)
+                for spec, color in zip(specs, _COLORS, strict=True)
             ]
             try:
                 _start(services)
@@ -85,23 +89,36 @@ def _print_banner(infra: Infrastructure, ports: TopologyPorts, state_dir: Path) 
     gateway = f"localhost:{ports.gateway}"
     item = {"sku": _example_sku(ports), "quantity": 1}
     order = json.dumps({"customer_id": "c-1", "items": [item]}, separators=(",", ":"))
+    bearer = '-H "Authorization: Bearer $TOKEN"'
     print(
         f"""
-orderflow is up: http://127.0.0.1:{ports.gateway}
+orderflow is up: http://127.0.0.1:{ports.gateway}  (API docs: /docs)
 
   curl -s {gateway}/v1/products
-  curl -s -X POST {gateway}/v1/orders -H 'content-type: application/json' \\
+  {_token_command(state_dir)}
+  curl -s -X POST {gateway}/v1/orders {bearer} -H 'content-type: application/json' \\
        -d '{order}'
+  curl -s '{gateway}/v1/orders?customer_id=c-1' {bearer}
+  curl -s {gateway}/v1/customers/c-1/loyalty {bearer}
 
   nats      {infra.nats_url}
   postgres  {infra.postgres_url}
   redis     {infra.redis_url}
-  state     {state_dir.resolve()}  (data and server logs)
+  state     {state_dir.resolve()}  (data, server logs, a generated JWT secret)
 
 Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def _token_command(state_dir: Path) -> str:
+    """How to get a bearer token for customer c-1 from another terminal."""
+    if os.environ.get(JWKS_URL_ENV):
+        return "TOKEN=<a token for customer c-1 from your identity provider>"
+    orderflow = os.path.relpath(Path(sys.executable).with_name("orderflow"))
+    state = "" if state_dir == Path(".state") else f" --state-dir {state_dir}"
+    return f"TOKEN=$({orderflow} token --customer c-1{state})  # add --admin to read every customer's data"
 
 
 def _example_sku(ports: TopologyPorts) -> str:

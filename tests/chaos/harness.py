@@ -21,6 +21,7 @@ from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.db import create_engine
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
+from tests.support.tokens import bearer, customer_token
 
 CATALOG = [
     {"sku": "CHAOS-MUG", "name": "Chaos mug", "price_cents": 1250, "stock": 1_000_000},
@@ -74,6 +75,7 @@ async def steady_orders(
     """Place `count` orders at a fixed rate from several customers; run `disruption` a third of
     the way in, beside the load. Each order is sent on time, whatever the earlier ones are doing."""
     customers = itertools.cycle([f"chaos-{uuid.uuid4().hex[:8]}" for _ in range(CUSTOMERS)])
+    tokens: dict[str, str] = {}
     skus = itertools.cycle([str(product["sku"]) for product in CATALOG])
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30, limits=limits, trust_env=False) as client:
@@ -84,17 +86,19 @@ async def steady_orders(
             await asyncio.sleep(max(0.0, started + number / ORDERS_PER_SECOND - time.monotonic()))
             if number == count // 3:
                 breaking = asyncio.create_task(disruption())
-            body = {"customer_id": next(customers), "items": [{"sku": next(skus), "quantity": 1 + number % 3}]}
-            placing.append(asyncio.create_task(_place(client, body)))
+            customer = next(customers)
+            token = tokens.setdefault(customer, customer_token(customer))
+            body = {"customer_id": customer, "items": [{"sku": next(skus), "quantity": 1 + number % 3}]}
+            placing.append(asyncio.create_task(_place(client, body, token)))
         answers = await asyncio.gather(*placing)
         if breaking is not None:
             await breaking
     return list(answers)
 
 
-async def _place(client: httpx.AsyncClient, body: Mapping[str, object]) -> Answer:
+async def _place(client: httpx.AsyncClient, body: Mapping[str, object], token: str) -> Answer:
     try:
-        response = await client.post("/v1/orders", json=body)
+        response = await client.post("/v1/orders", json=body, headers=bearer(token))
     except httpx.TransportError:
         return Answer(0, None, None, "")
     payload = response.json()

@@ -11,6 +11,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+from tests.support.tokens import as_customer
 
 
 def new_customer() -> str:
@@ -18,7 +19,7 @@ def new_customer() -> str:
 
 
 async def loyalty(api: httpx.AsyncClient, customer_id: str) -> dict[str, Any]:
-    response = await api.get(f"/v1/customers/{customer_id}/loyalty")
+    response = await api.get(f"/v1/customers/{customer_id}/loyalty", headers=as_customer(customer_id))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

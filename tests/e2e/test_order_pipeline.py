@@ -25,6 +25,7 @@ from tests.e2e.support import (
 )
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
+from tests.support.tokens import as_admin, as_customer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
 
 async def place(api: httpx.AsyncClient, customer_id: str, *items: tuple[str, int]) -> httpx.Response:
     body = {"customer_id": customer_id, "items": [{"sku": sku, "quantity": q} for sku, q in items]}
-    return await api.post("/v1/orders", json=body)
+    return await api.post("/v1/orders", json=body, headers=as_customer(customer_id))
 
 
 async def test_an_order_is_created_published_and_awarded_exactly_its_points(api: httpx.AsyncClient) -> None:
@@ -56,8 +57,8 @@ async def test_an_order_is_created_published_and_awarded_exactly_its_points(api:
     ]
     assert order["total_cents"] == 2 * 1250 + 2599
     assert order["currency"] == "EUR"
-    assert (await api.get(response.headers["location"])).json() == order
-    listed = (await api.get("/v1/orders", params={"customer_id": customer})).json()
+    assert (await api.get(response.headers["location"], headers=as_customer(customer))).json() == order
+    listed = (await api.get("/v1/orders", params={"customer_id": customer}, headers=as_customer(customer))).json()
     assert listed == {"orders": [order], "next_page_token": None}
 
     awarded = await eventually(
@@ -74,6 +75,28 @@ async def test_an_order_is_created_published_and_awarded_exactly_its_points(api:
     assert balance["orders_awarded"] == 2
 
 
+async def test_a_customer_orders_as_itself_and_sees_only_its_own_data(api: httpx.AsyncClient) -> None:
+    """The token names the customer; another customer's token sees nothing of it, an admin's sees all."""
+    customer, other = new_customer(), new_customer()
+    body = {"items": [{"sku": "E2E-MUG", "quantity": 1}]}
+
+    anonymous = await api.post("/v1/orders", json=body)
+    created = await api.post("/v1/orders", json=body, headers=as_customer(customer))
+
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="orderflow"'
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["customer_id"] == customer
+    location = created.headers["location"]
+    assert (await api.get(location, headers=as_customer(other))).status_code == 404
+    assert (
+        await api.get("/v1/orders", params={"customer_id": customer}, headers=as_customer(other))
+    ).status_code == 403
+    assert (await api.get(f"/v1/customers/{customer}/loyalty", headers=as_customer(other))).status_code == 403
+    assert (await api.get(location, headers=as_admin())).json() == order
+
+
 async def test_concurrent_orders_never_oversell(api: httpx.AsyncClient) -> None:
     """200 customers race for a product with stock 50: exactly 50 win, stock ends at 0."""
     assert await available(api, "E2E-LIMITED") == 50
@@ -88,7 +111,7 @@ async def test_concurrent_orders_never_oversell(api: httpx.AsyncClient) -> None:
     assert {r.json()["code"] for r in losers} == {"OUT_OF_STOCK"}
     assert await available(api, "E2E-LIMITED") == 0
     winners = {r.json()["order_id"] for r in responses if r.status_code == 201}
-    stored = await asyncio.gather(*(api.get(f"/v1/orders/{order_id}") for order_id in winners))
+    stored = await asyncio.gather(*(api.get(f"/v1/orders/{order_id}", headers=as_admin()) for order_id in winners))
     assert all(r.status_code == 200 for r in stored)
 
 
@@ -206,7 +229,7 @@ async def test_orders_succeed_while_nats_is_down_and_every_event_is_awarded_once
         ({"customer_id": "CUSTOMER", "items": [{"sku": "E2E-MUG", "quantity": 1.5}]}, 422, "VALIDATION_FAILED"),
         ({"customer_id": "CUSTOMER", "items": []}, 422, "VALIDATION_FAILED"),
         ({"customer_id": "CUSTOMER"}, 422, "VALIDATION_FAILED"),
-        ({"items": [{"sku": "E2E-MUG", "quantity": 1}]}, 422, "VALIDATION_FAILED"),
+        ({"customer_id": "someone-else", "items": [{"sku": "E2E-MUG", "quantity": 1}]}, 403, "CUSTOMER_FORBIDDEN"),
         ({"customer_id": 42, "items": [{"sku": "E2E-MUG", "quantity": 1}]}, 422, "VALIDATION_FAILED"),
         ({"customer_id": "CUSTOMER", "items": "E2E-MUG"}, 422, "VALIDATION_FAILED"),
         ({"customer_id": "CUSTOMER", "items": [{"sku": "E2E-MUG", "quantity": 10**9}]}, 422, "VALIDATION_FAILED"),
@@ -220,15 +243,16 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(
 ) -> None:
     customer = new_customer()
     stock_before = {sku: await available(api, sku) for sku in ("E2E-MUG", "E2E-LIMITED")}
+    headers = as_customer(customer)
     if isinstance(body, bytes):
         response = await api.post(
             "/v1/orders",
             content=body.replace(b"CUSTOMER", customer.encode()),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **headers},
         )
     else:
         payload = json.loads(json.dumps(body).replace("CUSTOMER", customer))
-        response = await api.post("/v1/orders", json=payload)
+        response = await api.post("/v1/orders", json=payload, headers=headers)
 
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -239,14 +263,14 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(
     assert problem["detail"]
     assert "type" in problem
     assert {sku: await available(api, sku) for sku in stock_before} == stock_before
-    listed = await api.get("/v1/orders", params={"customer_id": customer})
+    listed = await api.get("/v1/orders", params={"customer_id": customer}, headers=headers)
     assert listed.json()["orders"] == []
 
 
 async def test_unknown_order_and_bad_ids_are_problems_not_errors(api: httpx.AsyncClient) -> None:
-    missing = await api.get(f"/v1/orders/{uuid.uuid4()}")
+    missing = await api.get(f"/v1/orders/{uuid.uuid4()}", headers=as_admin())
     assert (missing.status_code, missing.json()["code"]) == (404, "ORDER_NOT_FOUND")
-    garbled = await api.get("/v1/orders/not-a-uuid")
+    garbled = await api.get("/v1/orders/not-a-uuid", headers=as_admin())
     assert garbled.status_code in (400, 422)
     assert garbled.headers["content-type"].startswith("application/problem+json")
 
@@ -255,10 +279,11 @@ async def test_one_request_id_follows_an_order_through_every_service(
     api: httpx.AsyncClient, pipeline: Pipeline
 ) -> None:
     request_id = f"e2e{uuid.uuid4().hex}"
+    customer = new_customer()
     response = await api.post(
         "/v1/orders",
-        json={"customer_id": new_customer(), "items": [{"sku": "E2E-TEE", "quantity": 1}]},
-        headers={"x-request-id": request_id},
+        json={"customer_id": customer, "items": [{"sku": "E2E-TEE", "quantity": 1}]},
+        headers={"x-request-id": request_id, **as_customer(customer)},
     )
     assert response.status_code == 201, response.text
     assert response.headers["x-request-id"] == request_id

@@ -1,5 +1,7 @@
 """schemathesis against the real gateway in front of the real services: every operation, valid and
-invalid requests, checked against the OpenAPI document."""
+invalid requests, checked against the OpenAPI document: once with an admin's bearer token, which
+schemathesis also takes away or spoils to see each operation refuse, and once without a valid
+token (none, or one schemathesis makes up), where every answer must be the documented 401."""
 
 from typing import Any
 
@@ -9,12 +11,19 @@ from schemathesis import Case, CheckContext, Response
 
 from gateway.app import create_app
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_type
+from gateway.settings import GatewaySettings
 from tests.support.pipeline import Pipeline
+from tests.support.tokens import JWT_SECRET, admin_token
+
+# The customer the OpenAPI document gives as its example, so the example phase's order is the admin's own.
+ADMIN_ID = "customer-42"
+GENERATION = {"deterministic": True, "database": "none"}
 
 CONFIG = {
     "seed": 20261113,
-    "generation": {"deterministic": True, "database": "none", "max-examples": 60},
+    "generation": {**GENERATION, "max-examples": 60},
     "request-timeout": 10,
+    "auth": {"openapi": {"bearer": {"bearer": admin_token(ADMIN_ID)}}},
     "operations": [
         {
             # A page token is opaque: one the API never issued is schema-valid and still refused (400).
@@ -23,15 +32,28 @@ CONFIG = {
         },
         {
             # JSON Schema cannot say "one line per SKU", so a schema-valid order may repeat one: 422.
-            # 404 UNKNOWN_SKU and 409 OUT_OF_STOCK are answers to valid orders too.
+            # 404 UNKNOWN_SKU and 409 OUT_OF_STOCK are answers to valid orders too, and so is 403
+            # CUSTOMER_FORBIDDEN for an order naming a customer other than the token's.
             "include-name": "POST /v1/orders",
-            "checks": {"positive_data_acceptance": {"expected-statuses": ["201", "404", "409", "422"]}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["201", "403", "404", "409", "422"]}},
         },
     ],
 }
 
-DOCUMENT = create_app().openapi()
+# Without a valid token, a request to an operation that needs one is a 401, whatever else is wrong
+# with it; fewer examples do.
+ANONYMOUS_CONFIG = {
+    "seed": 20261113,
+    "generation": {**GENERATION, "max-examples": 10},
+    "request-timeout": 10,
+    "checks": {"positive_data_acceptance": {"expected-statuses": ["401"]}},
+}
+
+DOCUMENT = create_app(GatewaySettings(jwt_secret=JWT_SECRET)).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(CONFIG))
+anonymous = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(ANONYMOUS_CONFIG)).include(
+    lambda ctx: "security" in ctx.operation.definition.raw
+)
 
 
 def test_the_gateway_serves_the_document_under_test(pipeline: Pipeline) -> None:
@@ -55,3 +77,30 @@ def every_error_is_a_problem(ctx: CheckContext, response: Response, case: Case[A
 @schema.parametrize()
 def test_every_operation_answers_within_its_documented_responses(case: Case[Any], pipeline: Pipeline) -> None:
     case.call_and_validate(base_url=pipeline.gateway_url, additional_checks=[every_error_is_a_problem])
+
+
+# A body that is not JSON at all is refused as it is read, before any route or token is looked at.
+UNREADABLE_BODY = {"MALFORMED_JSON", "BAD_REQUEST"}
+
+
+def a_401_challenges_for_a_bearer_token(ctx: CheckContext, response: Response, case: Case[Any]) -> bool | None:
+    """The operation's own method (not a probe with another, which is a 405) is refused for want of a
+    token, unless its body cannot even be read."""
+    if case.method.upper() != case.operation.method.upper():
+        return None
+    if response.status_code == 400 and response.json()["code"] in UNREADABLE_BODY:
+        return None
+    assert response.status_code == 401, response.status_code
+    [challenge] = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="orderflow"'), challenge
+    return True
+
+
+@anonymous.parametrize()
+def test_every_operation_that_needs_a_token_answers_a_documented_401_without_a_valid_one(
+    case: Case[Any], pipeline: Pipeline
+) -> None:
+    case.call_and_validate(
+        base_url=pipeline.gateway_url,
+        additional_checks=[every_error_is_a_problem, a_401_challenges_for_a_bearer_token],
+    )

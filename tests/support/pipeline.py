@@ -18,6 +18,7 @@ from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
 from orderflow_kit.supervision import Supervisor
+from tests.support.tokens import JWT_SECRET
 
 READY_TIMEOUT = 90.0
 
@@ -47,7 +48,8 @@ def running_pipeline(
     supervisor: Supervisor | None = None,
 ) -> Iterator[Pipeline]:
     """Start the four services (logs in `work/<service>.log`), wait until each serves, and stop
-    them at the end. Databases are `<prefix>_<run>_<service>`, the consumer `loyalty-<prefix>-<run>`.
+    them at the end. Databases are `<prefix>_<run>_<service>`, the consumer `loyalty-<prefix>-<run>`;
+    the gateway verifies tokens from tests.support.tokens.
 
     `env` adds or overrides settings of every service; `replicas` runs more copies of a gRPC
     service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die."""
@@ -69,7 +71,8 @@ def running_pipeline(
     }
     ports = TopologyPorts.free()
     specs = [
-        dataclasses.replace(spec, env={**spec.env, **own}) for spec in topology(infra, ports, catalog=catalog_file)
+        dataclasses.replace(spec, env={**spec.env, **own})
+        for spec in topology(infra, ports, catalog=catalog_file, jwt_secret=JWT_SECRET)
     ]
     copies = [
         _replica(next(spec for spec in specs if spec.name == name), number)

@@ -1,5 +1,6 @@
 """The gateway app in-process (httpx over ASGI, with its lifespan running) in front of in-test
-fake services on free ports and the session's real Redis."""
+fake services on free ports and the session's real Redis. It verifies tokens from
+tests.support.tokens; the client sends none unless a test does."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from orderflow_kit.infra import Infrastructure
 from tests.integration.gateway.fakes import Fakes, fake_services
+from tests.support.tokens import JWT_SECRET
 
 # Short enough that a hanging fake costs little test time, long enough for a loaded 2-core machine.
 DEADLINE_SECONDS = 1.0
@@ -41,6 +43,7 @@ def settings(fakes: Fakes, infra: Infrastructure) -> GatewaySettings:
         redis_url=infra.redis_url,
         grpc_deadline_seconds=DEADLINE_SECONDS,
         readiness_timeout_seconds=DEADLINE_SECONDS,
+        jwt_secret=JWT_SECRET,
     )
 
 

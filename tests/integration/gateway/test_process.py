@@ -1,5 +1,5 @@
 """`python -m gateway` as a process: it serves, writes one access line per request, and on
-SIGTERM lets in-flight requests finish and exits 0."""
+SIGTERM lets in-flight requests finish and exits 0; with no way to verify tokens it does not start."""
 
 import asyncio
 import json
@@ -17,6 +17,7 @@ import pytest
 
 from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import INTERNAL_MESSAGE, Fakes
+from tests.support.tokens import GATEWAY_ENV, as_customer
 
 START_TIMEOUT = 20.0
 
@@ -35,11 +36,10 @@ class GatewayProcess:
         return self.process.returncode, lines
 
 
-@pytest.fixture
-async def gateway_process(fakes: Fakes, infra: Infrastructure) -> AsyncIterator[GatewayProcess]:
-    port = free_port()
-    env = {
-        **os.environ,
+def gateway_env(fakes: Fakes, infra: Infrastructure, port: int) -> dict[str, str]:
+    """The process's environment, without whatever ORDERFLOW_JWT_* the tests run with."""
+    return {
+        **{name: value for name, value in os.environ.items() if not name.startswith("ORDERFLOW_JWT_")},
         "ORDERFLOW_GATEWAY_PORT": str(port),
         "ORDERFLOW_ORDERS_ADDR": fakes.orders_server.address,
         "ORDERFLOW_INVENTORY_ADDR": fakes.inventory_server.address,
@@ -47,8 +47,17 @@ async def gateway_process(fakes: Fakes, infra: Infrastructure) -> AsyncIterator[
         "ORDERFLOW_REDIS_URL": infra.redis_url,
         "ORDERFLOW_LOG_FORMAT": "json",
     }
+
+
+@pytest.fixture
+async def gateway_process(fakes: Fakes, infra: Infrastructure) -> AsyncIterator[GatewayProcess]:
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "gateway",
+        env={**gateway_env(fakes, infra, port), **GATEWAY_ENV},
+        stderr=asyncio.subprocess.PIPE,
     )
     gateway = GatewayProcess(process, f"http://127.0.0.1:{port}")
     try:
@@ -103,9 +112,13 @@ async def test_each_request_writes_one_access_line(gateway_process: GatewayProce
     order = {"customer_id": "customer-log", "items": [{"sku": "SKU-1", "quantity": 1}]}
     fakes.loyalty.behaviour.failure = grpc.StatusCode.INTERNAL
     async with httpx.AsyncClient(base_url=gateway_process.url) as client:
-        created = await client.post("/v1/orders", json=order, headers={"X-Request-Id": "req-create"})
+        created = await client.post(
+            "/v1/orders", json=order, headers={"X-Request-Id": "req-create", **as_customer("customer-log")}
+        )
         missing = await client.get("/v1/nothing-here", headers={"X-Request-Id": "req-missing"})
-        failed = await client.get("/v1/customers/c-1/loyalty", headers={"X-Request-Id": "req-failed"})
+        failed = await client.get(
+            "/v1/customers/c-1/loyalty", headers={"X-Request-Id": "req-failed", **as_customer("c-1")}
+        )
 
     _, lines = await gateway_process.stop()
 
@@ -116,6 +129,7 @@ async def test_each_request_writes_one_access_line(gateway_process: GatewayProce
     assert access["req-create"]["path"] == "/v1/orders"
     assert access["req-create"]["status"] == 201
     assert access["req-create"]["order_id"] == created.json()["order_id"]
+    assert access["req-create"]["sub"] == "customer-log"
     assert isinstance(access["req-create"]["ms"], float)
     assert access["req-missing"]["status"] == 404
     assert "order_id" not in access["req-missing"]
@@ -125,3 +139,19 @@ async def test_each_request_writes_one_access_line(gateway_process: GatewayProce
     assert access["req-failed"]["grpc_status"] == "INTERNAL"
     assert access["req-failed"]["grpc_detail"] == INTERNAL_MESSAGE
     assert [line["request_id"] for line in lines if line["event"] == "request"].count("req-create") == 1
+
+
+async def test_without_a_way_to_verify_tokens_the_gateway_says_so_and_exits_2(
+    fakes: Fakes, infra: Infrastructure
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=gateway_env(fakes, infra, free_port()), stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=START_TIMEOUT)
+
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    assert process.returncode == 2
+    refusal = next(line for line in lines if line["event"] == "cannot start")
+    assert "ORDERFLOW_JWT_SECRET" in refusal["reason"]
+    assert "ORDERFLOW_JWT_JWKS_URL" in refusal["reason"]
+    assert not any(line["event"] == "started" for line in lines)

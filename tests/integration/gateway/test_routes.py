@@ -1,4 +1,5 @@
-"""Every route's happy path and the shape of its JSON."""
+"""Every route's happy path and the shape of its JSON, for a customer reading its own data
+(who may do what is in test_auth.py)."""
 
 import uuid
 from datetime import datetime
@@ -6,6 +7,7 @@ from datetime import datetime
 import httpx
 
 from tests.integration.gateway.fakes import Fakes
+from tests.support.tokens import as_customer
 
 CUSTOMER = "customer-routes"
 
@@ -16,7 +18,9 @@ def new_customer() -> str:
 
 async def place_order(gateway: httpx.AsyncClient, customer_id: str, quantity: int = 2) -> httpx.Response:
     return await gateway.post(
-        "/v1/orders", json={"customer_id": customer_id, "items": [{"sku": "SKU-1", "quantity": quantity}]}
+        "/v1/orders",
+        json={"customer_id": customer_id, "items": [{"sku": "SKU-1", "quantity": quantity}]},
+        headers=as_customer(customer_id),
     )
 
 
@@ -25,6 +29,7 @@ async def test_creating_an_order_answers_201_with_the_order_and_its_location(gat
     response = await gateway.post(
         "/v1/orders",
         json={"customer_id": customer_id, "items": [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}]},
+        headers=as_customer(customer_id),
     )
 
     assert response.status_code == 201
@@ -45,9 +50,10 @@ async def test_creating_an_order_answers_201_with_the_order_and_its_location(gat
 
 
 async def test_an_order_can_be_read_back_at_its_location(gateway: httpx.AsyncClient) -> None:
-    created = await place_order(gateway, new_customer())
+    customer_id = new_customer()
+    created = await place_order(gateway, customer_id)
 
-    response = await gateway.get(created.headers["location"])
+    response = await gateway.get(created.headers["location"], headers=as_customer(customer_id))
 
     assert response.status_code == 200
     assert response.json() == created.json()
@@ -58,10 +64,13 @@ async def test_a_customers_orders_come_a_page_at_a_time(gateway: httpx.AsyncClie
     placed = [(await place_order(gateway, customer_id, quantity)).json() for quantity in (1, 2, 3)]
     await place_order(gateway, new_customer())
 
-    first = await gateway.get("/v1/orders", params={"customer_id": customer_id, "page_size": 2})
+    headers = as_customer(customer_id)
+    first = await gateway.get("/v1/orders", params={"customer_id": customer_id, "page_size": 2}, headers=headers)
     assert first.status_code == 200
     token = first.json()["next_page_token"]
-    second = await gateway.get("/v1/orders", params={"customer_id": customer_id, "page_size": 2, "page_token": token})
+    second = await gateway.get(
+        "/v1/orders", params={"customer_id": customer_id, "page_size": 2, "page_token": token}, headers=headers
+    )
 
     assert first.json()["orders"] == placed[:2]
     assert token is not None
@@ -70,7 +79,9 @@ async def test_a_customers_orders_come_a_page_at_a_time(gateway: httpx.AsyncClie
 
 
 async def test_a_customer_without_orders_gets_an_empty_last_page(gateway: httpx.AsyncClient) -> None:
-    response = await gateway.get("/v1/orders", params={"customer_id": new_customer()})
+    customer_id = new_customer()
+
+    response = await gateway.get("/v1/orders", params={"customer_id": customer_id}, headers=as_customer(customer_id))
 
     assert response.status_code == 200
     assert response.json() == {"orders": [], "next_page_token": None}
@@ -92,7 +103,7 @@ async def test_a_loyalty_balance_has_points_and_awarded_orders(gateway: httpx.As
     customer_id = new_customer()
     fakes.loyalty.points[customer_id] = 30
 
-    response = await gateway.get(f"/v1/customers/{customer_id}/loyalty")
+    response = await gateway.get(f"/v1/customers/{customer_id}/loyalty", headers=as_customer(customer_id))
 
     assert response.status_code == 200
     assert response.json() == {"customer_id": customer_id, "points": 30, "orders_awarded": 1}

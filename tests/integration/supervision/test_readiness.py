@@ -22,6 +22,7 @@ from tests.integration.gateway.conftest import client_of
 from tests.integration.supervision.conftest import Backends, stopped
 from tests.support.grpc_servers import SERVING, health_status
 from tests.support.polling import eventually
+from tests.support.tokens import JWT_SECRET
 
 NOT_SERVING = 2  # grpc.health.v1.HealthCheckResponse.NOT_SERVING
 LOYALTY_SERVICE = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
@@ -128,6 +129,7 @@ async def gateway(backends: Backends, infra: Infrastructure) -> AsyncIterator[ht
         inventory_addr=backends.inventory,
         loyalty_addr=backends.loyalty,
         redis_url=infra.redis_url,
+        jwt_secret=JWT_SECRET,
     )
     async with client_of(create_app(settings)) as client:
         yield client

@@ -66,3 +66,12 @@ def test_services_restart_unless_stopped_as_make_up_does(compose: dict[str, Any]
     supervisor (orderflow_kit.supervision)."""
     for name in SERVICES:
         assert compose["services"][name]["restart"] == "unless-stopped", name
+
+
+def test_only_the_gateway_gets_the_token_secret_and_only_from_the_environment(compose: dict[str, Any]) -> None:
+    """No secret is committed: compose refuses to start the gateway without ORDERFLOW_JWT_SECRET."""
+    environments = {name: dict(compose["services"][name]["environment"]) for name in SERVICES}
+    secret = environments["gateway"].pop("ORDERFLOW_JWT_SECRET")
+    assert secret.startswith("${ORDERFLOW_JWT_SECRET:?")
+    assert environments["gateway"] == environments["orders"]
+    assert not any("ORDERFLOW_JWT_SECRET" in environment for environment in environments.values())

@@ -89,10 +89,10 @@ def test_a_loyalty_balance_keeps_points_and_awarded_orders() -> None:
     }
 
 
-def test_a_create_order_body_becomes_the_grpc_request() -> None:
-    body = CreateOrderIn.model_validate({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 2}]})
+def test_a_create_order_body_becomes_the_grpc_request_for_the_customer_auth_decided() -> None:
+    body = CreateOrderIn.model_validate({"items": [{"sku": "SKU-1", "quantity": 2}]})
 
-    request = mapping.create_order_request(body)
+    request = mapping.create_order_request("customer-1", body)
 
     assert request == orders_pb2.CreateOrderRequest(
         customer_id="customer-1", items=[orders_pb2.OrderItem(sku="SKU-1", quantity=2)]

@@ -23,6 +23,12 @@ def test_a_well_formed_order_is_accepted() -> None:
     assert body.items[0].quantity == MAX_QUANTITY
 
 
+def test_the_customer_may_be_left_out_for_the_token_to_name() -> None:
+    body = CreateOrderIn.model_validate({"items": [{"sku": "SKU-1", "quantity": 1}]})
+
+    assert body.customer_id is None
+
+
 @pytest.mark.parametrize(
     ("body", "mistake"),
     [
@@ -39,7 +45,7 @@ def test_a_well_formed_order_is_accepted() -> None:
         (order(items=[]), "too_short"),
         (order(items=[{"sku": "SKU-1", "quantity": 1}] * (MAX_ORDER_LINES + 1)), "too_long"),
         (order(coupon="FREE"), "extra_forbidden"),
-        ({"items": [{"sku": "SKU-1", "quantity": 1}]}, "missing"),
+        ({"customer_id": "customer-1"}, "missing"),
     ],
 )
 def test_a_malformed_order_is_rejected(body: dict[str, Any], mistake: str) -> None:

@@ -1,0 +1,243 @@
+"""Who is calling and what they may do, decided here and nowhere else.
+
+Every operation on a customer's data needs a bearer JWT: `sub` is the customer id, `scope` a
+space-separated list (orderflow_contracts.scopes), `exp` is required. The gateway verifies either
+- HS256 tokens signed with ORDERFLOW_JWT_SECRET (development; `orderflow token` mints them), or
+- RS256 tokens from an identity provider, keys from ORDERFLOW_JWT_JWKS_URL, with
+  ORDERFLOW_JWT_ISSUER and ORDERFLOW_JWT_AUDIENCE checked,
+and refuses to start with neither (`AuthNotConfigured`).
+
+A customer (scope `orders`) places orders for itself and reads only its own data; scope `admin`
+reads every customer's. Routes say what they need with a parameter: `CurrentPrincipal` (any valid
+token), `CustomerPrincipal` (scope orders or admin) or `AdminPrincipal` (scope admin), and list
+`auth_responses()`. The chain starts at FastAPI's HTTPBearer, so the OpenAPI document shows the
+scheme on every operation that needs it. A missing or refused token is a 401 with an RFC 6750
+challenge; a token without the scope an operation needs is a 403."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import jwt
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.problems import Problem, problem_responses
+from gateway.settings import GatewaySettings
+from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
+from orderflow_kit.dev_tokens import MIN_SECRET_BYTES
+
+REALM: Final = "orderflow"
+# Clock skew allowed between whoever issued a token and this gateway.
+LEEWAY_SECONDS: Final = 30
+# A JWKS fetch (at the first token, then when keys expire or rotate) waits at most this long.
+JWKS_TIMEOUT_SECONDS: Final = 5.0
+_REQUIRED_CLAIMS: Final = ["exp", "sub"]
+
+
+class AuthNotConfigured(Exception):
+    """The gateway has no way to verify tokens, or a dangerous one: it must not start."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Whom a valid token speaks for, and what it grants."""
+
+    customer_id: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
+
+    def may_read(self, customer_id: str) -> bool:
+        """Its own customer's data with scope orders; every customer's with scope admin."""
+        return self.is_admin or (ORDERS_SCOPE in self.scopes and customer_id == self.customer_id)
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    """Checks a token's signature, `exp` and, when configured, `iss` and `aud`. One key source:
+    a shared secret (HS256) or a JWKS (RS256), never both, so neither kind of token can pass as
+    the other."""
+
+    algorithm: str
+    secret: str | None = None
+    jwks: jwt.PyJWKClient | None = None
+    issuer: str | None = None
+    audience: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> "TokenVerifier":
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret is not None else ""
+        issuer, audience, jwks_url = settings.jwt_issuer, settings.jwt_audience, settings.jwt_jwks_url
+        if secret and jwks_url:
+            raise AuthNotConfigured(
+                "ORDERFLOW_JWT_SECRET and ORDERFLOW_JWT_JWKS_URL are both set: tokens are verified one way. "
+                "Unset the development secret to use the identity provider's keys, or the JWKS URL."
+            )
+        if jwks_url:
+            if not (issuer and audience):
+                raise AuthNotConfigured(
+                    "ORDERFLOW_JWT_JWKS_URL needs ORDERFLOW_JWT_ISSUER and ORDERFLOW_JWT_AUDIENCE: without them a "
+                    "token the identity provider issued for any other application would be accepted."
+                )
+            keys = jwt.PyJWKClient(jwks_url, timeout=JWKS_TIMEOUT_SECONDS)
+            return cls("RS256", jwks=keys, issuer=issuer, audience=audience)
+        if not secret:
+            raise AuthNotConfigured(
+                "No way to verify bearer tokens: set ORDERFLOW_JWT_SECRET (development, HS256; `make up` sets one) "
+                "or ORDERFLOW_JWT_JWKS_URL with ORDERFLOW_JWT_ISSUER and ORDERFLOW_JWT_AUDIENCE (RS256)."
+            )
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise AuthNotConfigured(
+                f"ORDERFLOW_JWT_SECRET is too short to sign HS256 tokens safely: use at least {MIN_SECRET_BYTES} "
+                "random bytes (`openssl rand -base64 32`)."
+            )
+        return cls("HS256", secret=secret, issuer=issuer, audience=audience)
+
+    async def principal(self, token: str) -> Principal:
+        """The token's principal; a Problem when it is refused."""
+        try:
+            claims = jwt.decode(
+                token,
+                await self._key(token),
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": _REQUIRED_CLAIMS, "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWKClientConnectionError:
+            raise Problem(
+                503, "DEPENDENCY_UNAVAILABLE", "The keys that verify bearer tokens could not be fetched; retry later."
+            ) from None
+        except jwt.PyJWTError as error:
+            raise invalid_token(str(error)) from None
+        scope = claims.get("scope", "")
+        if not claims["sub"] or not isinstance(scope, str):
+            raise invalid_token("sub must name the customer and scope be a space-separated string")
+        return Principal(claims["sub"], frozenset(scope.split()))
+
+    async def _key(self, token: str) -> str | jwt.PyJWK:
+        """The secret, or the JWKS key the token's `kid` names. PyJWKClient caches the key set and
+        fetches it with blocking I/O when it is missing or stale (a rotation), so off the event loop."""
+        if self.jwks is None:
+            assert self.secret is not None
+            return self.secret
+        return await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
+
+
+def invalid_token(reason: str) -> Problem:
+    return Problem(
+        401,
+        "INVALID_TOKEN",
+        f"The bearer token was refused: {reason}.",
+        headers=_challenge(error="invalid_token", error_description=reason),
+    )
+
+
+def insufficient_scope(scope: str) -> Problem:
+    return Problem(
+        403,
+        "INSUFFICIENT_SCOPE",
+        f"This operation needs a token with scope {scope}.",
+        headers=_challenge(error="insufficient_scope", scope=scope),
+    )
+
+
+def _challenge(**attributes: str) -> dict[str, str]:
+    """The RFC 6750 WWW-Authenticate challenge; attribute values are quoted strings, which may not
+    contain a double quote or a backslash."""
+    quoted = "".join(f', {name}="{_printable(value)}"' for name, value in attributes.items())
+    return {"WWW-Authenticate": f'Bearer realm="{REALM}"{quoted}'}
+
+
+def _printable(text: str) -> str:
+    return "".join(char for char in text.replace('"', "'") if " " <= char <= "~" and char != "\\")
+
+
+_bearer = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description=(
+        "A JWT whose `sub` is the customer id and whose `scope` lists `orders` (the customer's own data) "
+        "and/or `admin` (every customer's). For development: `orderflow token --customer c-1 [--admin]`."
+    ),
+    auto_error=False,  # the answer is a problem+json 401 with a challenge, below
+)
+
+
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller's principal from `Authorization: Bearer <JWT>`; a 401 without one or when it is refused."""
+    if credentials is None:
+        raise Problem(
+            401,
+            "AUTHENTICATION_REQUIRED",
+            "This operation needs a bearer token: send Authorization: Bearer <JWT>.",
+            headers=_challenge(),
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    principal = await verifier.principal(credentials.credentials)
+    structlog.contextvars.bind_contextvars(sub=principal.customer_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def _requiring(scope: str, *alternatives: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def scoped(principal: CurrentPrincipal) -> Principal:
+        if principal.scopes.isdisjoint({scope, *alternatives}):
+            raise insufficient_scope(scope)
+        return principal
+
+    return scoped
+
+
+CustomerPrincipal = Annotated[Principal, Depends(_requiring(ORDERS_SCOPE, ADMIN_SCOPE))]
+AdminPrincipal = Annotated[Principal, Depends(_requiring(ADMIN_SCOPE))]
+
+
+def ordering_customer(principal: Principal, requested: str | None) -> str:
+    """Whom an order is placed for: the token's own customer, whether the body names it or not.
+    Naming another is a 403, for admins too: they read every customer's data, they order as themselves."""
+    if ORDERS_SCOPE not in principal.scopes:
+        raise insufficient_scope(ORDERS_SCOPE)
+    if requested is not None and requested != principal.customer_id:
+        raise _customer_forbidden(principal, "place orders for")
+    return principal.customer_id
+
+
+def check_may_read(principal: Principal, customer_id: str) -> None:
+    if not principal.may_read(customer_id):
+        raise _customer_forbidden(principal, "read the data of")
+
+
+def check_may_see_order(principal: Principal, order_id: str, owner: str) -> None:
+    """Another customer's order is answered exactly as one that does not exist (the orders
+    service's ORDER_NOT_FOUND), so order ids reveal nothing."""
+    if not principal.may_read(owner):
+        raise Problem(404, "ORDER_NOT_FOUND", f"order {order_id} does not exist")
+
+
+def _customer_forbidden(principal: Principal, action: str) -> Problem:
+    return Problem(
+        403, "CUSTOMER_FORBIDDEN", f"This token may {action} its own customer only ({principal.customer_id})."
+    )
+
+
+def auth_responses() -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for an operation that needs a token: the 401 with its challenge, the 403."""
+    responses = problem_responses(401, 403)
+    responses[401]["headers"] = {
+        "WWW-Authenticate": {
+            "description": 'The RFC 6750 challenge, e.g. Bearer realm="orderflow", error="invalid_token".',
+            "schema": {"type": "string"},
+        }
+    }
+    return responses
