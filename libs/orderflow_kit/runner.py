@@ -21,9 +21,12 @@ from types import FrameType
 import grpc
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_kit.grpc_client import blocking_channel
+from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.redaction import redact
+from orderflow_kit.settings import Settings
 from orderflow_kit.supervision import Supervisor
 
 READY_TIMEOUT = 90.0
@@ -122,7 +125,7 @@ Ctrl-C stops everything.
 
 def _example_sku(ports: TopologyPorts) -> str:
     """A SKU from inventory's catalog, so the example order can be pasted as it is."""
-    with grpc.insecure_channel(f"127.0.0.1:{ports.inventory}") as channel:
+    with blocking_channel(f"127.0.0.1:{ports.inventory}", channel_credentials(Settings())) as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         try:
             products = stub.ListProducts(inventory_pb2.ListProductsRequest(), timeout=2.0).products
