@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, problem handlers, the request-context middleware, and a lifespan
+"""The FastAPI application: routes, problem handlers, the request-context and body-size middleware, and a lifespan
 that opens the upstream channels once per process and closes them at shutdown."""
 
 from collections.abc import AsyncIterator
@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from gateway import health, routes
+from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
 from gateway.settings import GatewaySettings
@@ -49,8 +50,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="REST in front of the orderflow gRPC services. Every error is application/problem+json.",
         version="1",
         lifespan=lifespan,
-        responses=problem_responses(500),
+        # Any request may be refused for its size (a declared Content-Length is checked before routing).
+        responses=problem_responses(413, 500),
     )
+    # The last added runs first: the request context wraps the size limit, so a 413 has a request id.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)

@@ -1,4 +1,7 @@
-"""What only the gateway needs on top of the shared settings: how long it waits for others."""
+"""What only the gateway needs on top of the shared settings: how long it waits for others, and
+how large a request body it takes."""
+
+from pydantic import Field
 
 from orderflow_kit.settings import Settings
 
@@ -8,3 +11,5 @@ class GatewaySettings(Settings):
     grpc_deadline_seconds: float = 5.0
     # /readyz answers within about this long even when a dependency hangs.
     readiness_timeout_seconds: float = 1.0
+    # A larger request body is refused with 413 BODY_TOO_LARGE while it streams in (gateway.body_limit).
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
