@@ -1,6 +1,7 @@
-"""The FastAPI application: routes, problem handlers, the request-context middleware, the bearer
-token verifier, and a lifespan that opens the upstream channels once per process and closes them
-at shutdown. Without a way to verify tokens there is no app (gateway.auth.AuthNotConfigured)."""
+"""The FastAPI application: routes, problem handlers, the request-context and body-size
+middleware, the bearer token verifier, and a lifespan that opens the upstream channels once per
+process and closes them at shutdown. Without a way to verify tokens there is no app
+(gateway.auth.AuthNotConfigured)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 
 from gateway import health, routes
 from gateway.auth import TokenVerifier
+from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
 from gateway.settings import GatewaySettings
@@ -51,9 +53,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="REST in front of the orderflow gRPC services. Every error is application/problem+json.",
         version="1",
         lifespan=lifespan,
-        responses=problem_responses(500),
+        # Any request may be refused for its size (a declared Content-Length is checked before routing).
+        responses=problem_responses(413, 500),
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
+    # The last added runs first: the request context wraps the size limit, so a 413 has a request id.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)

@@ -51,6 +51,7 @@ TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "VALIDATION_FAILED": "Request validation failed",
         "MALFORMED_JSON": "Malformed JSON body",
         "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
+        "BODY_TOO_LARGE": "Request body too large",
         "NOT_FOUND": "Not found",
         "METHOD_NOT_ALLOWED": "Method not allowed",
         "AUTHENTICATION_REQUIRED": "Authentication required",

@@ -1,7 +1,7 @@
 """What only the gateway needs on top of the shared settings: how long it waits for others, and
-how it verifies bearer tokens (gateway.auth)."""
+how it verifies bearer tokens (gateway.auth), how large a request body it takes."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from orderflow_kit.settings import Settings
 
@@ -18,3 +18,5 @@ class GatewaySettings(Settings):
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # A larger request body is refused with 413 BODY_TOO_LARGE while it streams in (gateway.body_limit).
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1)

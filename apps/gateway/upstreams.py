@@ -20,6 +20,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.grpc_client import channel
+from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.request_context import outgoing_metadata
 
 ResponseT = TypeVar("ResponseT")
@@ -48,9 +49,12 @@ class Upstreams:
     @classmethod
     def open(cls, settings: GatewaySettings) -> "Upstreams":
         """Call inside the running event loop: grpc.aio channels belong to the loop they were made in."""
-        orders = _grpc_upstream("orders", orders_pb2.DESCRIPTOR, "OrderService", settings.orders_addr)
-        inventory = _grpc_upstream("inventory", inventory_pb2.DESCRIPTOR, "InventoryService", settings.inventory_addr)
-        loyalty = _grpc_upstream("loyalty", loyalty_pb2.DESCRIPTOR, "LoyaltyService", settings.loyalty_addr)
+        tls = channel_credentials(settings)
+        orders = _grpc_upstream("orders", orders_pb2.DESCRIPTOR, "OrderService", settings.orders_addr, tls)
+        inventory = _grpc_upstream(
+            "inventory", inventory_pb2.DESCRIPTOR, "InventoryService", settings.inventory_addr, tls
+        )
+        loyalty = _grpc_upstream("loyalty", loyalty_pb2.DESCRIPTOR, "LoyaltyService", settings.loyalty_addr, tls)
         timeout = settings.readiness_timeout_seconds
         return cls(
             orders=orders_pb2_grpc.OrderServiceStub(orders.channel),
@@ -97,8 +101,10 @@ class Upstreams:
         return OK
 
 
-def _grpc_upstream(name: str, contract: FileDescriptor, service: str, target: str) -> GrpcUpstream:
-    return GrpcUpstream(name, contract.services_by_name[service].full_name, channel(target))
+def _grpc_upstream(
+    name: str, contract: FileDescriptor, service: str, target: str, tls: grpc.ChannelCredentials | None
+) -> GrpcUpstream:
+    return GrpcUpstream(name, contract.services_by_name[service].full_name, channel(target, credentials=tls))
 
 
 def _upstreams(request: Request) -> Upstreams:

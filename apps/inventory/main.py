@@ -14,6 +14,7 @@ from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_server import serve
+from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.readiness import nats_server, postgres
 
@@ -54,6 +55,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
             dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
+            credentials=server_credentials(settings),
         )
     finally:
         await engine.dispose()

@@ -12,6 +12,7 @@ from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_server import serve
+from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.readiness import nats_server, postgres
@@ -47,6 +48,7 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
             dependencies=[postgres(engine), nats_server(settings.nats_url)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
+            credentials=server_credentials(settings),
         )
     finally:
         await engine.dispose()

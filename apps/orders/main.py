@@ -10,6 +10,7 @@ from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_server import GrpcService, serve
+from orderflow_kit.grpc_tls import channel_credentials, server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.readiness import nats_server, postgres
@@ -35,7 +36,7 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
     relay needs it, and it waits."""
     await migrate(settings.postgres_url, settings.orders_database, MIGRATIONS)
     engine = create_engine(settings.postgres_url, settings.orders_database)
-    inventory_channel = channel(settings.inventory_addr)
+    inventory_channel = channel(settings.inventory_addr, credentials=channel_credentials(settings))
     orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
     relay = OutboxRelay(
         engine,
@@ -66,6 +67,7 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
             dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
+            credentials=server_credentials(settings),
         )
         await orders.finish_unfinished_work(within=settings.shutdown_grace_seconds)
     finally:

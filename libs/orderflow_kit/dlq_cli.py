@@ -39,6 +39,7 @@ from orderflow_kit.dead_letters import (
     replay_dead_letter,
     replay_dead_letters,
 )
+from orderflow_kit.redaction import redact
 from orderflow_kit.settings import Settings
 
 T = TypeVar("T")
@@ -50,7 +51,13 @@ dlq_app = typer.Typer(
 )
 
 NatsUrl = Annotated[
-    str | None, typer.Option("--nats-url", help="NATS server URL [default: ORDERFLOW_NATS_URL]", show_default=False)
+    str | None,
+    typer.Option(
+        "--nats-url",
+        help="NATS server URL, nats://user:password@host:port [default: ORDERFLOW_NATS_URL, which keeps the "
+        "password off the command line]",
+        show_default=False,
+    ),
 ]
 SEQUENCE_HELP = "The dead letter's sequence in DEAD_LETTERS (see `list`)."
 Sequence = Annotated[int, typer.Argument(help=SEQUENCE_HELP, min=1)]
@@ -253,7 +260,7 @@ def _run(nats_url: str | None, action: Callable[[JetStreamContext], Awaitable[T]
     except DeadLetterError as error:
         _fail(str(error))
     except (NatsError, OSError, TimeoutError) as error:
-        _fail(f"NATS at {url}: {type(error).__name__}: {error}")
+        _fail(redact(f"NATS at {url}: {type(error).__name__}: {error}"))
 
 
 async def _with_jetstream(url: str, action: Callable[[JetStreamContext], Awaitable[T]]) -> T:

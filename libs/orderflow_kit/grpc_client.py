@@ -1,5 +1,6 @@
 """How orderflow services call each other: channels that retry only what may be retried (the
-policy is in orderflow_kit.failures), the request context in the metadata, and typed error details."""
+policy is in orderflow_kit.failures), over TLS when configured (orderflow_kit.grpc_tls), the
+request context in the metadata, and typed error details."""
 
 import json
 from collections.abc import Collection
@@ -46,20 +47,35 @@ class RetryPolicy:
 RETRY_IDEMPOTENT_CALLS = RetryPolicy(IDEMPOTENT_METHODS)
 
 
-def channel(target: str, *, retry: RetryPolicy = RETRY_IDEMPOTENT_CALLS) -> grpc.aio.Channel:
-    """Create inside the running event loop (grpc.aio channels belong to one loop)."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.service_config", retry.service_config()),
-            ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", 30_000),
-            # A peer that was down (restarted by its supervisor) is dialled again within a second or
-            # two, not after grpc's default backoff of up to 2 minutes.
-            ("grpc.initial_reconnect_backoff_ms", 250),
-            ("grpc.max_reconnect_backoff_ms", 2_000),
-        ],
-    )
+def channel(
+    target: str,
+    *,
+    retry: RetryPolicy = RETRY_IDEMPOTENT_CALLS,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """Create inside the running event loop (grpc.aio channels belong to one loop). With
+    `credentials` (orderflow_kit.grpc_tls.channel_credentials) the channel speaks TLS only."""
+    options = [
+        ("grpc.service_config", retry.service_config()),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+        # A peer that was down (restarted by its supervisor) is dialled again within a second or
+        # two, not after grpc's default backoff of up to 2 minutes.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+def blocking_channel(target: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A synchronous channel for one-off calls outside an event loop (probes, the `make up` banner).
+    It targets this machine or a compose network: never through a proxy from the environment."""
+    options = [("grpc.enable_http_proxy", 0)]
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """How every orderflow gRPC server runs: health and reflection services, one log line per call
-with the request id, ServiceError turned into a rich status, and a graceful stop on SIGTERM."""
+with the request id, ServiceError turned into a rich status, a graceful stop on SIGTERM, and TLS
+when configured (orderflow_kit.grpc_tls)."""
 
 from __future__ import annotations
 
@@ -119,13 +120,15 @@ async def serve(
     dependencies: Sequence[Dependency] = (),
     grace_seconds: float = 10.0,
     stop: asyncio.Event | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
 
     `background` coroutines (an outbox relay, a consumer) run beside the server; if one of them
     fails the process stops with that error, so a supervisor can restart it. `dependencies` are
     watched (orderflow_kit.readiness): the health status is NOT_SERVING while a required one is
-    down. Setting `stop` ends it like a signal does: how a test stops a server it runs in-process."""
+    down. Setting `stop` ends it like a signal does: how a test stops a server it runs in-process.
+    With `credentials` (orderflow_kit.grpc_tls.server_credentials) the port serves TLS only."""
     server = grpc.aio.server(interceptors=[_CallInterceptor()])
     for service in services:
         service.add(service.servicer, server)
@@ -133,7 +136,10 @@ async def serve(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service.name for service in services]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    server.add_insecure_port(f"{host}:{port}")
+    if credentials is None:
+        server.add_insecure_port(f"{host}:{port}")
+    else:
+        server.add_secure_port(f"{host}:{port}", credentials)
     readiness = Readiness(health_servicer, ["", *names], dependencies)
     await readiness.check()  # the first answer to a health check is already the true one
     await server.start()
@@ -146,7 +152,7 @@ async def serve(
     tasks = [
         asyncio.create_task(run(), name=getattr(run, "__name__", "background")) for run in [*background, *watchers]
     ]
-    log.info("serving", port=port, services=names)
+    log.info("serving", port=port, services=names, tls=credentials is not None)
 
     stop_waiter = asyncio.create_task(stopping.wait())
     done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

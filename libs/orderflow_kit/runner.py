@@ -1,7 +1,9 @@
 """`make up` without Docker: infrastructure plus the four services as local processes.
 
 It blocks until Ctrl-C or SIGTERM, then stops the services (gateway first) and then the servers
-it started, so nothing is left running. Meanwhile a service that dies is restarted with backoff,
+it started, so nothing is left running. The banner shows the servers' URLs with their passwords
+masked; the full URLs are in `<state dir>/orderflow.env`, readable by its owner only, for tools
+such as `orderflow dlq`. Meanwhile a service that dies is restarted with backoff,
 as compose's `restart: unless-stopped` does (orderflow_kit.supervision); one that fails while the
 pipeline starts up stops everything instead, with its last output.
 """
@@ -21,14 +23,19 @@ import grpc
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit.dev_tokens import JWKS_URL_ENV, secret_for_make_up
-from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure
+from orderflow_kit.grpc_client import blocking_channel
+from orderflow_kit.grpc_tls import channel_credentials
+from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
+from orderflow_kit.redaction import redact
+from orderflow_kit.settings import Settings
 from orderflow_kit.supervision import Supervisor
 
 READY_TIMEOUT = 90.0
 """Seconds all services together get to become ready."""
 
 _COLORS = (36, 33, 35, 32)  # ANSI cyan, yellow, magenta, green: one per service
+ENV_FILE = "orderflow.env"
 
 
 def run_topology(state_dir: Path) -> int:
@@ -47,7 +54,8 @@ def run_topology(state_dir: Path) -> int:
             ]
             try:
                 _start(services)
-                _print_banner(infra, ports, state_dir)
+                env_file = write_env_file(infra, state_dir)
+                print(banner(infra, ports, env_file, _example_sku(ports)), flush=True)
                 _wait_for_interrupt()
             finally:
                 print("orderflow: stopping", flush=True)
@@ -85,31 +93,42 @@ def _wait_for_interrupt() -> None:
         return
 
 
-def _print_banner(infra: Infrastructure, ports: TopologyPorts, state_dir: Path) -> None:
+def write_env_file(infra: Infrastructure, state_dir: Path) -> Path:
+    """The servers' URLs, passwords included, as ORDERFLOW_* settings; only the owner may read it."""
+    path = state_dir / ENV_FILE
+    settings = {
+        "ORDERFLOW_NATS_URL": infra.nats_url,
+        "ORDERFLOW_POSTGRES_URL": infra.postgres_url,
+        "ORDERFLOW_REDIS_URL": infra.redis_url,
+    }
+    write_private_file(path, "".join(f"{name}={value}\n" for name, value in settings.items()))
+    return path
+
+
+def banner(infra: Infrastructure, ports: TopologyPorts, env_file: Path, sku: str) -> str:
+    """What `make up` prints once everything serves: how to use it, and where things are; no password."""
     gateway = f"localhost:{ports.gateway}"
-    item = {"sku": _example_sku(ports), "quantity": 1}
-    order = json.dumps({"customer_id": "c-1", "items": [item]}, separators=(",", ":"))
+    order = json.dumps({"customer_id": "c-1", "items": [{"sku": sku, "quantity": 1}]}, separators=(",", ":"))
     bearer = '-H "Authorization: Bearer $TOKEN"'
-    print(
-        f"""
+    return f"""
 orderflow is up: http://127.0.0.1:{ports.gateway}  (API docs: /docs)
 
   curl -s {gateway}/v1/products
-  {_token_command(state_dir)}
+  {_token_command(env_file.parent)}
   curl -s -X POST {gateway}/v1/orders {bearer} -H 'content-type: application/json' \\
        -d '{order}'
   curl -s '{gateway}/v1/orders?customer_id=c-1' {bearer}
   curl -s {gateway}/v1/customers/c-1/loyalty {bearer}
 
-  nats      {infra.nats_url}
-  postgres  {infra.postgres_url}
-  redis     {infra.redis_url}
-  state     {state_dir.resolve()}  (data, server logs, a generated JWT secret)
+  nats      {redact(infra.nats_url)}
+  postgres  {redact(infra.postgres_url)}
+  redis     {redact(infra.redis_url)}
+  state     {env_file.parent.resolve()}  (data, server logs, a generated JWT secret)
+  secrets   {env_file.resolve()}  (the URLs with their passwords)
+            env $(cat {env_file}) .venv/bin/orderflow dlq count
 
 Ctrl-C stops everything.
-""",
-        flush=True,
-    )
+"""
 
 
 def _token_command(state_dir: Path) -> str:
@@ -123,7 +142,7 @@ def _token_command(state_dir: Path) -> str:
 
 def _example_sku(ports: TopologyPorts) -> str:
     """A SKU from inventory's catalog, so the example order can be pasted as it is."""
-    with grpc.insecure_channel(f"127.0.0.1:{ports.inventory}") as channel:
+    with blocking_channel(f"127.0.0.1:{ports.inventory}", channel_credentials(Settings())) as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         try:
             products = stub.ListProducts(inventory_pb2.ListProductsRequest(), timeout=2.0).products

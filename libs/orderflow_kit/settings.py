@@ -1,9 +1,10 @@
 """Configuration from `ORDERFLOW_*` environment variables; one place for the names every
 service and tool shares. Services extend `Settings` with what only they need."""
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
@@ -36,7 +37,33 @@ class Settings(BaseSettings):
     orders_addr: str = "127.0.0.1:50052"
     loyalty_addr: str = "127.0.0.1:50053"
 
+    # gRPC between services over TLS (orderflow_kit.grpc_tls, docs/security.md); plaintext when unset.
+    # PEM files. A server serves TLS with its certificate (chain) and key.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    # The CA that signed the certificates: a client dials over TLS and trusts servers it signed;
+    # a server that requires client certificates accepts only those it signed.
+    grpc_tls_ca: Path | None = None
+    # Mutual TLS: a server refuses clients without a certificate from grpc_tls_ca, and a client
+    # presents this certificate and key.
+    grpc_tls_require_client_cert: bool = False
+    grpc_tls_client_cert: Path | None = None
+    grpc_tls_client_key: Path | None = None
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     # How long a SIGTERMed server lets in-flight calls finish.
     shutdown_grace_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _grpc_tls_is_complete(self) -> Self:
+        """Refuse at start-up a TLS set-up that would only fail at the first call."""
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("set both grpc_tls_cert and grpc_tls_key, or neither")
+        if (self.grpc_tls_client_cert is None) != (self.grpc_tls_client_key is None):
+            raise ValueError("set both grpc_tls_client_cert and grpc_tls_client_key, or neither")
+        if self.grpc_tls_client_cert is not None and self.grpc_tls_ca is None:
+            raise ValueError("a client certificate needs grpc_tls_ca: clients use TLS only with a CA to trust")
+        if self.grpc_tls_require_client_cert and (self.grpc_tls_cert is None or self.grpc_tls_ca is None):
+            raise ValueError("grpc_tls_require_client_cert needs grpc_tls_cert, grpc_tls_key and grpc_tls_ca")
+        return self

@@ -1,8 +1,10 @@
-"""The `infra` fixture gives real, working servers, and the ones we own survive a restart."""
+"""The `infra` fixture gives real, working servers, the ones we own survive a restart, and the
+NATS server we start lets in only a client with the user and password its URL carries."""
 
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
 import nats
@@ -37,6 +39,29 @@ async def add_stream_with_one_message(js: JetStreamContext, stream: str) -> None
 async def test_nats_has_jetstream(infra: Infrastructure) -> None:
     stream = unique("INFRA")
     async with jetstream(infra.nats_url) as js:
+        await add_stream_with_one_message(js, stream)
+        await js.delete_stream(stream)
+
+
+async def test_nats_refuses_a_client_without_the_right_password(infra: Infrastructure) -> None:
+    if infra.nats is None:
+        pytest.skip("NATS comes from ORDERFLOW_NATS_URL: its authentication is not ours to check")
+    server = urlsplit(infra.nats_url)
+    assert server.username, "the URL carries the user"
+    assert server.password, "the URL carries the password"
+
+    async def quiet(_error: Exception) -> None:
+        """The refusal is the exception below; nats-py need not log it too."""
+
+    for intruder in (
+        f"nats://{server.hostname}:{server.port}",
+        f"nats://{server.username}:wrong@{server.netloc.split('@')[1]}",
+    ):
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(intruder, allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet)
+
+    stream = unique("AUTH")
+    async with jetstream(infra.nats_url) as js:  # the URL's own user and password: in, JetStream and all
         await add_stream_with_one_message(js, stream)
         await js.delete_stream(stream)
 

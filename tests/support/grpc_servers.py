@@ -15,10 +15,10 @@ from tests.support.polling import eventually
 SERVING = int(health_pb2.HealthCheckResponse.SERVING)
 
 
-async def health_status(address: str, service: str = "") -> int:
-    """What the standard health check at `address` answers for `service` ("": the whole server);
-    UNKNOWN when nothing answers."""
-    async with grpc.aio.insecure_channel(address) as channel:
+async def health_status(address: str, service: str = "", credentials: grpc.ChannelCredentials | None = None) -> int:
+    """What the standard health check at `address` answers for `service` ("": the whole server),
+    asked over TLS with `credentials`; UNKNOWN when nothing answers."""
+    async with _channel(address, credentials) as channel:
         try:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=1.0
@@ -28,12 +28,22 @@ async def health_status(address: str, service: str = "") -> int:
     return int(response.status)
 
 
+def _channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, credentials)
+
+
 @asynccontextmanager
 async def serving(
-    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], address: str, *, within: float = 30.0
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    address: str,
+    *,
+    within: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> AsyncIterator[str]:
     """Run `run(stop)` as a task until the block ends; yields `address` once its health check
-    answers SERVING, and sets `stop` and awaits the task at the end."""
+    (over TLS with `credentials`) answers SERVING, and sets `stop` and awaits the task at the end."""
     stop = asyncio.Event()
     server = asyncio.create_task(run(stop))
 
@@ -41,7 +51,7 @@ async def serving(
         if server.done():
             server.result()  # a failed start raises its own error here
             raise AssertionError("the server stopped before it served")
-        return await health_status(address)
+        return await health_status(address, credentials=credentials)
 
     try:
         await eventually(status, lambda answer: answer == SERVING, within=within, what=f"SERVING at {address}")

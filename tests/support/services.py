@@ -7,6 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
 
+import grpc
+
 import inventory.main
 import loyalty.main
 import orders.main
@@ -19,9 +21,13 @@ from orders.settings import OrdersSettings
 from tests.support.grpc_servers import serving
 
 
-def serving_inventory(settings: InventorySettings) -> AbstractAsyncContextManager[str]:
-    """The inventory service until the block ends; yields its address."""
-    return serving(partial(inventory.main.run, settings), f"{settings.listen_host}:{settings.inventory_port}")
+def serving_inventory(
+    settings: InventorySettings, credentials: grpc.ChannelCredentials | None = None
+) -> AbstractAsyncContextManager[str]:
+    """The inventory service until the block ends; yields its address. A service serving TLS is
+    probed with `credentials`."""
+    address = f"{settings.listen_host}:{settings.inventory_port}"
+    return serving(partial(inventory.main.run, settings), address, credentials=credentials)
 
 
 def serving_orders(settings: OrdersSettings) -> AbstractAsyncContextManager[str]:

@@ -90,9 +90,10 @@ async def test_a_consumer_started_while_nats_is_unreachable_waits_and_then_consu
     reservations while NATS is away."""
     server = make_url(infra.nats_url)
     outage = Outage(server.host or "127.0.0.1", server.port or 4222)
+    through_outage = server.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)
     recorder = Recorder()
     task = asyncio.create_task(
-        consume(spec, recorder, nats_url=f"nats://127.0.0.1:{outage.port}", client_name=spec.durable, grace_seconds=1)
+        consume(spec, recorder, nats_url=through_outage, client_name=spec.durable, grace_seconds=1)
     )
     try:
         done, _ = await asyncio.wait({task}, timeout=1.5)

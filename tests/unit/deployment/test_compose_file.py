@@ -1,6 +1,8 @@
 """No Docker engine runs where these tests run, so compose.yaml is checked statically: it must be
-a valid Compose file, and it must start the services exactly as `make up` does."""
+a valid Compose file, it must start the services exactly as `make up` does, and every server in it
+must require a password that comes from the environment, never from the file."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "compose.yaml"
 SERVICES = ("inventory", "orders", "loyalty", "gateway")
+SECRETS = ("NATS_PASSWORD", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "ORDERFLOW_JWT_SECRET")
+# ${NAME:?message}: compose refuses to start without NAME; there is no default to fall back on.
+REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+):\?[^}]*\}")
+# scheme://user:password@, where user and password may be ${...} references (which hold colons).
+URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://(?:\$\{[^}]*\}|[^\s/@:$])*:(?P<password>(?:\$\{[^}]*\}|[^\s/@$])+)@")
+SECRET_KEY = re.compile(r"PASSWORD|PASS$|SECRET|TOKEN|AUTH")
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +83,62 @@ def test_only_the_gateway_gets_the_token_secret_and_only_from_the_environment(co
     assert secret.startswith("${ORDERFLOW_JWT_SECRET:?")
     assert environments["gateway"] == environments["orders"]
     assert not any("ORDERFLOW_JWT_SECRET" in environment for environment in environments.values())
+
+
+def required_variable(value: str) -> str | None:
+    """The variable's name when `value` is exactly one required variable, else None."""
+    match = REQUIRED_VARIABLE.fullmatch(value)
+    return match["name"] if match else None
+
+
+def flag_value(command: list[str], flag: str) -> str:
+    assert flag in command, command
+    return command[command.index(flag) + 1]
+
+
+def test_no_secret_is_written_in_the_file(compose: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text()
+    passwords = [match["password"] for match in URL_PASSWORD.finditer(text)]
+    assert passwords, "the services' URLs carry credentials"
+    assert all(required_variable(password) in SECRETS for password in passwords), passwords
+    assert not re.search(r"\$\{[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*:?[-=]", text), "a secret with a default"
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_KEY.search(key):
+                assert required_variable(str(value)) in SECRETS, (name, key)
+        command = service.get("command") or []
+        for flag in ("--pass", "--requirepass"):
+            if flag in command:
+                assert required_variable(flag_value(command, flag)) in SECRETS, (name, flag)
+
+
+def test_every_server_requires_a_password(compose: dict[str, Any]) -> None:
+    servers = compose["services"]
+    assert required_variable(flag_value(servers["nats"]["command"], "--pass")) == "NATS_PASSWORD"
+    assert flag_value(servers["nats"]["command"], "--user")
+    assert required_variable(flag_value(servers["redis"]["command"], "--requirepass")) == "REDIS_PASSWORD"
+    postgres = servers["postgres"]["environment"]
+    assert required_variable(postgres["POSTGRES_PASSWORD"]) == "POSTGRES_PASSWORD"
+    assert "POSTGRES_HOST_AUTH_METHOD" not in postgres  # "trust" would let anyone in
+
+
+def test_services_log_in_with_the_passwords_from_the_environment(compose: dict[str, Any]) -> None:
+    for name in SERVICES:
+        environment = compose["services"][name]["environment"]
+        for setting, secret in (
+            ("ORDERFLOW_NATS_URL", "NATS_PASSWORD"),
+            ("ORDERFLOW_POSTGRES_URL", "POSTGRES_PASSWORD"),
+            ("ORDERFLOW_REDIS_URL", "REDIS_PASSWORD"),
+        ):
+            match = URL_PASSWORD.match(environment[setting])
+            assert match is not None, (name, setting)
+            assert required_variable(match["password"]) == secret, (name, setting)
+
+
+def test_the_env_example_names_every_secret_with_a_placeholder_and_env_is_ignored() -> None:
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if line and line[0] != "#"
+    )
+    assert set(SECRETS) <= set(example)
+    assert {example[secret] for secret in SECRETS} == {"replace-me"}
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()

@@ -1,0 +1,76 @@
+"""A request body larger than the gateway's limit (ORDERFLOW_MAX_REQUEST_BODY_BYTES) is refused
+with 413 BODY_TOO_LARGE before any route sees it, so nothing is written and nothing is called.
+
+A declared Content-Length over the limit is refused before a byte of the body is read. A body
+without one (chunked) is counted as it arrives and refused as soon as it passes the limit: the
+gateway never holds more than the limit of a request in memory, whatever the client claims.
+
+Pure ASGI, placed inside RequestContextMiddleware, so the 413 carries the request id and gets its
+access line like every other answer."""
+
+from http import HTTPStatus
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.problems import Problem, problem_response
+
+
+class _BodyTooLarge(Exception):
+    """Raised into whatever reads the body once it passes the limit."""
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+
+        received = 0
+        exceeded = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+            if exceeded:
+                raise _BodyTooLarge
+            return message
+
+        async def send_unless_exceeded(message: Message) -> None:
+            """FastAPI answers a failed body read with a 400 of its own; the 413 replaces it."""
+            nonlocal response_started
+            if exceeded and not response_started:
+                return
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, send_unless_exceeded)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+        if exceeded and not response_started:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = Problem(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            f"The request body is larger than {self.max_bytes} bytes.",
+            # The rest of the body is never read: the connection cannot carry another request.
+            headers={"Connection": "close"},
+        )
+        await problem_response(problem, scope["path"])(scope, receive, send)
