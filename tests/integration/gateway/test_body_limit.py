@@ -18,6 +18,7 @@ from gateway.settings import GatewaySettings
 from orderflow_kit.infra import free_port
 from tests.integration.gateway.fakes import Fakes
 from tests.support.polling import eventually
+from tests.support.tokens import as_customer
 
 LIMIT = 2048
 ORDER = {"customer_id": "customer-body-limit", "items": [{"sku": "SKU-1", "quantity": 1}]}
@@ -64,7 +65,8 @@ async def base_url(settings: GatewaySettings) -> AsyncIterator[str]:
 
 async def post_order(base_url: str, content: bytes | AsyncIterator[bytes]) -> httpx.Response:
     async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
-        return await client.post("/v1/orders", content=content, headers={"content-type": "application/json"})
+        headers = {"content-type": "application/json", **as_customer(str(ORDER["customer_id"]))}
+        return await client.post("/v1/orders", content=content, headers=headers)
 
 
 def assert_nothing_ordered(fakes: Fakes) -> None:
