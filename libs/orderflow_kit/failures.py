@@ -121,6 +121,7 @@ IDEMPOTENT_METHODS = frozenset(
 NOT_IDEMPOTENT_METHODS = frozenset(
     {
         # Each call creates a new order (the service picks its id): a repeat would order twice.
+        # Only a request with a client_request_id is safe to repeat, and the channel cannot tell.
         "orderflow.orders.v1.OrderService/CreateOrder",
     }
 )

@@ -36,6 +36,7 @@ from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
 from tests.hostile.strategies import (
     HOSTILE_EXAMPLES,
+    client_request_ids,
     customer_ids,
     hostile_int32,
     hostile_text,
@@ -259,6 +260,17 @@ async def test_create_order_answers_hostile_items_with_a_client_error(
     services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
 ) -> None:
     request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
+    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
+
+
+@given(client_request_id=hostile_text(client_request_ids), items=valid_order_items)
+@HOSTILE_EXAMPLES
+async def test_create_order_answers_a_hostile_client_request_id_with_a_client_error(
+    services: Services, client_request_id: str, items: list[orders_pb2.OrderItem]
+) -> None:
+    request = orders_pb2.CreateOrderRequest(
+        customer_id="hostile-customer", items=items, client_request_id=client_request_id
+    )
     await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
 
 
