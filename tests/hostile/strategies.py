@@ -110,6 +110,11 @@ hostile_int32 = st.one_of(
     st.sampled_from([INT32_MIN, -1, 0, 1, MAX_QUANTITY, MAX_QUANTITY + 1, INT32_MAX]),
 )
 
+hostile_int64 = st.one_of(
+    st.integers(min_value=-(2**63), max_value=INT64_MAX),
+    st.sampled_from([-(2**63), -1, 0, 1, INT32_MAX + 1, INT64_MAX]),
+)
+
 
 def repeated(
     hostile: st.SearchStrategy[T], plain: st.SearchStrategy[T], *, huge: st.SearchStrategy[list[T]]
