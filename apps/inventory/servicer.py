@@ -1,14 +1,16 @@
-"""The gRPC InventoryService: protobuf in, a catalog or reservations call, protobuf out.
+"""The gRPC InventoryService: protobuf in, a catalog, reservations or restocking
+call, protobuf out.
 
 Client errors are ServiceErrors raised by the domain; the kit's interceptor turns them into a
 status with an ErrorInfo, so nothing here handles errors."""
 
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory import catalog, reservations
+from inventory import catalog, reservations, restocking
 from inventory.models import Product
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
@@ -55,6 +57,23 @@ class InventoryServicer:
         released = await reservations.release_stock(self._engine, request.order_id)
         return inventory_pb2.ReleaseStockResponse(released=released)
 
+    async def RestockStream(
+        self, request_iterator: AsyncIterator[inventory_pb2.RestockRequest], context: Context
+    ) -> inventory_pb2.RestockSummary:
+        summary = await restocking.restock(self._engine, _restock_lines(request_iterator))
+        return inventory_pb2.RestockSummary(
+            messages=summary.messages,
+            products=[
+                inventory_pb2.RestockedProduct(
+                    sku=product.sku,
+                    units_added=product.units_added,
+                    available=product.available,
+                    added_to_catalog=product.added_to_catalog,
+                )
+                for product in summary.products
+            ],
+        )
+
     def _product(self, product: Product) -> inventory_pb2.Product:
         return inventory_pb2.Product(
             sku=product.sku,
@@ -62,6 +81,18 @@ class InventoryServicer:
             price_cents=product.price_cents,
             currency=self._currency,
             available=product.available,
+        )
+
+
+async def _restock_lines(
+    requests: AsyncIterator[inventory_pb2.RestockRequest],
+) -> AsyncIterable[restocking.RestockLine]:
+    async for request in requests:
+        yield restocking.RestockLine(
+            sku=request.sku,
+            quantity=request.quantity,
+            name=request.name if request.HasField("name") else None,
+            price_cents=request.price_cents if request.HasField("price_cents") else None,
         )
 
 

@@ -2,14 +2,20 @@
 whole currency unit of the order total, exactly once; and anyone may read a customer's balance.
 
 Exactly once = the dedupe row (keyed by the event's ce-id), the ledger entry and the balance change
-commit in ONE transaction, and the consumer acks the message only after that commit."""
+commit in ONE transaction, and the consumer acks the message only after that commit.
 
+Either way the caller learns what the event earned: the ledger entry keeps the balance right
+after it, so an event processed before is answered exactly as the first time (the consumer
+announces it again, see announcing_points)."""
+
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
 from loyalty.dedupe import claim_event
@@ -28,6 +34,18 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class Award:
+    """What an OrderCreated event earned: now (AWARDED), or when it was first processed (DUPLICATE)."""
+
+    outcome: Outcome
+    order_id: uuid.UUID
+    customer_id: str
+    points: int
+    balance_after: int
+    awarded_at: datetime
+
+
+@dataclass(frozen=True)
 class CustomerBalance:
     customer_id: str
     points: int
@@ -38,29 +56,55 @@ def points_for(total_cents: int) -> int:
     return total_cents // CENTS_PER_POINT
 
 
-async def award_points(engine: AsyncEngine, event: OrderCreated) -> Outcome:
+async def award_points(engine: AsyncEngine, event: OrderCreated) -> Award:
     """Award the order's points unless this event id was processed before; one transaction."""
     order = event.order
     points = points_for(order.total_cents)
     async with engine.begin() as connection:
         if not await claim_event(connection, event.event_id):
-            return Outcome.DUPLICATE
-        await connection.execute(
-            insert(LedgerEntry).values(
-                customer_id=order.customer_id, order_id=order.order_id, event_id=event.event_id, points=points
-            )
-        )
+            return await _earlier_award(connection, event.event_id)
         new_balance = insert(Balance).values(customer_id=order.customer_id, points=points, orders_awarded=1)
-        await connection.execute(
-            new_balance.on_conflict_do_update(
-                index_elements=[col(Balance.customer_id)],
-                set_={
-                    "points": col(Balance.points) + new_balance.excluded.points,
-                    "orders_awarded": col(Balance.orders_awarded) + 1,
-                },
+        balance_after: int = (
+            await connection.execute(
+                new_balance.on_conflict_do_update(
+                    index_elements=[col(Balance.customer_id)],
+                    set_={
+                        "points": col(Balance.points) + new_balance.excluded.points,
+                        "orders_awarded": col(Balance.orders_awarded) + 1,
+                    },
+                ).returning(col(Balance.points))
             )
+        ).scalar_one()
+        awarded_at: datetime = (
+            await connection.execute(
+                insert(LedgerEntry)
+                .values(
+                    customer_id=order.customer_id,
+                    order_id=order.order_id,
+                    event_id=event.event_id,
+                    points=points,
+                    balance_after=balance_after,
+                )
+                .returning(col(LedgerEntry.created_at))
+            )
+        ).scalar_one()
+    return Award(Outcome.AWARDED, order.order_id, order.customer_id, points, balance_after, awarded_at)
+
+
+async def _earlier_award(connection: AsyncConnection, event_id: str) -> Award:
+    """The ledger entry the event wrote when it was first processed (same transaction as its dedupe row)."""
+    entry = (
+        await connection.execute(
+            select(
+                col(LedgerEntry.order_id),
+                col(LedgerEntry.customer_id),
+                col(LedgerEntry.points),
+                col(LedgerEntry.balance_after),
+                col(LedgerEntry.created_at),
+            ).where(col(LedgerEntry.event_id) == event_id)
         )
-    return Outcome.AWARDED
+    ).one()
+    return Award(Outcome.DUPLICATE, *entry)
 
 
 async def get_balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:

@@ -30,6 +30,9 @@ class LedgerEntry(SQLModel, table=True):
     order_id: uuid.UUID
     event_id: str = Field(unique=True)
     points: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    # The customer's balance right after this entry: what its PointsAwarded event announces, the
+    # same when a redelivery announces it again.
+    balance_after: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     created_at: datetime = Field(
         sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
     )

@@ -1,6 +1,10 @@
 """The orders database: orders, their lines (priced by inventory at reservation time) and the
 outbox of events that commit together with them.
 
+An order placed with a client_request_id keeps it: the unique constraint on (customer_id,
+client_request_id) lets a customer's request place one order, however often it is repeated and
+however many copies of it race (placing_orders). Orders without one (NULL) are not constrained.
+
 `outbox.published_at` stays NULL until the broker acknowledged the event; the partial index
 keeps the relay's "oldest pending first" query cheap however many published rows pile up, and
 published rows are purged once older than ORDERFLOW_OUTBOX_RETENTION_SECONDS (outbox.py)."""
@@ -9,9 +13,11 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary, String, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+
+ONE_ORDER_PER_CLIENT_REQUEST = "orders_one_per_client_request"
 
 
 class OrderStatus(StrEnum):
@@ -24,6 +30,7 @@ class Order(SQLModel, table=True):
         # ListOrders: one customer's orders, newest first, paged by the keyset (created_at, order_id).
         Index("orders_by_customer_newest_first", "customer_id", text("created_at DESC"), text("order_id DESC")),
         CheckConstraint("total_cents >= 0", name="total_not_negative"),
+        UniqueConstraint("customer_id", "client_request_id", name=ONE_ORDER_PER_CLIENT_REQUEST),
     )
 
     order_id: uuid.UUID = Field(primary_key=True)
@@ -32,6 +39,7 @@ class Order(SQLModel, table=True):
     total_cents: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    client_request_id: str | None = Field(default=None, max_length=128)
 
 
 class OrderLine(SQLModel, table=True):

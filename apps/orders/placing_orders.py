@@ -16,6 +16,17 @@ Once inventory may hold stock for an order, steps 2 to 4 run to the end even if 
 up (its deadline passes, it cancels): they run in a task of their own that the caller's
 cancellation does not reach. Nothing is half-done because a client went away.
 
+A request with a client_request_id places at most one order, however often it is repeated (a
+gateway that crashed before remembering the answer, a client retrying after a timeout):
+- The customer's order with that id, if there is one, is the answer, and nothing else happens:
+  no reservation, no event. The same id with other items is CLIENT_REQUEST_ID_REUSED.
+- Copies racing each other each reserve under an order id of their own, but the unique
+  constraint on (customer_id, client_request_id) lets one order commit. Each loser releases its
+  own reservation and answers the winner's order. While the winner and a loser both hold stock,
+  a product with too little for both refuses the loser (OUT_OF_STOCK); repeating it then finds
+  the order. Reusing one order id for all copies instead would let a failed copy's release take
+  the stock of the order that succeeded, and keep a retry from ever reserving again.
+
 Reading: one order by id, or a customer's orders newest first, one keyset page at a time."""
 
 import asyncio
@@ -27,16 +38,23 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from sqlalchemy import tuple_
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, is_customer_id, is_order_id, is_sku
+from orderflow_contracts.identifiers import (
+    MAX_ORDER_LINES,
+    MAX_QUANTITY,
+    is_client_request_id,
+    is_customer_id,
+    is_order_id,
+    is_sku,
+)
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit import faults
-from orderflow_kit.errors import deadline_exceeded, invalid_argument, not_found, unavailable
+from orderflow_kit.errors import deadline_exceeded, failed_precondition, invalid_argument, not_found, unavailable
 from orderflow_kit.faults import Fault
 from orders import page_tokens
 from orders.inventory_client import InventoryClient, InventoryUnavailable, Reservation, ReservationOutcomeUnknown
@@ -53,6 +71,14 @@ T = TypeVar("T")
 class RequestedItem(NamedTuple):
     sku: str
     quantity: int
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """A request the client named: it places at most one order for the customer."""
+
+    customer_id: str
+    client_request_id: str
 
 
 @dataclass(frozen=True)
@@ -79,18 +105,30 @@ class Orders:
         self._unfinished: set[asyncio.Task[Any]] = set()
 
     async def place(
-        self, customer_id: str, items: Sequence[RequestedItem], *, caller_time_remaining: float | None
+        self,
+        customer_id: str,
+        items: Sequence[RequestedItem],
+        *,
+        client_request_id: str | None = None,
+        caller_time_remaining: float | None,
     ) -> PlacedOrder:
-        """Reserve the stock, then record the order with its OrderCreated event (see the module doc).
+        """Reserve the stock, then record the order with its OrderCreated event; or, for a repeated
+        `client_request_id`, answer the order it placed (see the module doc).
 
         `caller_time_remaining`: the caller's deadline in seconds from now, None when it has none."""
         quantities = validated_order(customer_id, items)
+        request = None
+        if client_request_id is not None:
+            request = ClientRequest(customer_id, validated_client_request_id(client_request_id))
+            earlier = await self._placed_for(request)
+            if earlier is not None:
+                return _repeated(request, earlier, quantities)
         order_id = uuid.uuid4()
         structlog.contextvars.bind_contextvars(order_id=str(order_id))
         time_limit = self._inventory_timeout
         if caller_time_remaining is not None:
             time_limit = min(time_limit, caller_time_remaining)
-        placing = self._run_to_the_end(self._reserve_and_record(order_id, customer_id, quantities, time_limit))
+        placing = self._run_to_the_end(self._reserve_and_record(order_id, customer_id, quantities, request, time_limit))
         return await asyncio.shield(placing)
 
     async def get(self, order_id: str) -> PlacedOrder:
@@ -137,7 +175,12 @@ class Orders:
             log.error("stopping with unfinished work", tasks=len(self._unfinished))
 
     async def _reserve_and_record(
-        self, order_id: uuid.UUID, customer_id: str, quantities: dict[str, int], time_limit: float
+        self,
+        order_id: uuid.UUID,
+        customer_id: str,
+        quantities: dict[str, int],
+        request: ClientRequest | None,
+        time_limit: float,
     ) -> PlacedOrder:
         try:
             reservation = await self._inventory.reserve(order_id, quantities, time_limit=time_limit)
@@ -149,17 +192,39 @@ class Orders:
                 "INVENTORY_TIMEOUT", f"inventory did not answer within {time_limit:.3g} s; nothing was ordered"
             ) from error
         try:
-            placed = _new_order(order_id, customer_id, reservation)
+            placed = _new_order(order_id, customer_id, reservation, request)
             await self._record(placed)
         except Exception as error:
             # Whatever went wrong, the order was not recorded: its stock must not stay reserved.
-            self._run_to_the_end(self._release(order_id, reason="the order could not be stored"))
+            self._run_to_the_end(self._release(order_id, reason="the order was not recorded"))
+            if request is not None and isinstance(error, IntegrityError):
+                # The unique constraint, most likely: a copy of this request recorded its order first.
+                winner = await self._placed_for(request)
+                if winner is not None:
+                    return _repeated(request, winner, quantities)
             if isinstance(error, SQLAlchemyError | OSError):
                 raise unavailable(
                     "ORDERS_STORE_UNAVAILABLE", "the order could not be stored; nothing was ordered"
                 ) from error
             raise
         return placed
+
+    async def _placed_for(self, request: ClientRequest) -> PlacedOrder | None:
+        """The order `request` placed before, if any."""
+        query = select(Order).where(
+            col(Order.customer_id) == request.customer_id, col(Order.client_request_id) == request.client_request_id
+        )
+        try:
+            async with AsyncSession(self._engine) as session:
+                order = (await session.exec(query)).one_or_none()
+                if order is None:
+                    return None
+                lines = await _lines_of(session, [order.order_id])
+        except (SQLAlchemyError, OSError) as error:
+            raise unavailable(
+                "ORDERS_STORE_UNAVAILABLE", "the orders database is unavailable; nothing was ordered"
+            ) from error
+        return PlacedOrder(order, lines[order.order_id])
 
     async def _record(self, placed: PlacedOrder) -> None:
         """The order, its lines and its OrderCreated event: one transaction, all or nothing."""
@@ -217,7 +282,31 @@ def validated_order(customer_id: str, items: Sequence[RequestedItem]) -> dict[st
     return quantities
 
 
-def _new_order(order_id: uuid.UUID, customer_id: str, reservation: Reservation) -> PlacedOrder:
+def validated_client_request_id(client_request_id: str) -> str:
+    if not is_client_request_id(client_request_id):
+        raise invalid_argument(
+            "client_request_id must be 1 to 128 printable ASCII characters without spaces", field="client_request_id"
+        )
+    return client_request_id
+
+
+def _repeated(request: ClientRequest, earlier: PlacedOrder, quantities: dict[str, int]) -> PlacedOrder:
+    """The answer to a repeated request: the order it placed, if it asks for the same items."""
+    if {line.sku: line.quantity for line in earlier.lines} != quantities:
+        order_id = str(earlier.order.order_id)
+        raise failed_precondition(
+            "CLIENT_REQUEST_ID_REUSED",
+            f"client_request_id {request.client_request_id} already placed order {order_id} with other items; "
+            "a new order needs a new client_request_id",
+            order_id=order_id,
+        )
+    log.info("repeated request answered with its order", order_id=str(earlier.order.order_id))
+    return earlier
+
+
+def _new_order(
+    order_id: uuid.UUID, customer_id: str, reservation: Reservation, request: ClientRequest | None
+) -> PlacedOrder:
     lines = [
         OrderLine(order_id=order_id, sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
         for line in reservation.lines
@@ -229,6 +318,7 @@ def _new_order(order_id: uuid.UUID, customer_id: str, reservation: Reservation) 
         total_cents=sum(line.quantity * line.unit_price_cents for line in lines),
         currency=reservation.currency,
         created_at=datetime.now(UTC),
+        client_request_id=request.client_request_id if request else None,
     )
     return PlacedOrder(order, lines)
 

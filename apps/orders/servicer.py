@@ -25,6 +25,7 @@ class OrderServicer:
         placed = await self._orders.place(
             request.customer_id,
             [RequestedItem(item.sku, item.quantity) for item in request.items],
+            client_request_id=request.client_request_id if request.HasField("client_request_id") else None,
             caller_time_remaining=context.time_remaining(),
         )
         return _order_message(placed)

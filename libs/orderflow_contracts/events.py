@@ -17,6 +17,9 @@ from orderflow_contracts.identifiers import (
     SKU_PATTERN,
 )
 
+# BIGINT: no count of points is larger.
+MAX_POINTS = 2**63 - 1
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
@@ -47,11 +50,45 @@ class OrderCreated:
     order: OrderCreatedV1
 
 
+class PointsAwardedV1(_Payload):
+    """Loyalty awarded an order's points; published once per order (its ce-id and Nats-Msg-Id are
+    derived from the order id), after the award committed."""
+
+    TYPE: ClassVar[str] = "orderflow.loyalty.points_awarded.v1"
+
+    order_id: UUID
+    customer_id: Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+    # May be 0: an order under one currency unit earns nothing, and is still announced.
+    points: Annotated[int, Field(ge=0, le=MAX_POINTS, strict=True)]
+    # The customer's balance right after this award.
+    balance_after: Annotated[int, Field(ge=0, le=MAX_POINTS, strict=True)]
+    awarded_at: datetime
+
+
+@dataclass(frozen=True)
+class PointsAwarded:
+    """A PointsAwarded event as a consumer receives it."""
+
+    event_id: str
+    award: PointsAwardedV1
+
+
 def read_order_created(headers: dict[str, str] | None, body: bytes) -> OrderCreated:
     """Read a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
+    event = _json_event(headers, body, OrderCreatedV1.TYPE)
+    return OrderCreated(event.id, OrderCreatedV1.model_validate_json(event.data))
+
+
+def read_points_awarded(headers: dict[str, str] | None, body: bytes) -> PointsAwarded:
+    """Read a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
+    event = _json_event(headers, body, PointsAwardedV1.TYPE)
+    return PointsAwarded(event.id, PointsAwardedV1.model_validate_json(event.data))
+
+
+def _json_event(headers: dict[str, str] | None, body: bytes, expected_type: str) -> CloudEvent:
     event = CloudEvent.from_message(headers, body)
-    if event.type != OrderCreatedV1.TYPE:
-        raise MalformedEvent(f"unsupported ce-type {event.type!r} (expected {OrderCreatedV1.TYPE!r})")
+    if event.type != expected_type:
+        raise MalformedEvent(f"unsupported ce-type {event.type!r} (expected {expected_type!r})")
     if not event.content_type.startswith("application/json"):
         raise MalformedEvent(f"unsupported content-type {event.content_type!r} (expected application/json)")
-    return OrderCreated(event.id, OrderCreatedV1.model_validate_json(event.data))
+    return event

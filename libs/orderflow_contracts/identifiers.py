@@ -7,6 +7,8 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
 # What `is_order_id` accepts, for schemas: a UUID in its canonical lower-case text form.
 ORDER_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# A client's id for one CreateOrder request (an Idempotency-Key, say): printable ASCII, no spaces.
+CLIENT_REQUEST_ID_PATTERN = r"^[!-~]{1,128}$"
 MAX_QUANTITY = 1000
 MAX_ORDER_LINES = 100
 # Money is integer cents, stored as BIGINT: no amount of any event or message is larger.
@@ -14,6 +16,7 @@ MAX_CENTS = 2**63 - 1
 
 _customer_id = re.compile(CUSTOMER_ID_PATTERN)
 _sku = re.compile(SKU_PATTERN)
+_client_request_id = re.compile(CLIENT_REQUEST_ID_PATTERN)
 
 
 def is_customer_id(value: str) -> bool:
@@ -22,6 +25,10 @@ def is_customer_id(value: str) -> bool:
 
 def is_sku(value: str) -> bool:
     return bool(_sku.fullmatch(value))
+
+
+def is_client_request_id(value: str) -> bool:
+    return bool(_client_request_id.fullmatch(value))
 
 
 def is_order_id(value: str) -> bool:

@@ -2,7 +2,12 @@
 
 ORDERS_STREAM = "ORDERS"
 ORDERS_SUBJECTS = ["orders.>"]
+# Every subject of the stream carries one event type. Consumers filter on the one they handle,
+# so a new subject reaches none of them by accident.
 ORDER_CREATED_SUBJECT = "orders.created"
+# Published by loyalty after it awarded an order's points (for live feeds); nothing consumes it
+# as part of the order pipeline.
+POINTS_AWARDED_SUBJECT = "orders.points_awarded"
 
 DEAD_LETTER_STREAM = "DEAD_LETTERS"
 DEAD_LETTER_SUBJECTS = ["dlq.>"]

@@ -121,6 +121,9 @@ IDEMPOTENT_METHODS = frozenset(
 NOT_IDEMPOTENT_METHODS = frozenset(
     {
         # Each call creates a new order (the service picks its id): a repeat would order twice.
+        # Only a request with a client_request_id is safe to repeat, and the channel cannot tell.
+        # A repeated stream adds its units again (inventory.restocking).
+        "orderflow.inventory.v1.InventoryService/RestockStream",
         "orderflow.orders.v1.OrderService/CreateOrder",
     }
 )

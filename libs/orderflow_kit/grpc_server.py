@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,6 +31,7 @@ from orderflow_kit.request_context import (
 
 ERROR_DOMAIN = "orderflow"
 log = structlog.get_logger()
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,13 @@ def to_rpc_status(error: ServiceError) -> status_pb2.Status:
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Binds the caller's request id, logs one line per call, and maps ServiceError to a status.
+    """Binds the caller's request id, logs one line per call, and maps ServiceError to a status,
+    for unary and client-streaming methods alike.
 
-    It also decodes the request itself: grpc would answer bytes that are not the method's message
+    It also decodes the requests itself: grpc would answer bytes that are not the method's message
     (corrupt, or a string that is not UTF-8) with UNKNOWN and the parser's exception text; a
-    client's mistake is INVALID_ARGUMENT."""
+    client's mistake is INVALID_ARGUMENT. In a stream, each message is decoded as the servicer
+    reads it."""
 
     async def intercept_service(
         self,
@@ -62,10 +65,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler_call_details.method.startswith("/grpc."):
+        if handler is None or handler_call_details.method.startswith("/grpc."):
             return handler
-        # grpc-stubs types handlers as synchronous; on a grpc.aio server they are coroutines.
-        behavior = cast("Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]", handler.unary_unary)
         method = handler_call_details.method
         incoming = dict(handler_call_details.invocation_metadata or ())
         deserialize = handler.request_deserializer
@@ -78,37 +79,61 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             except DecodeError:
                 raise invalid_argument(f"the request body is not a valid message for {method}") from None
 
-        async def logged(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
-            token = request_id_var.set(request_id)
-            trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))  # type: ignore[arg-type]
-            started = time.perf_counter()
-            outcome = "OK"
-            error_code: str | None = None
-            try:
-                with structlog.contextvars.bound_contextvars():
-                    try:
-                        return await behavior(decoded(raw), context)
-                    except ServiceError as error:
-                        outcome, error_code = error.kind.value, error.code
-                        status = rpc_status.to_status(to_rpc_status(error))
-                        await context.abort(status.code, status.details, status.trailing_metadata)
-                    except asyncio.CancelledError:
-                        outcome = "CANCELLED"
-                        raise
-                    except Exception:
-                        outcome = "INTERNAL"
-                        log.exception("rpc failed", method=method)
-                        raise
-                    finally:
-                        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-                        extra = {"error_code": error_code} if error_code else {}
-                        log.info("rpc", method=method, code=outcome, ms=elapsed_ms, **extra)
-            finally:
-                request_id_var.reset(token)
-                traceparent_var.reset(trace_token)
+        async def decoded_each(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+            async for raw in raw_messages:
+                yield decoded(raw)
 
-        return grpc.unary_unary_rpc_method_handler(logged, response_serializer=handler.response_serializer)
+        # grpc-stubs types handlers as synchronous; on a grpc.aio server they are coroutines.
+        if handler.unary_unary is not None:
+            unary = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)
+
+            async def unary_call(raw: bytes, context: Context) -> Any:
+                return await _observed(method, incoming, lambda: unary(decoded(raw), context), context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_call, response_serializer=handler.response_serializer)
+        if handler.stream_unary is not None:
+            streaming = cast("Callable[[AsyncIterator[Any], Context], Awaitable[Any]]", handler.stream_unary)
+
+            async def stream_call(raw_messages: AsyncIterator[bytes], context: Context) -> Any:
+                return await _observed(
+                    method, incoming, lambda: streaming(decoded_each(raw_messages), context), context
+                )
+
+            return grpc.stream_unary_rpc_method_handler(stream_call, response_serializer=handler.response_serializer)
+        return handler
+
+
+async def _observed(method: str, incoming: dict[str, Any], call: Callable[[], Awaitable[Any]], context: Context) -> Any:
+    """Run one call with the caller's request id and trace context bound; log it; abort with a
+    rich status on a ServiceError."""
+    request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
+    token = request_id_var.set(request_id)
+    trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))
+    started = time.perf_counter()
+    outcome = "OK"
+    error_code: str | None = None
+    try:
+        with structlog.contextvars.bound_contextvars():
+            try:
+                return await call()
+            except ServiceError as error:
+                outcome, error_code = error.kind.value, error.code
+                status = rpc_status.to_status(to_rpc_status(error))
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            except asyncio.CancelledError:
+                outcome = "CANCELLED"
+                raise
+            except Exception:
+                outcome = "INTERNAL"
+                log.exception("rpc failed", method=method)
+                raise
+            finally:
+                elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+                extra = {"error_code": error_code} if error_code else {}
+                log.info("rpc", method=method, code=outcome, ms=elapsed_ms, **extra)
+    finally:
+        request_id_var.reset(token)
+        traceparent_var.reset(trace_token)
 
 
 async def serve(

@@ -1,5 +1,6 @@
 """The durable JetStream pull consumer every orderflow service uses: a service supplies a handler
-(what one message means to it), this module does the rest, the same way for everyone.
+(what one message means to it), this module does the rest, the same way for everyone. A handler
+that publishes gets the consumer's own JetStream context (`consume_and_publish`).
 
 Per message: run the handler, bounded by `handler_timeout_seconds`; when it returns, ack, and
 log one line with the outcome it returned. When it raises, `failures.classify` decides:
@@ -67,6 +68,9 @@ NATS_UNREACHABLE: tuple[type[Exception], ...] = (
 # Handles one message and returns its outcome for the log line ("awarded", "duplicate", ...).
 # Raising is how it fails: see the module docstring for what happens then.
 Handler = Callable[[Msg], Awaitable[str]]
+# Makes the handler once the consumer is connected, from the consumer's own JetStream context: a
+# handler that publishes (before its message is acked) does so on the connection it consumes from.
+HandlerFactory = Callable[[JetStreamContext], Handler]
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,17 @@ async def consume(
     """Run the consumer until cancelled; then stop fetching, let the in-flight messages finish
     (up to `grace_seconds`) and close the connection. NATS may be down when this starts: it keeps
     trying, and reconnects by itself whenever the connection drops later."""
+    await consume_and_publish(
+        spec, lambda _: handler, nats_url=nats_url, client_name=client_name, grace_seconds=grace_seconds
+    )
+
+
+async def consume_and_publish(
+    spec: ConsumerSpec, handler_for: HandlerFactory, *, nats_url: str, client_name: str, grace_seconds: float
+) -> None:
+    """`consume`, for a handler that publishes: `handler_for` makes it from the consumer's own
+    JetStream context once connected, so it publishes on the connection it consumes from, which
+    stays open until the messages in flight are done."""
     broker = NatsBroker(
         nats_url,
         name=client_name,
@@ -263,7 +278,7 @@ async def consume(
             pull_sub=PullSub(batch_size=spec.batch_size, timeout=FETCH_TIMEOUT_SECONDS),
             ack_policy=AckPolicy.MANUAL,
             decoder=_undecoded,
-        )(MessageHandling(spec, handler, js).handle)
+        )(MessageHandling(spec, handler_for(js), js).handle)
         await broker.start()
         _raise_if_cancelled()
         log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)

@@ -8,7 +8,13 @@ from typing import TypeVar
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN
+from orderflow_contracts.identifiers import (
+    CLIENT_REQUEST_ID_PATTERN,
+    CUSTOMER_ID_PATTERN,
+    MAX_ORDER_LINES,
+    MAX_QUANTITY,
+    SKU_PATTERN,
+)
 
 T = TypeVar("T")
 
@@ -89,6 +95,7 @@ def hostile_text(*valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 customer_ids = st.from_regex(CUSTOMER_ID_PATTERN, fullmatch=True)
 skus = st.from_regex(SKU_PATTERN, fullmatch=True)
+client_request_ids = st.from_regex(CLIENT_REQUEST_ID_PATTERN, fullmatch=True)
 order_ids = st.uuids().map(str)
 odd_order_ids = st.one_of(
     st.uuids().map(lambda value: str(value).upper()),
@@ -101,6 +108,11 @@ odd_order_ids = st.one_of(
 hostile_int32 = st.one_of(
     st.integers(min_value=INT32_MIN, max_value=INT32_MAX),
     st.sampled_from([INT32_MIN, -1, 0, 1, MAX_QUANTITY, MAX_QUANTITY + 1, INT32_MAX]),
+)
+
+hostile_int64 = st.one_of(
+    st.integers(min_value=-(2**63), max_value=INT64_MAX),
+    st.sampled_from([-(2**63), -1, 0, 1, INT32_MAX + 1, INT64_MAX]),
 )
 
 

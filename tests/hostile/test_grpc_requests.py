@@ -24,6 +24,8 @@ from nats.js.errors import NotFoundError
 import inventory.main
 import loyalty.main
 import orders.main
+from inventory.restocking import MAX_LINES as MAX_RESTOCK_LINES
+from inventory.restocking import MAX_UNITS_PER_LINE
 from inventory.settings import InventorySettings
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
@@ -36,8 +38,10 @@ from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
 from tests.hostile.strategies import (
     HOSTILE_EXAMPLES,
+    client_request_ids,
     customer_ids,
     hostile_int32,
+    hostile_int64,
     hostile_text,
     odd_order_ids,
     order_ids,
@@ -226,6 +230,40 @@ async def test_release_stock_answers_a_hostile_order_id_with_a_client_error(serv
     await answer(services.inventory.ReleaseStock(request), {Code.INVALID_ARGUMENT})
 
 
+RESTOCK_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION}
+restock_quantities = st.integers(min_value=1, max_value=MAX_UNITS_PER_LINE)
+hostile_restock_lines = repeated(
+    st.builds(inventory_pb2.RestockRequest, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
+    st.builds(inventory_pb2.RestockRequest, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
+    huge=st.integers(min_value=MAX_RESTOCK_LINES + 1, max_value=MAX_RESTOCK_LINES + 20).map(
+        lambda n: [inventory_pb2.RestockRequest(sku="HOSTILE-MUG", quantity=1) for _ in range(n)]
+    ),
+)
+names = st.text(alphabet=st.characters(categories=["L", "N", "P", "Zs"]), min_size=1, max_size=200)
+hostile_product_details = st.tuples(
+    st.one_of(st.none(), hostile_text(names)),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=100_000), hostile_int64),
+)
+
+
+@given(lines=hostile_restock_lines)
+@HOSTILE_EXAMPLES
+async def test_restock_stream_answers_hostile_lines_with_a_client_error(
+    services: Services, lines: list[inventory_pb2.RestockRequest]
+) -> None:
+    await answer(services.inventory.RestockStream(iter(lines), timeout=30), RESTOCK_REFUSALS)
+
+
+@given(sku=st.one_of(skus, CATALOG_SKUS), quantity=restock_quantities, details=hostile_product_details)
+@HOSTILE_EXAMPLES
+async def test_restock_stream_answers_a_hostile_name_or_price_with_a_client_error(
+    services: Services, sku: str, quantity: int, details: tuple[str | None, int | None]
+) -> None:
+    name, price_cents = details
+    line = inventory_pb2.RestockRequest(sku=sku, quantity=quantity, name=name, price_cents=price_cents)
+    await answer(services.inventory.RestockStream(iter([line]), timeout=10), RESTOCK_REFUSALS)
+
+
 # --- orders -----------------------------------------------------------------------------------
 
 valid_order_items = st.lists(
@@ -259,6 +297,17 @@ async def test_create_order_answers_hostile_items_with_a_client_error(
     services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
 ) -> None:
     request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
+    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
+
+
+@given(client_request_id=hostile_text(client_request_ids), items=valid_order_items)
+@HOSTILE_EXAMPLES
+async def test_create_order_answers_a_hostile_client_request_id_with_a_client_error(
+    services: Services, client_request_id: str, items: list[orders_pb2.OrderItem]
+) -> None:
+    request = orders_pb2.CreateOrderRequest(
+        customer_id="hostile-customer", items=items, client_request_id=client_request_id
+    )
     await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
 
 
@@ -353,6 +402,11 @@ async def test_the_largest_refusal_reaches_the_client(services: Services, skus: 
 EVERY_METHOD = [
     (service.full_name, method.name) for service in (INVENTORY, ORDERS, LOYALTY) for method in service.methods
 ]
+CLIENT_STREAMING = {
+    (service.full_name, method.name): method.client_streaming
+    for service in (INVENTORY, ORDERS, LOYALTY)
+    for method in service.methods
+}
 ANY_CLIENT_ERROR = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
 
 undecodable = st.one_of(
@@ -368,7 +422,12 @@ undecodable = st.one_of(
 async def test_bytes_that_are_no_request_message_are_a_client_error(
     services: Services, service: str, method: str, raw: bytes
 ) -> None:
-    call = services.channels[service].unary_unary(
-        f"/{service}/{method}", request_serializer=bytes, response_deserializer=bytes
-    )
-    await answer(call(raw, timeout=10), ANY_CLIENT_ERROR)
+    path, connection = f"/{service}/{method}", services.channels[service]
+    if CLIENT_STREAMING[service, method]:
+        # The undecodable message after a valid one: each message of a stream is checked.
+        stream = connection.stream_unary(path, request_serializer=bytes, response_deserializer=bytes)
+        valid = inventory_pb2.RestockRequest(sku="HOSTILE-MUG", quantity=1).SerializeToString()
+        await answer(stream(iter([valid, raw]), timeout=10), ANY_CLIENT_ERROR)
+    else:
+        call = connection.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
+        await answer(call(raw, timeout=10), ANY_CLIENT_ERROR)

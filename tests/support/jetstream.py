@@ -1,10 +1,13 @@
 """JetStream housekeeping for tests: each test's durable consumers have names of their own, and
-are removed when the test is done so they do not pile up on the session's server."""
+are removed when the test is done so they do not pile up on the session's server. And what a
+stream holds on one subject."""
 
 import uuid
 from contextlib import suppress
 
 import nats
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from orderflow_contracts.streams import ORDERS_STREAM
@@ -34,3 +37,18 @@ async def consumer_exists(nats_url: str, durable: str, stream: str = ORDERS_STRE
     finally:
         await connection.close()
     return True
+
+
+async def messages_on(
+    js: JetStreamContext, subject: str, *, from_seq: int = 1, stream: str = ORDERS_STREAM
+) -> list[RawStreamMsg]:
+    """Every message `stream` holds on `subject`, from stream sequence `from_seq` on."""
+    found: list[RawStreamMsg] = []
+    while True:
+        try:
+            message = await js.get_msg(stream, seq=from_seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        found.append(message)
+        assert message.seq is not None
+        from_seq = message.seq + 1

@@ -53,6 +53,10 @@ class FlakyInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: igno
         await self.failing.attempt(context)
         return inventory_pb2.ReleaseStockResponse(released=True)
 
+    async def RestockStream(self, requests: Any, context: Any) -> inventory_pb2.RestockSummary:
+        await self.failing.attempt(context)
+        return inventory_pb2.RestockSummary(messages=len([request async for request in requests]))
+
 
 class FlakyOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
     def __init__(self, failing: Unavailable) -> None:
@@ -135,3 +139,19 @@ async def test_one_release_stock_call_is_retried_through_unavailable() -> None:
         )
 
     assert (released.released, inventory.failing.attempts) == (True, 3)
+
+
+async def test_a_restock_stream_is_never_retried() -> None:
+    """A repeated restock would add its units twice: one attempt, and the caller sees UNAVAILABLE."""
+    inventory = FlakyInventory(Unavailable(failures=1))
+    async with (
+        serving_servicer(inventory, inventory_pb2_grpc.add_InventoryServiceServicer_to_server) as fake,
+        channel(fake.address) as connection,
+    ):
+        refused = await rpc_error(
+            inventory_pb2_grpc.InventoryServiceStub(connection).RestockStream(
+                iter([inventory_pb2.RestockRequest(sku="SKU-1", quantity=5)]), timeout=2.0
+            )
+        )
+
+    assert (refused.code, inventory.failing.attempts) == (grpc.StatusCode.UNAVAILABLE, 1)

@@ -83,7 +83,8 @@ async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
 
     crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
     [message] = await crashed.fetch(1, timeout=TIMEOUT)
-    assert await award_points(engine, read_order_created(message.headers, message.data)) is Outcome.AWARDED
+    award = await award_points(engine, read_order_created(message.headers, message.data))
+    assert award.outcome is Outcome.AWARDED
     await crashed.unsubscribe()  # committed, never acked
 
     async with consuming(settings, engine, js):

@@ -6,8 +6,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import inventory.main
 import orders.main
+from inventory.main import MIGRATIONS as INVENTORY_MIGRATIONS
 from inventory.settings import InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2_grpc
@@ -24,7 +24,7 @@ from tests.support.services import serving_inventory, serving_orders
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def inventory_database(infra: Infrastructure) -> AsyncIterator[str]:
     """The real inventory's database, one per test module (tests only look at stock deltas)."""
-    async with fresh_database(infra.postgres_url, "inventory", inventory.main.MIGRATIONS) as name:
+    async with fresh_database(infra.postgres_url, "inventory", INVENTORY_MIGRATIONS) as name:
         yield name
 
 
@@ -46,6 +46,13 @@ async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_
     async with serving_inventory(settings) as address:
         yield address
     await delete_consumer(infra.nats_url, settings.inventory_consumer)
+
+
+@pytest.fixture
+async def inventory(inventory_address: str) -> AsyncIterator[Any]:
+    """An InventoryService client of the inventory orders calls."""
+    async with channel(inventory_address) as connection:
+        yield inventory_pb2_grpc.InventoryServiceStub(connection)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """What the orders integration tests share: the real inventory's catalog, a fake inventory for
-failure cases, events staged in the outbox, and readers of the outbox and of the ORDERS stream."""
+failure cases, requests and stock look-ups, events staged in the outbox, and readers of the
+outbox and of the ORDERS stream."""
 
 import asyncio
 import json
@@ -22,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_kit.nats import ensure_streams
 from orders.outbox import add_to_outbox, new_event
@@ -32,6 +34,23 @@ CATALOG = [
     {"sku": "TEST-LAMP", "name": "Test lamp", "price_cents": 5490, "stock": 100_000},
     {"sku": "TEST-RARE", "name": "Test rarity", "price_cents": 99_900, "stock": 1},
 ]
+
+
+def new_customer() -> str:
+    return f"cust-{uuid.uuid4().hex[:12]}"
+
+
+def create_request(
+    customer_id: str, quantities: dict[str, int], *, client_request_id: str | None = None
+) -> orders_pb2.CreateOrderRequest:
+    items = [orders_pb2.OrderItem(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
+    return orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items, client_request_id=client_request_id)
+
+
+async def available(inventory: Any, sku: str) -> int:
+    """What the real inventory (an InventoryService stub) can still reserve of `sku`."""
+    product = await inventory.GetProduct(inventory_pb2.GetProductRequest(sku=sku))
+    return int(product.available)
 
 
 def write_catalog(path: Path) -> Path:

@@ -12,16 +12,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from orders.models import Order, OrderStatus
+from tests.integration.orders.helpers import new_customer
 from tests.support.rpc_errors import rpc_error
 
 
 @pytest.fixture
 def inventory_address(fake_inventory_address: str) -> str:
     return fake_inventory_address
-
-
-def new_customer() -> str:
-    return f"cust-{uuid.uuid4().hex[:12]}"
 
 
 async def place_orders(order_service: Any, customer_id: str, count: int) -> list[str]:

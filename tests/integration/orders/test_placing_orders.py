@@ -2,7 +2,6 @@
 what happens to a reservation when the order cannot be written."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1
-from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit.db import create_engine
@@ -24,30 +22,10 @@ from orders.inventory_client import InventoryClient
 from orders.models import OutboxEvent
 from orders.placing_orders import Orders, RequestedItem
 from orders.settings import OrdersSettings
-from tests.integration.orders.helpers import count_rows
+from tests.integration.orders.helpers import available, count_rows, create_request, new_customer
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 from tests.support.services import serving_orders
-
-
-@pytest.fixture
-async def inventory(inventory_address: str) -> AsyncIterator[Any]:
-    async with channel(inventory_address) as connection:
-        yield inventory_pb2_grpc.InventoryServiceStub(connection)
-
-
-async def available(inventory: Any, sku: str) -> int:
-    product = await inventory.GetProduct(inventory_pb2.GetProductRequest(sku=sku))
-    return int(product.available)
-
-
-def new_customer() -> str:
-    return f"cust-{uuid.uuid4().hex[:12]}"
-
-
-def create_request(customer_id: str, quantities: dict[str, int]) -> orders_pb2.CreateOrderRequest:
-    items = [orders_pb2.OrderItem(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
-    return orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
 
 
 async def order_count(engine: AsyncEngine) -> dict[str, int]:

@@ -106,8 +106,11 @@ def test_every_rpc_of_the_contracts_is_declared_idempotent_or_not_exactly_once()
     assert contract_methods() == IDEMPOTENT_METHODS | NOT_IDEMPOTENT_METHODS
 
 
-def test_creating_an_order_is_not_idempotent_and_reserving_and_releasing_stock_are() -> None:
-    assert "orderflow.orders.v1.OrderService/CreateOrder" in NOT_IDEMPOTENT_METHODS
+def test_creating_an_order_and_restocking_are_not_idempotent_and_reserving_and_releasing_stock_are() -> None:
+    assert {
+        "orderflow.orders.v1.OrderService/CreateOrder",
+        "orderflow.inventory.v1.InventoryService/RestockStream",
+    } <= NOT_IDEMPOTENT_METHODS
     assert {
         "orderflow.inventory.v1.InventoryService/ReserveStock",
         "orderflow.inventory.v1.InventoryService/ReleaseStock",

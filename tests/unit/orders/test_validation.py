@@ -4,7 +4,7 @@ import pytest
 
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
 from orderflow_kit.errors import ErrorKind, ServiceError
-from orders.placing_orders import RequestedItem, validated_order
+from orders.placing_orders import RequestedItem, validated_client_request_id, validated_order
 
 MUG = RequestedItem("MUG-001", 1)
 
@@ -48,3 +48,20 @@ def test_the_largest_order_is_valid() -> None:
     items = [RequestedItem(f"SKU-{n}", MAX_QUANTITY) for n in range(MAX_ORDER_LINES)]
 
     assert len(validated_order("c" * 64, items)) == MAX_ORDER_LINES
+
+
+@pytest.mark.parametrize(
+    "client_request_id",
+    ["", " ", "key with space", "key\n", "\x00", "caf\u00e9", "\u200bkey", "k" * 129],
+    ids=["empty", "space", "inner space", "newline", "NUL", "non-ASCII", "zero-width", "too long"],
+)
+def test_a_malformed_client_request_id_is_validation_failed(client_request_id: str) -> None:
+    with pytest.raises(ServiceError) as refused:
+        validated_client_request_id(client_request_id)
+
+    assert (refused.value.kind, refused.value.metadata) == (ErrorKind.INVALID_ARGUMENT, {"field": "client_request_id"})
+
+
+@pytest.mark.parametrize("client_request_id", ["k", "k" * 128, "8a66162e-1e82-4fb5-b316-66be80649f59", "!~{}:/=+"])
+def test_printable_ascii_client_request_ids_up_to_128_characters_are_valid(client_request_id: str) -> None:
+    assert validated_client_request_id(client_request_id) == client_request_id

@@ -83,3 +83,35 @@ class ReleaseStockResponse(_message.Message):
     RELEASED_FIELD_NUMBER: _ClassVar[int]
     released: bool
     def __init__(self, released: _Optional[bool] = ...) -> None: ...
+
+class RestockRequest(_message.Message):
+    __slots__ = ("sku", "quantity", "name", "price_cents")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_CENTS_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    quantity: int
+    name: str
+    price_cents: int
+    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ..., name: _Optional[str] = ..., price_cents: _Optional[int] = ...) -> None: ...
+
+class RestockedProduct(_message.Message):
+    __slots__ = ("sku", "units_added", "available", "added_to_catalog")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    UNITS_ADDED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_TO_CATALOG_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    units_added: int
+    available: int
+    added_to_catalog: bool
+    def __init__(self, sku: _Optional[str] = ..., units_added: _Optional[int] = ..., available: _Optional[int] = ..., added_to_catalog: _Optional[bool] = ...) -> None: ...
+
+class RestockSummary(_message.Message):
+    __slots__ = ("messages", "products")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    messages: int
+    products: _containers.RepeatedCompositeFieldContainer[RestockedProduct]
+    def __init__(self, messages: _Optional[int] = ..., products: _Optional[_Iterable[_Union[RestockedProduct, _Mapping]]] = ...) -> None: ...

@@ -54,6 +54,11 @@ class InventoryServiceStub:
                 request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockResponse.FromString,
                 _registered_method=True)
+        self.RestockStream = channel.stream_unary(
+                '/orderflow.inventory.v1.InventoryService/RestockStream',
+                request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -86,6 +91,20 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestockStream(self, request_iterator, context):
+        """Stock arrives: the client streams one RestockRequest per line and half-closes; the server
+        applies the whole stream in ONE transaction after its end and answers one summary. All lines
+        or none: on any refusal nothing is written. Errors: INVALID_ARGUMENT (no lines, more than
+        10,000, a malformed line; ErrorInfo metadata `field` = "lines[i].<field>"), NOT_FOUND
+        (UNKNOWN_SKU: SKUs neither in the catalog nor given a name and price; metadata `skus`, at
+        most 10), FAILED_PRECONDITION (PRODUCT_MISMATCH: a name and price that differ from the
+        catalog's; STOCK_LIMIT: a product would hold more than 2^31-1 units). Not idempotent: a
+        repeated stream adds its units again, so it is never retried automatically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +127,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.ReleaseStock,
                     request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockRequest.FromString,
                     response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockResponse.SerializeToString,
+            ),
+            'RestockStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.RestockStream,
+                    request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +242,33 @@ class InventoryService:
             '/orderflow.inventory.v1.InventoryService/ReleaseStock',
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockRequest.SerializeToString,
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestockStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/orderflow.inventory.v1.InventoryService/RestockStream',
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
             options,
             channel_credentials,
             insecure,

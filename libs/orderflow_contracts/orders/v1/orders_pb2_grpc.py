@@ -55,8 +55,10 @@ class OrderServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateOrder(self, request, context):
-        """Errors: INVALID_ARGUMENT, NOT_FOUND (unknown SKU), FAILED_PRECONDITION (out of stock),
+        """Errors: INVALID_ARGUMENT, NOT_FOUND (unknown SKU), FAILED_PRECONDITION (out of stock;
+        CLIENT_REQUEST_ID_REUSED: the client_request_id placed an order with other items),
         UNAVAILABLE or DEADLINE_EXCEEDED (inventory unreachable; nothing was written).
+        With a client_request_id, a repeat of the same request answers the order it placed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
