@@ -20,3 +20,6 @@ class GatewaySettings(Settings):
     jwt_audience: str | None = None
     # A larger request body is refused with 413 BODY_TOO_LARGE while it streams in (gateway.body_limit).
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
+
+    # Each JetStream request (gateway.broker) waits at most this long.
+    broker_timeout_seconds: float = Field(default=5.0, gt=0)

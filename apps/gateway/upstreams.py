@@ -1,6 +1,8 @@
 """What the gateway stands in front of: one gRPC channel per service and a Redis client, opened
 once per process in the lifespan. Routes call services through `Upstreams.call`, so every call
-carries the request context and a deadline; /readyz asks each of them through `Upstreams.check`."""
+carries the request context and a deadline; /readyz asks each of them through `Upstreams.check`.
+The NATS connection (gateway.broker) is made in the background and is not part of /readyz: the
+gateway serves orders without it."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.broker import Broker
 from gateway.settings import GatewaySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
@@ -42,6 +45,7 @@ class Upstreams:
     inventory: inventory_pb2_grpc.InventoryServiceStub
     loyalty: loyalty_pb2_grpc.LoyaltyServiceStub
     redis: Redis
+    broker: Broker
     grpc_upstreams: tuple[GrpcUpstream, ...]
     deadline_seconds: float
     check_timeout_seconds: float
@@ -61,13 +65,15 @@ class Upstreams:
             inventory=inventory_pb2_grpc.InventoryServiceStub(inventory.channel),
             loyalty=loyalty_pb2_grpc.LoyaltyServiceStub(loyalty.channel),
             redis=Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout),
+            broker=Broker.start(settings.nats_url, settings.broker_timeout_seconds),
             grpc_upstreams=(orders, inventory, loyalty),
             deadline_seconds=settings.grpc_deadline_seconds,
             check_timeout_seconds=timeout,
         )
 
     async def close(self) -> None:
-        await asyncio.gather(*(upstream.channel.close(None) for upstream in self.grpc_upstreams), self.redis.aclose())
+        channels = (upstream.channel.close(None) for upstream in self.grpc_upstreams)
+        await asyncio.gather(*channels, self.redis.aclose(), self.broker.close())
 
     async def call(self, rpc: Callable[..., Awaitable[ResponseT]], request: Message) -> ResponseT:
         """A slow service costs one deadline, never a hung request; its errors reach problems.py."""
