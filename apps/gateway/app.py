@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
-from gateway import health, routes
+from gateway import health, live_events, routes
 from gateway.auth import TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.middleware import RequestContextMiddleware
@@ -57,11 +57,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         responses=problem_responses(413, 500),
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
+    app.state.settings = settings
     # The last added runs first: the request context wraps the size limit, so a 413 has a request id.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
+    app.include_router(live_events.router)
     app.include_router(health.router)
     return app

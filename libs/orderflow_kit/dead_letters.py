@@ -206,6 +206,14 @@ async def get_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:
     return _dead_letter(raw)
 
 
+def delivered_dead_letter(message: Msg) -> DeadLetter:
+    """A dead letter as a consumer of DEAD_LETTERS receives it (a live feed, say)."""
+    metadata = message.metadata
+    return DeadLetter(
+        metadata.sequence.stream, message.subject, dict(message.headers or {}), message.data, metadata.timestamp
+    )
+
+
 @dataclass(frozen=True)
 class Replayed:
     dead_letter: DeadLetter

@@ -1,0 +1,189 @@
+"""Live order events over Server-Sent Events: one order's for its customer, every order's for
+operators. The feed itself is gateway.event_feed; this is the HTTP side: who may read what,
+Last-Event-ID, the `retry:` hint, heartbeats, and closing the feed when the client goes.
+
+Everything that can refuse a request (the token, the order, Last-Event-ID, the broker) is decided
+before the stream starts, so a refusal is an ordinary problem+json answer, never a broken stream."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
+from typing import Annotated, Any, Final
+
+import anyio
+import structlog
+from fastapi import APIRouter, Depends, Header, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
+
+from gateway import auth
+from gateway.auth import AdminPrincipal, CustomerPrincipal, auth_responses, authenticate
+from gateway.broker import broker_errors
+from gateway.event_feed import EventFeed, FeedScope, InvalidPosition, Position
+from gateway.problems import Problem, problem_responses
+from gateway.routes import PREFIX, UPSTREAM_FAILURES, OrderId
+from gateway.settings import GatewaySettings
+from gateway.upstreams import UpstreamsDep
+from orderflow_contracts.orders.v1 import orders_pb2
+from orderflow_kit.request_context import request_id_var
+
+EVENT_STREAM: Final = "text/event-stream"
+# Closing a feed deletes its consumers: a few broker requests, bounded.
+CLOSE_TIMEOUT_SECONDS: Final = 5.0
+
+router = APIRouter(
+    prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses(), tags=["live events"]
+)
+
+
+def _settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=64,
+        description=(
+            "Resume after this event: the `id` of the last event received, `<ORDERS sequence>.<DEAD_LETTERS "
+            "sequence>`. EventSource clients send it by themselves when they reconnect."
+        ),
+        examples=["1042.7"],
+    ),
+]
+
+_ORDER_EXAMPLE = """\
+: orderflow live events
+retry: 3000
+
+id: 1042.7
+event: order.created
+data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
+"customer_id":"customer-42","items":[{"sku":"SKU-1","quantity":2,"unit_price_cents":1250}],"total_cents":2500,\
+"currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z"}
+
+id: 1043.7
+event: points.awarded
+data: {"event_id":"1d7a3e1c-5b6e-5a0e-9c0f-6a2b1e4d7c55","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
+"customer_id":"customer-42","points":25,"balance_after":125,"awarded_at":"2026-11-20T10:15:00.456789Z"}
+
+: ping - 2026-11-20 10:15:15.000000+00:00
+
+"""
+
+_ADMIN_EXAMPLE = """\
+: orderflow live events
+retry: 3000
+
+id: 1044.8
+event: order.dead_lettered
+data: {"event_id":"7c1e9b0a-2f4d-4e8b-8a6c-3d5f7e9a1b2c","event_type":"orderflow.orders.order_created.v1",\
+"order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23","customer_id":null,"consumer":"loyalty",\
+"original_subject":"orders.created","reason":"permanent","dead_letter_sequence":8,\
+"dead_lettered_at":"2026-11-20T10:16:02.000000+00:00","error_class":"ValidationError",\
+"error":"1 validation error for OrderCreatedV1 ..."}
+
+"""
+
+_STREAM_DESCRIPTION = (
+    "A stream of Server-Sent Events (`text/event-stream`) that stays open until the client closes it. It starts "
+    "with a comment and a `retry:` hint (milliseconds), then one event per lifecycle step: `event` is "
+    "`order.created`, `points.awarded` or `order.dead_lettered`, `data` one line of JSON, `id` the position to "
+    "resume from (send it back as `Last-Event-ID`). A comment line (`: ping - ...`) comes every "
+    "ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS while nothing happens. Delivery is at least once: a client may see "
+    "an event again after it reconnects, and dedupes on `data.event_id` (dead letters: `dead_letter_sequence`). "
+    "See docs/patterns/live-events.md."
+)
+
+
+def _stream_response(example: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "description": _STREAM_DESCRIPTION,
+            "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": example}},
+        }
+    }
+
+
+@router.get(
+    "/orders/{order_id}/events",
+    response_class=EventSourceResponse,
+    responses={**_stream_response(_ORDER_EXAMPLE), **problem_responses(400, 404, 422, *UPSTREAM_FAILURES)},
+)
+async def order_events(
+    order_id: OrderId,
+    principal: CustomerPrincipal,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    last_event_id: LastEventId = None,
+) -> EventSourceResponse:
+    """One order's lifecycle as it happens, from its creation: created, points awarded, and any
+    dead letter of it. Its own customer's order, or any with scope admin (who also sees dead
+    letters' errors); another customer's is a 404, as for GET /v1/orders/{order_id}."""
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    position = _position(last_event_id)
+    order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))
+    auth.check_may_see_order(principal, order_id, order.customer_id)
+    since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
+    scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
+    return await _stream(scope, position, upstreams, settings)
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses={**_stream_response(_ADMIN_EXAMPLE), **problem_responses(400, 422, 503, 504)},
+)
+async def all_events(
+    principal: AdminPrincipal, upstreams: UpstreamsDep, settings: SettingsDep, last_event_id: LastEventId = None
+) -> EventSourceResponse:
+    """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
+    dead letters with their errors."""
+    scope = FeedScope(order_id=None, since=None, with_errors=True)
+    return await _stream(scope, _position(last_event_id), upstreams, settings)
+
+
+def _position(last_event_id: str | None) -> Position | None:
+    if last_event_id is None:
+        return None
+    try:
+        return Position.parse(last_event_id)
+    except InvalidPosition as error:
+        raise Problem(
+            400, "INVALID_LAST_EVENT_ID", f"Last-Event-ID {last_event_id!r} is not an event id: {error}."
+        ) from None
+
+
+async def _stream(
+    scope: FeedScope, position: Position | None, upstreams: UpstreamsDep, settings: GatewaySettings
+) -> EventSourceResponse:
+    js = await upstreams.broker.jetstream()
+    with broker_errors():
+        feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(comment="orderflow live events", retry=settings.live_events_retry_ms)
+        async for event, at in feed.events():
+            yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
+
+    return _FeedResponse(feed, events(), ping=settings.live_events_heartbeat_seconds)
+
+
+class _FeedResponse(EventSourceResponse):
+    """Closes its feed (deleting its consumers) however the stream ends: the client goes, the
+    gateway stops, or something fails."""
+
+    def __init__(self, feed: EventFeed, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.feed = feed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                await self.feed.close()
