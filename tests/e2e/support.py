@@ -31,9 +31,14 @@ async def available(api: httpx.AsyncClient, sku: str) -> int:
     return next(int(p["available"]) for p in response.json()["products"] if p["sku"] == sku)
 
 
-def order_created_event(customer_id: str, total_cents: int) -> CloudEvent:
-    """A valid OrderCreated v1 event, as the orders service would publish it."""
-    order_id = uuid.uuid4()
+async def place(api: httpx.AsyncClient, customer_id: str, *items: tuple[str, int]) -> httpx.Response:
+    body = {"customer_id": customer_id, "items": [{"sku": sku, "quantity": q} for sku, q in items]}
+    return await api.post("/v1/orders", json=body, headers=as_customer(customer_id))
+
+
+def order_created_event(customer_id: str, total_cents: int, order_id: uuid.UUID | None = None) -> CloudEvent:
+    """A valid OrderCreated v1 event, as the orders service would publish it (for a new order unless told)."""
+    order_id = order_id or uuid.uuid4()
     payload = OrderCreatedV1(
         order_id=order_id,
         customer_id=customer_id,

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.e2e.support import (
     loyalty,
     new_customer,
     order_created_event,
+    place,
     publish,
     stream_headers,
 )
@@ -28,18 +28,6 @@ from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=pipeline.gateway_url, timeout=30, limits=limits, trust_env=False) as client:
-        yield client
-
-
-async def place(api: httpx.AsyncClient, customer_id: str, *items: tuple[str, int]) -> httpx.Response:
-    body = {"customer_id": customer_id, "items": [{"sku": sku, "quantity": q} for sku, q in items]}
-    return await api.post("/v1/orders", json=body, headers=as_customer(customer_id))
 
 
 async def test_an_order_is_created_published_and_awarded_exactly_its_points(api: httpx.AsyncClient) -> None:

@@ -10,7 +10,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
+from orderflow_kit.nats import ensure_streams
 
 
 def new_consumer_name(prefix: str) -> str:
@@ -52,3 +53,27 @@ async def messages_on(
         found.append(message)
         assert message.seq is not None
         from_seq = message.seq + 1
+
+
+async def ensure_orderflow_streams(nats_url: str) -> None:
+    """Create ORDERS and DEAD_LETTERS, as the services do when they first connect."""
+    connection = await nats.connect(nats_url)
+    try:
+        await ensure_streams(connection.jetstream())
+    finally:
+        await connection.close()
+
+
+async def consumers_described_by(nats_url: str, text: str) -> dict[str, int]:
+    """How many consumers of ORDERS and of DEAD_LETTERS have `text` in their description (a live
+    event feed's name the request that opened it)."""
+    connection = await nats.connect(nats_url)
+    try:
+        manager = connection.jsm()
+        counts = {}
+        for stream in (ORDERS_STREAM, DEAD_LETTER_STREAM):
+            consumers = await manager.consumers_info(stream)
+            counts[stream] = sum(text in (consumer.config.description or "") for consumer in consumers)
+        return counts
+    finally:
+        await connection.close()

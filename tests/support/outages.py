@@ -3,6 +3,8 @@ server that refuses connections until `end()`, then forwards them."""
 
 import asyncio
 
+from sqlalchemy.engine import make_url
+
 from orderflow_kit.infra import free_port
 
 
@@ -14,6 +16,14 @@ class Outage:
         self._target = (target_host, target_port)
         self.port = free_port()
         self._proxy: asyncio.Server | None = None
+
+    @classmethod
+    def in_front_of(cls, url: str, default_port: int) -> tuple["Outage", str]:
+        """An outage in front of the server at `url`, and the same URL (credentials and all)
+        through the outage."""
+        server = make_url(url)
+        outage = cls(server.host or "127.0.0.1", server.port or default_port)
+        return outage, server.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)
 
     async def end(self) -> None:
         self._proxy = await asyncio.start_server(self._forward, "127.0.0.1", self.port)

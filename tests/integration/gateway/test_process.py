@@ -1,5 +1,6 @@
 """`python -m gateway` as a process: it serves, writes one access line per request, and on
-SIGTERM lets in-flight requests finish and exits 0; with no way to verify tokens it does not start."""
+SIGTERM lets in-flight requests finish, ends open event streams and exits 0; with no way to
+verify tokens it does not start."""
 
 import asyncio
 import json
@@ -7,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +17,13 @@ import grpc
 import httpx
 import pytest
 
+from gateway.settings import GatewaySettings
+from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
 from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import INTERNAL_MESSAGE, Fakes
-from tests.support.tokens import GATEWAY_ENV, as_customer
+from tests.support.jetstream import consumers_described_by, ensure_orderflow_streams
+from tests.support.sse import event_stream
+from tests.support.tokens import GATEWAY_ENV, as_admin, as_customer
 
 START_TIMEOUT = 20.0
 
@@ -106,6 +112,33 @@ async def test_sigterm_lets_an_in_flight_request_finish(gateway_process: Gateway
 
     assert response.status_code == 200
     assert exit_code == 0
+
+
+async def test_sigterm_ends_open_event_feeds_deletes_their_consumers_and_exits_0(
+    gateway_process: GatewayProcess, infra: Infrastructure
+) -> None:
+    """An event stream never ends by itself: the gateway closes it at shutdown rather than wait out its grace."""
+    await ensure_orderflow_streams(infra.nats_url)
+    request_id = f"sigterm-feed-{uuid.uuid4().hex}"
+    headers = {**as_admin(), "X-Request-Id": request_id}
+    async with (
+        httpx.AsyncClient(base_url=gateway_process.url, timeout=10) as client,
+        event_stream(client, "/v1/events", headers) as stream,
+    ):
+        await stream.next_message()
+        opened = await consumers_described_by(infra.nats_url, request_id)
+        started = time.monotonic()
+        exit_code, _ = await gateway_process.stop()
+        stopped_in = time.monotonic() - started
+        # Cut, not ended with a last chunk (sse-starlette cancels streams at shutdown): either way,
+        # an EventSource client reconnects with its Last-Event-ID.
+        with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
+            await stream.next_message()
+
+    assert exit_code == 0
+    assert opened == {ORDERS_STREAM: 1, DEAD_LETTER_STREAM: 1}
+    assert stopped_in < GatewaySettings().shutdown_grace_seconds / 2
+    assert await consumers_described_by(infra.nats_url, request_id) == {ORDERS_STREAM: 0, DEAD_LETTER_STREAM: 0}
 
 
 async def test_each_request_writes_one_access_line(gateway_process: GatewayProcess, fakes: Fakes) -> None:

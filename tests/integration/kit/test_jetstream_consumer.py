@@ -12,7 +12,6 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from sqlalchemy.engine import make_url
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
@@ -88,9 +87,7 @@ async def test_a_consumer_started_while_nats_is_unreachable_waits_and_then_consu
 ) -> None:
     """It must not fail (serve() would stop the whole service with it): inventory keeps serving
     reservations while NATS is away."""
-    server = make_url(infra.nats_url)
-    outage = Outage(server.host or "127.0.0.1", server.port or 4222)
-    through_outage = server.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)
+    outage, through_outage = Outage.in_front_of(infra.nats_url, default_port=4222)
     recorder = Recorder()
     task = asyncio.create_task(
         consume(spec, recorder, nats_url=through_outage, client_name=spec.durable, grace_seconds=1)
