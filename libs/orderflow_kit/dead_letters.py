@@ -21,9 +21,12 @@ new, higher sequence, and is not replayed a second time by the same run."""
 
 import base64
 import contextlib
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -48,6 +51,9 @@ FIRST_FAILURE_AT = "dlq-first-failure-at"
 
 MAX_ERROR_CHARS = 1000
 ALL_DEAD_LETTERS = "dlq.>"
+# A consumer's name as it appears in its dead letters' subjects: one subject token, no wildcard.
+CONSUMER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+_consumer_name = re.compile(CONSUMER_NAME_PATTERN)
 
 
 class Reason(StrEnum):
@@ -67,6 +73,15 @@ class DeadLetterNotFound(DeadLetterError):
 
 class NotReplayable(DeadLetterError):
     """The message in DEAD_LETTERS lacks the headers that say where it came from."""
+
+
+def dead_letter_filter(consumer: str | None = None) -> str:
+    """The subject filter for one consumer's dead letters (`dlq.<consumer>.>`), or everyone's."""
+    if consumer is None:
+        return ALL_DEAD_LETTERS
+    if not _consumer_name.fullmatch(consumer):
+        raise DeadLetterError(f"{consumer!r} is not a consumer name (letters, digits, '-' and '_')")
+    return f"dlq.{consumer}.>"
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,47 @@ class DeadLetter:
             if not name.startswith(HEADER_PREFIX) and not _is_broker_header(name)
         }
 
+    def summary(self) -> dict[str, str | int | None]:
+        """What an operator lists it by (`orderflow dlq list --json`, the gateway's admin endpoints)."""
+        return {
+            "sequence": self.sequence,
+            "subject": self.subject,
+            "consumer": self.consumer,
+            "original_subject": self.original_subject,
+            "original_sequence": self.original_sequence,
+            "reason": self.reason,
+            "deliveries": self.deliveries,
+            "ce_id": self.event_id,
+            "traceparent": self.traceparent,
+            "first_failure_at": self.first_failure_at,
+            "dead_lettered_at": self.dead_lettered_at,
+            "error_class": self.error_class,
+            "error": self.error,
+        }
+
+    def details(self) -> dict[str, Any]:
+        """Everything about it (`orderflow dlq show`): the summary, when it was stored, every
+        header, and the body (see `readable_body`)."""
+        return {
+            **self.summary(),
+            "stored_at": self.stored_at.isoformat() if self.stored_at else None,
+            "headers": self.headers,
+            **readable_body(self.body),
+        }
+
+
+def readable_body(body: bytes) -> dict[str, Any]:
+    """A body as JSON shows it: `body` when it is JSON, else `body_text` when it is UTF-8 text,
+    else `body_base64`."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"body_base64": base64.b64encode(body).decode("ascii")}
+    try:
+        return {"body": json.loads(text)}
+    except ValueError:
+        return {"body_text": text}
+
 
 @dataclass(frozen=True)
 class Failed:
@@ -196,6 +252,27 @@ async def list_dead_letters(
         letters.append(letter)
         sequence = letter.sequence + 1
     return letters
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    counts: dict[str, int]  # how many each subject on the filter holds (all pages)
+    letters: list[DeadLetter]
+    next_after: int | None  # pass as `after` for the next page; None on the last one
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+async def page_of_dead_letters(
+    js: JetStreamContext, *, subject: str = ALL_DEAD_LETTERS, after: int = 0, limit: int = 100
+) -> DeadLetterPage:
+    """One page of `list_dead_letters`, with how many there are in all and where the next page starts."""
+    counts = await count_dead_letters(js, subject=subject)
+    letters = await list_dead_letters(js, subject=subject, after=after, limit=limit + 1)
+    page = letters[:limit]
+    return DeadLetterPage(counts, page, page[-1].sequence if len(letters) > limit else None)
 
 
 async def get_dead_letter(js: JetStreamContext, sequence: int) -> DeadLetter:

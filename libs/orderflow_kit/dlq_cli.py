@@ -12,12 +12,11 @@ here ever prompts (CI has no terminal): `purge` refuses to run without --yes ins
 mechanics (headers, Nats-Msg-Id on replay) are in orderflow_kit.dead_letters."""
 
 import asyncio
-import base64
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import nats
 import typer
@@ -27,14 +26,13 @@ from rich.console import Console
 from rich.table import Table
 
 from orderflow_kit.dead_letters import (
-    ALL_DEAD_LETTERS,
-    DeadLetter,
     DeadLetterError,
     Replayed,
     count_dead_letters,
+    dead_letter_filter,
     delete_dead_letter,
     get_dead_letter,
-    list_dead_letters,
+    page_of_dead_letters,
     purge_dead_letters,
     replay_dead_letter,
     replay_dead_letters,
@@ -69,7 +67,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
 @dlq_app.command()
 def count(consumer: Consumer = None, as_json: AsJson = False, nats_url: NatsUrl = None) -> None:
     """How many dead letters there are, per consumer and original subject, and in total."""
-    counts = _run(nats_url, lambda js: count_dead_letters(js, subject=_subject(consumer)))
+    subject = _subject(consumer)
+    counts = _run(nats_url, lambda js: count_dead_letters(js, subject=subject))
     if as_json:
         typer.echo(json.dumps({"total": sum(counts.values()), "subjects": counts}))
         return
@@ -88,24 +87,19 @@ def list_command(
 ) -> None:
     """List dead letters, oldest first, after a line saying how many there are."""
     subject = _subject(consumer)
-
-    async def listed(js: JetStreamContext) -> tuple[int, list[DeadLetter]]:
-        total = sum((await count_dead_letters(js, subject=subject)).values())
-        return total, await list_dead_letters(js, subject=subject, after=after, limit=limit)
-
-    total, letters = _run(nats_url, listed)
+    page = _run(nats_url, lambda js: page_of_dead_letters(js, subject=subject, after=after, limit=limit))
     if as_json:
-        for letter in letters:
-            typer.echo(json.dumps(_summary(letter)))
+        for letter in page.letters:
+            typer.echo(json.dumps(letter.summary()))
         return
-    typer.echo(f"{_how_many(total, consumer)}; showing {len(letters)}")
-    if not letters:
+    typer.echo(f"{_how_many(page.total, consumer)}; showing {len(page.letters)}")
+    if not page.letters:
         return
     table = Table(
         "seq", "subject", "reason", "deliveries", "ce-id", "first failure", "dead-lettered at", "error class", "error"
     )
-    for letter in letters:
-        summary = _summary(letter)
+    for letter in page.letters:
+        summary = letter.summary()
         table.add_row(*(str(summary[column] or "") for column in _TABLE_COLUMNS))
     _console().print(table)
 
@@ -114,13 +108,7 @@ def list_command(
 def show(sequence: Sequence, nats_url: NatsUrl = None) -> None:
     """Show one dead letter as JSON: its headers and its body."""
     letter = _run(nats_url, lambda js: get_dead_letter(js, sequence))
-    shown: dict[str, Any] = {
-        **_summary(letter),
-        "stored_at": letter.stored_at.isoformat() if letter.stored_at else None,
-        "headers": letter.headers,
-        **_body(letter.body),
-    }
-    typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(letter.details(), indent=2, ensure_ascii=False))
 
 
 @dlq_app.command()
@@ -145,7 +133,8 @@ def replay(
     if replay_all:
         if sequence is not None or payload is not None:
             _usage_error("--all replays stored bodies; it takes neither SEQ nor --payload")
-        bulk = _run(nats_url, lambda js: replay_dead_letters(js, subject=_subject(consumer)))
+        subject = _subject(consumer)
+        bulk = _run(nats_url, lambda js: replay_dead_letters(js, subject=subject))
         for replayed in bulk.replayed:
             typer.echo(_replayed_line(replayed))
         for skipped, why in bulk.skipped:
@@ -180,7 +169,8 @@ def purge(
         deleted = _run(nats_url, lambda js: delete_dead_letter(js, sequence))
         typer.echo(f"purged dead letter {sequence} (ce-id {deleted.event_id}, {deleted.subject})")
         return
-    purged = _run(nats_url, lambda js: purge_dead_letters(js, subject=_subject(consumer)))
+    subject = _subject(consumer)
+    purged = _run(nats_url, lambda js: purge_dead_letters(js, subject=subject))
     typer.echo(f"purged {purged} dead letter(s){_scope(consumer)}")
 
 
@@ -197,26 +187,12 @@ _TABLE_COLUMNS = (
 )
 
 
-def _summary(letter: DeadLetter) -> dict[str, str | int | None]:
-    return {
-        "sequence": letter.sequence,
-        "subject": letter.subject,
-        "consumer": letter.consumer,
-        "original_subject": letter.original_subject,
-        "original_sequence": letter.original_sequence,
-        "reason": letter.reason,
-        "deliveries": letter.deliveries,
-        "ce_id": letter.event_id,
-        "traceparent": letter.traceparent,
-        "first_failure_at": letter.first_failure_at,
-        "dead_lettered_at": letter.dead_lettered_at,
-        "error_class": letter.error_class,
-        "error": letter.error,
-    }
-
-
 def _subject(consumer: str | None) -> str:
-    return f"dlq.{consumer}.>" if consumer else ALL_DEAD_LETTERS
+    """A --consumer that is not a consumer's name is a usage error, found before connecting."""
+    try:
+        return dead_letter_filter(consumer)
+    except DeadLetterError as error:
+        _usage_error(str(error))
 
 
 def _scope(consumer: str | None) -> str:
@@ -233,18 +209,6 @@ def _replayed_line(replayed: Replayed) -> str:
         f"(stream {replayed.stream} sequence {replayed.sequence}, ce-id {replayed.dead_letter.event_id}, "
         f"Nats-Msg-Id {replayed.msg_id})"
     )
-
-
-def _body(body: bytes) -> dict[str, Any]:
-    """JSON bodies as JSON, other text as text, anything else as base64."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"body_base64": base64.b64encode(body).decode("ascii")}
-    try:
-        return {"body": json.loads(text)}
-    except ValueError:
-        return {"body_text": text}
 
 
 def _console() -> Console:

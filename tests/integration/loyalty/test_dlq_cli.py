@@ -77,6 +77,15 @@ async def test_dlq_show_and_replay_of_an_unknown_sequence_exit_1_with_a_message(
         assert "Traceback" not in result.output
 
 
+async def test_a_consumer_name_that_would_widen_the_filter_is_a_usage_error() -> None:
+    """`a.>` would match other consumers' dead letters: refused before anything is read or purged."""
+    for command in (("count",), ("list",), ("replay", "--all"), ("purge", "--yes")):
+        result = await orderflow("dlq", *command, "--consumer", "a.>", "--nats-url", "nats://127.0.0.1:9")
+
+        assert result.exit_code == 2, (command, result.output)
+        assert "is not a consumer name" in result.stderr
+
+
 async def test_dlq_commands_exit_1_with_a_message_when_nats_is_unreachable() -> None:
     result = await orderflow("dlq", "list", "--nats-url", "nats://127.0.0.1:1")
 
