@@ -38,6 +38,7 @@ from orderflow_contracts.cloudevents import MalformedEvent
 from orderflow_contracts.events import read_order_created, read_points_awarded
 from orderflow_contracts.streams import (
     DEAD_LETTER_STREAM,
+    MAX_SEQUENCE_AFTER,
     ORDER_CREATED_SUBJECT,
     ORDERS_STREAM,
     POINTS_AWARDED_SUBJECT,
@@ -51,8 +52,6 @@ ORDER_CREATED: Final = "order.created"
 POINTS_AWARDED: Final = "points.awarded"
 ORDER_DEAD_LETTERED: Final = "order.dead_lettered"
 
-# JetStream sequences are unsigned 64-bit integers.
-MAX_SEQUENCE: Final = 2**64 - 1
 _POSITION: Final = re.compile(r"(\d{1,20})\.(\d{1,20})")
 # Messages read ahead of the client; beyond this the broker waits (flow control).
 READ_AHEAD: Final = 64
@@ -79,8 +78,8 @@ class Position:
         if match is None:
             raise InvalidPosition("expected <ORDERS sequence>.<DEAD_LETTERS sequence>, two unsigned integers")
         orders, dead_letters = int(match[1]), int(match[2])
-        if max(orders, dead_letters) > MAX_SEQUENCE:
-            raise InvalidPosition("a sequence is larger than JetStream's (2^64 - 1)")
+        if max(orders, dead_letters) > MAX_SEQUENCE_AFTER:
+            raise InvalidPosition(f"a sequence is larger than {MAX_SEQUENCE_AFTER}")
         return cls(orders, dead_letters)
 
     def __str__(self) -> str:

@@ -12,6 +12,11 @@ POINTS_AWARDED_SUBJECT = "orders.points_awarded"
 DEAD_LETTER_STREAM = "DEAD_LETTERS"
 DEAD_LETTER_SUBJECTS = ["dlq.>"]
 
+# JetStream sequences are unsigned 64-bit integers; whoever reads on "after sequence N" asks for
+# N + 1, so N is at most one less.
+MAX_SEQUENCE = 2**64 - 1
+MAX_SEQUENCE_AFTER = MAX_SEQUENCE - 1
+
 
 def dead_letter_subject(consumer: str, subject: str) -> str:
     """Where consumer C parks what it could not process from subject S: `dlq.C.S`."""

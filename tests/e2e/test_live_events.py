@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.event_feed import Position
-from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
+from orderflow_contracts.streams import DEAD_LETTER_STREAM, MAX_SEQUENCE_AFTER, ORDERS_STREAM
 from tests.e2e.support import new_customer, order_created_event, place, publish
 from tests.support.jetstream import consumers_described_by
 from tests.support.pipeline import Pipeline
@@ -213,6 +213,12 @@ async def test_an_invalid_last_event_id_is_a_400(api: httpx.AsyncClient, last_ev
     for path, headers in ((events_of(order_id), as_customer(customer)), ("/v1/events", as_admin())):
         response = await api.get(path, headers={**headers, "Last-Event-ID": last_event_id})
         assert await problem(response) == (400, "INVALID_LAST_EVENT_ID"), path
+
+
+async def test_the_largest_last_event_id_is_accepted(api: httpx.AsyncClient) -> None:
+    largest = f"{MAX_SEQUENCE_AFTER}.{MAX_SEQUENCE_AFTER}"
+    async with event_stream(api, "/v1/events", {**as_admin(), "Last-Event-ID": largest}) as stream:
+        assert (await stream.next_message()).retry == 3000
 
 
 async def test_the_admin_feed_resumes_from_a_last_event_id_in_both_streams(

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.event_feed import (
-    MAX_SEQUENCE,
     FeedScope,
     InvalidPosition,
     LiveEvent,
@@ -18,6 +17,7 @@ from gateway.event_feed import (
 )
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, PointsAwardedV1
+from orderflow_contracts.streams import MAX_SEQUENCE_AFTER
 from orderflow_kit.dead_letters import CONSUMER, ERROR, ERROR_CLASS, ORIGINAL_SUBJECT, REASON, DeadLetter
 
 ORDER_ID = uuid.UUID("0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23")
@@ -47,7 +47,11 @@ def points_awarded() -> CloudEvent:
 
 @pytest.mark.parametrize(
     ("text", "position"),
-    [("0.0", Position(0, 0)), ("1042.7", Position(1042, 7)), (f"{MAX_SEQUENCE}.1", Position(MAX_SEQUENCE, 1))],
+    [
+        ("0.0", Position(0, 0)),
+        ("1042.7", Position(1042, 7)),
+        (f"{MAX_SEQUENCE_AFTER}.1", Position(MAX_SEQUENCE_AFTER, 1)),
+    ],
 )
 def test_an_event_id_is_the_position_in_both_streams_and_back(text: str, position: Position) -> None:
     assert Position.parse(text) == position
@@ -55,7 +59,7 @@ def test_an_event_id_is_the_position_in_both_streams_and_back(text: str, positio
 
 
 @pytest.mark.parametrize(
-    "text", ["", "12", "1.2.3", "-1.0", "1.x", " . ", "1e3.0", "+1.0", f"{MAX_SEQUENCE + 1}.0", "1" * 21 + ".0"]
+    "text", ["", "12", "1.2.3", "-1.0", "1.x", " . ", "1e3.0", "+1.0", f"1.{MAX_SEQUENCE_AFTER + 1}", "1" * 21 + ".0"]
 )
 def test_anything_else_is_not_a_position(text: str) -> None:
     with pytest.raises(InvalidPosition):
