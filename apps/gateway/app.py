@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
-from gateway import health, live_events, routes
+from gateway import admin_dead_letters, health, live_events, routes
 from gateway.auth import TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.middleware import RequestContextMiddleware
@@ -65,5 +65,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
     app.include_router(live_events.router)
+    app.include_router(admin_dead_letters.router)
     app.include_router(health.router)
     return app

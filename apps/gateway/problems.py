@@ -59,6 +59,8 @@ TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "INSUFFICIENT_SCOPE": "Insufficient scope",
         "CUSTOMER_FORBIDDEN": "Another customer's data",
         "ORDER_NOT_FOUND": "Order not found",
+        "DEAD_LETTER_NOT_FOUND": "Dead letter not found",
+        "DEAD_LETTER_NOT_REPLAYABLE": "Dead letter not replayable",
         "UNKNOWN_SKU": "Unknown SKU",
         "OUT_OF_STOCK": "Out of stock",
         "INVALID_PAGE_TOKEN": "Invalid page token",

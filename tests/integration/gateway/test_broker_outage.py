@@ -1,6 +1,6 @@
 """The gateway without NATS: it starts, is ready and serves orders; only what reads the broker (the
-live event feeds) is refused, with a 503 problem, and works once NATS is reachable again, without
-a restart. Over real HTTP (uvicorn), through a port that refuses connections until the test
+live event feeds, the dead-letter endpoints) is refused, with a 503 problem, and works once NATS
+is reachable again, without a restart. Over real HTTP (uvicorn), through a port that refuses connections until the test
 ends the outage."""
 
 from collections.abc import AsyncIterator
@@ -37,7 +37,7 @@ async def feed_status(client: httpx.AsyncClient, path: str, headers: dict[str, s
         return response.status_code, response.json()["code"]
 
 
-async def test_without_nats_orders_are_served_feeds_are_a_503_until_it_is_back(
+async def test_without_nats_orders_are_served_and_what_reads_nats_is_a_503_until_it_is_back(
     settings: GatewaySettings, outage: tuple[Outage, str]
 ) -> None:
     unreachable, url = outage
@@ -50,10 +50,11 @@ async def test_without_nats_orders_are_served_feeds_are_a_503_until_it_is_back(
         order_feed = f"/v1/orders/{placed.json()['order_id']}/events"
         refused = await client.get(order_feed, headers=as_customer(CUSTOMER))
         refused_all = await client.get("/v1/events", headers=as_admin())
+        refused_dead_letters = await client.get("/v1/admin/dead-letters", headers=as_admin())
 
         assert placed.status_code == 201, placed.text
         assert ready.status_code == 200, ready.text
-        for response in (refused, refused_all):
+        for response in (refused, refused_all, refused_dead_letters):
             assert response.status_code == 503
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["code"] == "DEPENDENCY_UNAVAILABLE"
@@ -67,3 +68,4 @@ async def test_without_nats_orders_are_served_feeds_are_a_503_until_it_is_back(
         )
         assert opened[1].startswith("text/event-stream")
         assert await feed_status(client, "/v1/events", as_admin()) == (200, opened[1])
+        assert (await client.get("/v1/admin/dead-letters", headers=as_admin())).status_code == 200
