@@ -4,8 +4,8 @@ Server-Sent Events (gateway.live_events; docs/patterns/live-events.md).
 Two streams feed it: ORDERS (`orders.created`, `orders.points_awarded`) and DEAD_LETTERS (`dlq.>`).
 Each feed reads both with readers of its own (orderflow_kit.stream_reader: an ephemeral consumer
 each, in stream order, each message once, made again from where it was after a broker restart or
-an outage). The two are merged as messages arrive, so the order between streams is arrival
-order, and within a stream it is the stream's. Closing the feed deletes both consumers.
+an outage), and merges them in the order the broker stored the messages (see EventFeed). Closing
+the feed deletes both consumers.
 
 A feed has a Position: the last sequence of each stream it has gone past, whether the message
 there was an event for this client or not (0: none yet). It is each event's SSE id,
@@ -52,8 +52,8 @@ ORDER_CREATED: Final = "order.created"
 POINTS_AWARDED: Final = "points.awarded"
 ORDER_DEAD_LETTERED: Final = "order.dead_lettered"
 
-_POSITION: Final = re.compile(r"(\d{1,20})\.(\d{1,20})")
-# Messages read ahead of the client; beyond this the broker waits (flow control).
+_POSITION: Final = re.compile(r"([0-9]{1,20})\.([0-9]{1,20})")
+# Messages read ahead of the client, per stream; beyond this a reader stops pulling.
 READ_AHEAD: Final = 64
 # ce-ids remembered per feed to pass each ORDERS event on once.
 REMEMBERED_EVENTS: Final = 10_000

@@ -94,8 +94,9 @@ _STREAM_DESCRIPTION = (
     "with a comment and a `retry:` hint (milliseconds), then one event per lifecycle step: `event` is "
     "`order.created`, `points.awarded` or `order.dead_lettered`, `data` one line of JSON, `id` the position to "
     "resume from (send it back as `Last-Event-ID`). A comment line (`: ping - ...`) comes every "
-    "ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS while nothing happens. Delivery is at least once: a client may see "
-    "an event again after it reconnects, and dedupes on `data.event_id` (dead letters: `dead_letter_sequence`). "
+    "ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS, so that an idle connection stays open. Delivery is at least once: "
+    "a client may see an event again after it reconnects, and dedupes on `data.event_id` (dead letters: "
+    "`dead_letter_sequence`). "
     "See docs/patterns/live-events.md."
 )
 

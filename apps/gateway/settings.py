@@ -24,8 +24,8 @@ class GatewaySettings(Settings):
 
     # Each JetStream request (opening a live event feed, reading or replaying a dead letter) waits at most this long.
     broker_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Live event feeds (gateway.live_events): a comment line this often while no event comes, so that
-    # proxies keep the connection open and clients notice a dead one; the `retry:` hint (milliseconds)
+    # Live event feeds (gateway.live_events): a comment line this often, so that proxies keep an idle
+    # connection open and clients notice a dead one; the `retry:` hint (milliseconds)
     # a client waits before it reconnects; and how long before an order's creation its feed starts to
     # read the streams (room for clock skew between the orders service and NATS).
     live_events_heartbeat_seconds: float = Field(default=15.0, gt=0)

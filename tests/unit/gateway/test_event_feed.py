@@ -59,7 +59,20 @@ def test_an_event_id_is_the_position_in_both_streams_and_back(text: str, positio
 
 
 @pytest.mark.parametrize(
-    "text", ["", "12", "1.2.3", "-1.0", "1.x", " . ", "1e3.0", "+1.0", f"1.{MAX_SEQUENCE_AFTER + 1}", "1" * 21 + ".0"]
+    "text",
+    [
+        "",
+        "12",
+        "1.2.3",
+        "-1.0",
+        "1.x",
+        " . ",
+        "1e3.0",
+        "+1.0",
+        "\u0661.0",
+        f"1.{MAX_SEQUENCE_AFTER + 1}",
+        "1" * 21 + ".0",
+    ],
 )
 def test_anything_else_is_not_a_position(text: str) -> None:
     with pytest.raises(InvalidPosition):
