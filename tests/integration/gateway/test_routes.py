@@ -125,8 +125,41 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
         "/v1/orders/{order_id}",
         "/v1/products",
         "/v1/customers/{customer_id}/loyalty",
+        "/v1/orders/{order_id}/events",
+        "/v1/events",
+        "/v1/admin/dead-letters",
+        "/v1/admin/dead-letters/{sequence}",
+        "/v1/admin/dead-letters/{sequence}/replay",
         "/healthz",
         "/readyz",
     }
     assert "HTTPValidationError" not in openapi["components"]["schemas"]
     assert (await gateway.get("/docs")).status_code == 200
+
+
+async def test_openapi_documents_the_event_streams_and_the_dead_letter_endpoints(gateway: httpx.AsyncClient) -> None:
+    paths = (await gateway.get("/openapi.json")).json()["paths"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+
+    for path, problems in (
+        ("/v1/orders/{order_id}/events", {"400", "401", "403", "404", "422", "502", "503", "504"}),
+        ("/v1/events", {"400", "401", "403", "422", "503", "504"}),
+    ):
+        responses = paths[path]["get"]["responses"]
+        [(media_type, stream)] = responses["200"]["content"].items()
+        assert media_type == "text/event-stream"
+        assert "event: " in stream["example"]
+        assert "id: " in stream["example"]
+        assert "retry: " in stream["example"]
+        assert problems <= set(responses)
+        assert all(responses[status]["content"] == problem for status in problems)
+        [header] = [parameter for parameter in paths[path]["get"]["parameters"] if parameter["in"] == "header"]
+        assert header["name"] == "Last-Event-ID"
+
+    replay = paths["/v1/admin/dead-letters/{sequence}/replay"]["post"]
+    assert {"400", "401", "403", "404", "409", "415", "422", "503", "504"} <= set(replay["responses"])
+    assert replay["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/ReplayIn"
+    }
+    assert {"401", "403", "404", "422", "503"} <= set(paths["/v1/admin/dead-letters/{sequence}"]["get"]["responses"])
+    assert {"401", "403", "422", "503"} <= set(paths["/v1/admin/dead-letters"]["get"]["responses"])
