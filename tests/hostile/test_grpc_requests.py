@@ -107,10 +107,18 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
 
         inventory_database = await database("inventory", inventory.main.MIGRATIONS)
         inventory_port = free_port()
+        # A durable consumer of its own that sees only new events, not every test's orders so far.
+        inventory_consumer = f"inventory-hostile-{uuid.uuid4().hex[:10]}"
+        stack.push_async_callback(_delete_consumer, infra.nats_url, inventory_consumer)
         inventory_channel = await serve(
             serving_inventory(
                 InventorySettings(
-                    **common, inventory_database=inventory_database, inventory_port=inventory_port, catalog=catalog
+                    **common,
+                    inventory_database=inventory_database,
+                    inventory_port=inventory_port,
+                    catalog=catalog,
+                    inventory_consumer=inventory_consumer,
+                    inventory_deliver_policy="new",
                 )
             )
         )
