@@ -41,7 +41,7 @@ from gateway.settings import GatewaySettings
 KEY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_KEY_LENGTH: Final = 255
-# A claim outlives the request it guards: every gRPC call of it has the deadline, plus this.
+# A claim outlives the request it guards: its gRPC call has the deadline, the claim this much more.
 IN_FLIGHT_MARGIN_SECONDS: Final = 5.0
 RETRY_AFTER_SECONDS: Final = 1
 RECORD_PREFIX: Final = "orderflow:idempotency:"
@@ -158,9 +158,12 @@ class IdempotencyStore:
         """Store the answer (or drop the claim). Should Redis fail now, the claim expires by itself
         and a retry reaches orders, which answers the same order by its client_request_id."""
         try:
-            await self.redis.eval(_SETTLE, 1, record, claim, answer, self.ttl_seconds)
+            settled = await self.redis.eval(_SETTLE, 1, record, claim, answer, self.ttl_seconds)
         except (RedisError, OSError) as error:
             log.warning("idempotency key not settled; its claim expires by itself", error=str(error))
+            return
+        if not settled:
+            log.warning("idempotency claim expired before the answer; another request's answer stands")
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ async def idempotent_request(
             alias=KEY_HEADER,
             description=(
                 "Makes the request safe to repeat (IETF draft-ietf-httpapi-idempotency-key-header): a repeat "
-                "with the same key and body within 24 h gets the first answer again, with "
+                "with the same key and body, within 24 h by default, gets the first answer again, with "
                 f"`{REPLAYED_HEADER}: true`, and never a second order. 1 to {MAX_KEY_LENGTH} printable ASCII "
                 'characters, quoted as the draft says (`"8e03978e-40d5-43e8-bc93-6894a57f9324"`) or bare; '
                 "a random UUID is a good key. Keys are the token's customer's own."

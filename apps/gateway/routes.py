@@ -55,7 +55,8 @@ async def create_order(
 ) -> Response:
     """Reserve the items' stock and create the order, for the token's customer (scope orders);
     409 OUT_OF_STOCK names the short SKUs. With an Idempotency-Key, a repeat gets the first answer
-    (422 IDEMPOTENCY_KEY_REUSED with other items, 409 IDEMPOTENCY_KEY_IN_FLIGHT while it runs)."""
+    (422 IDEMPOTENCY_KEY_REUSED with other items, 409 IDEMPOTENCY_KEY_IN_FLIGHT while it runs,
+    503 IDEMPOTENCY_UNAVAILABLE and nothing ordered when keys cannot be checked)."""
     customer_id = auth.ordering_customer(principal, body.customer_id)
     request = mapping.create_order_request(customer_id, body, idempotent.client_request_id)
 
