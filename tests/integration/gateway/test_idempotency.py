@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -23,6 +24,7 @@ from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of
 from tests.integration.gateway.fakes import Fakes
 from tests.integration.gateway.test_routes import new_customer
+from tests.support.outages import Outage
 from tests.support.polling import eventually
 from tests.support.tokens import as_customer
 
@@ -307,6 +309,32 @@ async def test_without_redis_a_keyed_request_is_a_503_and_orders_nothing_and_one
     assert_problem(keyed, 503, "IDEMPOTENCY_UNAVAILABLE")
     assert unkeyed.status_code == 201, unkeyed.text
     assert [request.HasField("client_request_id") for request in fakes.orders.create_requests] == [False]
+
+
+async def test_redis_failing_after_the_order_still_answers_the_order_and_the_claim_expires(
+    settings: GatewaySettings, fakes: Fakes, infra: Infrastructure, redis: Redis
+) -> None:
+    """The answer cannot be stored: the client still gets its 201, and the claim, left behind,
+    expires by itself (a retry then reaches orders, which answers by the client_request_id)."""
+    server = urlsplit(infra.redis_url)
+    outage = Outage(server.hostname or "127.0.0.1", server.port or 6379)
+    await outage.end()
+    through_outage = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{outage.port}/0"})
+    customer_id, key = new_customer(), new_key()
+    app = create_app(through_outage)
+
+    async with client_of(app) as gateway:
+        fakes.orders.behaviour.held = asyncio.Event()
+        first = asyncio.create_task(place(gateway, customer_id, key))
+        await asyncio.wait_for(fakes.orders.behaviour.called.wait(), timeout=10)
+        await outage.close()
+        await app.state.upstreams.redis.connection_pool.disconnect()
+        fakes.orders.behaviour.held.set()
+        response = await first
+
+    assert response.status_code == 201, response.text
+    claim_ttl_ms = await redis.pttl(record_key(customer_id, key))
+    assert 0 < claim_ttl_ms <= (DEADLINE_SECONDS + IN_FLIGHT_MARGIN_SECONDS) * 1000
 
 
 async def test_without_a_key_every_request_orders_and_carries_no_client_request_id(
