@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from gateway import health, routes
 from gateway.auth import TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
+from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RequestContextMiddleware
 from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
 from gateway.settings import GatewaySettings
@@ -35,6 +36,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstreams = Upstreams.open(settings)
         app.state.upstreams = upstreams
+        app.state.idempotency = IdempotencyStore.from_settings(upstreams.redis, settings)
         log.info(
             "started",
             port=settings.gateway_port,

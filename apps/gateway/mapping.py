@@ -1,6 +1,7 @@
 """Protobuf <-> JSON: the one place where the REST shapes meet the gRPC contracts."""
 
 from datetime import UTC
+from typing import Any
 
 from gateway.schemas import (
     CreateOrderIn,
@@ -18,12 +19,25 @@ from orderflow_contracts.orders.v1 import orders_pb2
 _STATUS_PREFIX = "ORDER_STATUS_"
 
 
-def create_order_request(customer_id: str, body: CreateOrderIn) -> orders_pb2.CreateOrderRequest:
+def create_order_request(
+    customer_id: str, body: CreateOrderIn, client_request_id: str | None = None
+) -> orders_pb2.CreateOrderRequest:
     """`customer_id` is whom gateway.auth decided the order is for, not necessarily the body's."""
     return orders_pb2.CreateOrderRequest(
         customer_id=customer_id,
         items=[orders_pb2.OrderItem(sku=item.sku, quantity=item.quantity) for item in body.items],
+        client_request_id=client_request_id,
     )
+
+
+def understood_order(customer_id: str, body: CreateOrderIn) -> dict[str, Any]:
+    """The order as the gateway understood it, what an Idempotency-Key's fingerprint is of: the
+    customer gateway.auth decided on, whether the body named it or not, and the lines in SKU order,
+    as orders too takes the same lines in another order for the same request."""
+    return {
+        "customer_id": customer_id,
+        "items": [item.model_dump() for item in sorted(body.items, key=lambda item: item.sku)],
+    }
 
 
 def order_status(status: orders_pb2.OrderStatus) -> str:

@@ -5,7 +5,7 @@ handlers that turn exceptions into problem responses. docs/errors.md documents a
 A problem's `code` is what clients branch on; `type` is the same code as a URI
 (OUT_OF_STOCK -> https://orderflow.dev/problems/out-of-stock)."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, Final
@@ -71,6 +71,10 @@ TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "DEPENDENCY_FAILED": "Dependency failed",
         "NOT_READY": "Not ready",
         "INTERNAL_ERROR": "Internal error",
+        "IDEMPOTENCY_KEY_INVALID": "Invalid Idempotency-Key",
+        "IDEMPOTENCY_KEY_REUSED": "Idempotency-Key reused with another request",
+        "IDEMPOTENCY_KEY_IN_FLIGHT": "A request with this Idempotency-Key is in flight",
+        "IDEMPOTENCY_UNAVAILABLE": "Idempotency keys unavailable",
     }
 )
 
@@ -134,12 +138,36 @@ def problem_type(code: str) -> str:
     return PROBLEM_TYPE_BASE + code.lower().replace("_", "-")
 
 
+def idempotency_key_reused() -> Problem:
+    """The idempotency-key draft's 422: one key, two different requests (gateway.idempotency)."""
+    return Problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+        "This Idempotency-Key was used for another request (other items); a new order needs a new key.",
+    )
+
+
+# A service's code the gateway answers as one of its own. orders' CLIENT_REQUEST_ID_REUSED comes
+# only from a client_request_id derived from an Idempotency-Key, which the client knows, not the id.
+_GATEWAY_PROBLEMS: Final[Mapping[str, Callable[[], Problem]]] = MappingProxyType(
+    {"CLIENT_REQUEST_ID_REUSED": idempotency_key_reused}
+)
+
+
 def problem_from_grpc(status: grpc.StatusCode, message: str, detail: ErrorDetail) -> Problem:
     http_status, fallback_code = GRPC_TO_HTTP.get(status, DEPENDENCY_FAILED)
     if detail.code is None:
         return Problem(http_status, fallback_code, _GENERIC_DETAILS.get(http_status, http_status.phrase))
+    if detail.code in _GATEWAY_PROBLEMS:
+        return _GATEWAY_PROBLEMS[detail.code]()
     skus = [sku for sku in detail.metadata.get("skus", "").split(",") if sku]
     return Problem(http_status, detail.code, message or http_status.phrase, skus=skus or None)
+
+
+def problem_from_grpc_error(error: grpc.aio.AioRpcError) -> Problem:
+    """The access line carries what the client is not told: the status and message as received."""
+    structlog.contextvars.bind_contextvars(grpc_status=error.code().name, grpc_detail=error.details())
+    return problem_from_grpc(error.code(), error.details() or "", error_detail(error))
 
 
 def internal_error() -> Problem:
@@ -221,10 +249,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def on_grpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
-        # The access line carries what the client is not told: the status and message as received.
-        structlog.contextvars.bind_contextvars(grpc_status=error.code().name, grpc_detail=error.details())
-        problem = problem_from_grpc(error.code(), error.details() or "", error_detail(error))
-        return problem_response(problem, request.url.path)
+        return problem_response(problem_from_grpc_error(error), request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -20,3 +20,5 @@ class GatewaySettings(Settings):
     jwt_audience: str | None = None
     # A larger request body is refused with 413 BODY_TOO_LARGE while it streams in (gateway.body_limit).
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
+    # How long an Idempotency-Key's answer is replayed (gateway.idempotency): 24 h by default.
+    idempotency_key_ttl_seconds: int = Field(default=24 * 60 * 60, ge=1)

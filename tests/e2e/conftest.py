@@ -1,8 +1,9 @@
 """The whole pipeline for end-to-end tests (tests/support/pipeline.py), with a catalog whose stock
 is tiny where a test needs to run out, huge where it must not."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from orderflow_kit.infra import Infrastructure
@@ -21,3 +22,11 @@ CATALOG = [
 def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     with running_pipeline(infra, tmp_path_factory.mktemp("e2e"), CATALOG, prefix="e2e") as running:
         yield running
+
+
+@pytest.fixture
+async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the pipeline's gateway, over real HTTP, that many requests may use at once."""
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=pipeline.gateway_url, timeout=30, limits=limits, trust_env=False) as client:
+        yield client

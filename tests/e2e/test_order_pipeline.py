@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=pipeline.gateway_url, timeout=30, limits=limits, trust_env=False) as client:
-        yield client
 
 
 async def place(api: httpx.AsyncClient, customer_id: str, *items: tuple[str, int]) -> httpx.Response:

@@ -96,6 +96,17 @@ def test_out_of_stock_lists_the_short_skus_from_the_error_metadata() -> None:
     assert body["skus"] == ["SKU-1", "SKU-2"]
 
 
+def test_orders_client_request_id_reused_is_the_gateways_422_about_the_idempotency_key() -> None:
+    message = "client_request_id idempotency-key:ab12 already placed order 42 with other items"
+    detail = ErrorDetail("CLIENT_REQUEST_ID_REUSED", {"order_id": "42"})
+
+    problem = problem_from_grpc(grpc.StatusCode.FAILED_PRECONDITION, message, detail)
+
+    assert (problem.status, problem.code) == (422, "IDEMPOTENCY_KEY_REUSED")
+    assert "Idempotency-Key" in problem.detail
+    assert "client_request_id" not in problem.detail
+
+
 def test_the_message_of_an_error_that_is_not_ours_never_reaches_the_client() -> None:
     message = "failed to connect to all addresses; last error: 10.0.0.7:50052 refused"
 
