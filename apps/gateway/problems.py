@@ -62,6 +62,7 @@ TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "UNKNOWN_SKU": "Unknown SKU",
         "OUT_OF_STOCK": "Out of stock",
         "INVALID_PAGE_TOKEN": "Invalid page token",
+        "RATE_LIMITED": "Too many requests",
         "INVENTORY_UNAVAILABLE": "Inventory unavailable",
         "INVENTORY_TIMEOUT": "Inventory timed out",
         "ORDERS_STORE_UNAVAILABLE": "Order store unavailable",

@@ -26,6 +26,8 @@ from orderflow_kit.request_context import outgoing_metadata
 ResponseT = TypeVar("ResponseT")
 
 OK = "ok"
+# Redis's name among the checks.
+REDIS = "redis"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Upstreams:
 
     async def check(self) -> dict[str, str]:
         """Each upstream's state, "ok" or why not; all are asked at once and none longer than the timeout."""
-        names = [upstream.name for upstream in self.grpc_upstreams] + ["redis"]
+        names = [upstream.name for upstream in self.grpc_upstreams] + [REDIS]
         states = await asyncio.gather(*(self._check_grpc(upstream) for upstream in self.grpc_upstreams), self._ping())
         return dict(zip(names, states, strict=True))
 
