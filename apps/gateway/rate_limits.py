@@ -236,7 +236,8 @@ def is_limited(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-_FIELDS: Final = {
+# Documented once, under components/headers, and referred to by every answer of a limited operation.
+_HEADERS: Final = {
     "RateLimit-Policy": {
         "description": 'Each budget this request counts against: `"ip";q=50;w=2` is a burst of 50, earned back '
         "in 2 s (draft-ietf-httpapi-ratelimit-headers). Absent while rate limits are off.",
@@ -247,25 +248,33 @@ _FIELDS: Final = {
         "in 1 s. Absent while rate limits are off.",
         "schema": {"type": "string"},
     },
+    "Retry-After": {
+        "description": "Seconds to wait before the next request is served.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
 }
-_RETRY_AFTER: Final = {
-    "description": "Seconds to wait before the next request is served.",
-    "schema": {"type": "integer", "minimum": 1},
-}
+
+
+def _ref(header: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{header}"}
 
 
 def with_rate_limit_responses(openapi: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Every operation under `prefix` may answer 429, and each of its answers carries the fields."""
-    for path, operations in openapi.get("paths", {}).items():
-        if not is_limited(path, prefix):
-            continue
-        for operation in operations.values():
+    limited = [item for path, item in openapi.get("paths", {}).items() if is_limited(path, prefix)]
+    if not limited:
+        return openapi
+    openapi.setdefault("components", {}).setdefault("headers", {}).update(_HEADERS)
+    for item in limited:
+        for operation in item.values():
             responses = operation.setdefault("responses", {})
             responses[str(HTTPStatus.TOO_MANY_REQUESTS.value)] = {
                 "description": HTTPStatus.TOO_MANY_REQUESTS.phrase,
                 "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
-                "headers": {"Retry-After": _RETRY_AFTER},
+                "headers": {"Retry-After": _ref("Retry-After")},
             }
             for response in responses.values():
-                response.setdefault("headers", {}).update(_FIELDS)
+                response.setdefault("headers", {}).update(
+                    {name: _ref(name) for name in ("RateLimit-Policy", "RateLimit")}
+                )
     return openapi
