@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
-from gateway import health, routes
+from gateway import health, restock, routes
 from gateway.auth import TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.middleware import RequestContextMiddleware
@@ -67,5 +67,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
+    app.include_router(restock.router)
     app.include_router(health.router)
     return app
