@@ -11,6 +11,9 @@ from gateway.schemas import (
     OrderPage,
     ProductList,
     ProductOut,
+    RestockedProductOut,
+    RestockIn,
+    RestockSummaryOut,
 )
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_contracts.loyalty.v1 import loyalty_pb2
@@ -79,6 +82,29 @@ def product_list(response: inventory_pb2.ListProductsResponse) -> ProductList:
             )
             for product in response.products
         ]
+    )
+
+
+def restock_requests(body: RestockIn) -> list[inventory_pb2.RestockRequest]:
+    """One message per line, streamed as they are: the service adds up lines for the same SKU."""
+    return [
+        inventory_pb2.RestockRequest(sku=line.sku, quantity=line.quantity, name=line.name, price_cents=line.price_cents)
+        for line in body.lines
+    ]
+
+
+def restock_summary(summary: inventory_pb2.RestockSummary) -> RestockSummaryOut:
+    return RestockSummaryOut(
+        lines=summary.messages,
+        products=[
+            RestockedProductOut(
+                sku=product.sku,
+                units_added=product.units_added,
+                available=product.available,
+                added_to_catalog=product.added_to_catalog,
+            )
+            for product in summary.products
+        ],
     )
 
 

@@ -61,7 +61,10 @@ TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "ORDER_NOT_FOUND": "Order not found",
         "UNKNOWN_SKU": "Unknown SKU",
         "OUT_OF_STOCK": "Out of stock",
+        "PRODUCT_MISMATCH": "Product mismatch",
+        "STOCK_LIMIT": "Stock limit reached",
         "INVALID_PAGE_TOKEN": "Invalid page token",
+        "RATE_LIMITED": "Too many requests",
         "INVENTORY_UNAVAILABLE": "Inventory unavailable",
         "INVENTORY_TIMEOUT": "Inventory timed out",
         "ORDERS_STORE_UNAVAILABLE": "Order store unavailable",
@@ -106,7 +109,9 @@ class ProblemDetails(BaseModel):
     instance: str = Field(description="The request path.", examples=["/v1/orders"])
     request_id: str
     errors: list[FieldError] | None = Field(default=None, description="VALIDATION_FAILED (422): each mistake.")
-    skus: list[str] | None = Field(default=None, description="OUT_OF_STOCK, UNKNOWN_SKU: the SKUs concerned.")
+    skus: list[str] | None = Field(
+        default=None, description="OUT_OF_STOCK, UNKNOWN_SKU, PRODUCT_MISMATCH, STOCK_LIMIT: the SKUs concerned."
+    )
     checks: dict[str, str] | None = Field(default=None, description="NOT_READY: each dependency's state.")
 
 

@@ -1,18 +1,23 @@
-"""The gateway app in-process (httpx over ASGI, with its lifespan running) in front of in-test
-fake services on free ports and the session's real Redis. It verifies tokens from
-tests.support.tokens; the client sends none unless a test does."""
+"""The gateway app in-process (httpx over ASGI, with its lifespan running, or uvicorn over real
+HTTP) in front of in-test fake services on free ports and the session's real Redis. It verifies
+tokens from tests.support.tokens; the client sends none unless a test does. Its rate limits are
+generous (tests.support.rate_limits) unless a test sets its own."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import Infrastructure
+from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import Fakes, fake_services
+from tests.support.polling import eventually
+from tests.support.rate_limits import GENEROUS_RATE_LIMITS
 from tests.support.tokens import JWT_SECRET
 
 # Short enough that a hanging fake costs little test time, long enough for a loaded 2-core machine.
@@ -26,6 +31,22 @@ async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client,
     ):
         yield client
+
+
+@asynccontextmanager
+async def over_http(app: FastAPI) -> AsyncIterator[str]:
+    """`app` served by uvicorn in this event loop until the block ends; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started or serving.done(), what="uvicorn started")
+        assert not serving.done(), "uvicorn stopped at start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @pytest.fixture
@@ -44,7 +65,7 @@ def settings(fakes: Fakes, infra: Infrastructure) -> GatewaySettings:
         grpc_deadline_seconds=DEADLINE_SECONDS,
         readiness_timeout_seconds=DEADLINE_SECONDS,
         jwt_secret=JWT_SECRET,
-    )
+    ).model_copy(update=GENEROUS_RATE_LIMITS)
 
 
 @pytest.fixture

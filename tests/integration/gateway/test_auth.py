@@ -219,6 +219,7 @@ async def test_openapi_declares_the_bearer_scheme_and_each_operation_that_needs_
         "GET /v1/orders",
         "GET /v1/orders/{order_id}",
         "GET /v1/customers/{customer_id}/loyalty",
+        "POST /v1/admin/restock",
     }
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
     for path, operations in openapi["paths"].items():

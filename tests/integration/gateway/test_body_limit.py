@@ -6,18 +6,14 @@ is served."""
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import free_port
+from tests.integration.gateway.conftest import over_http
 from tests.integration.gateway.fakes import Fakes
-from tests.support.polling import eventually
 from tests.support.tokens import as_customer
 
 LIMIT = 2048
@@ -39,22 +35,6 @@ async def streamed(body: bytes) -> AsyncIterator[bytes]:
     """A body without Content-Length: httpx sends an iterator chunked."""
     for chunk in chunks(body):
         yield chunk
-
-
-@asynccontextmanager
-async def over_http(app: FastAPI) -> AsyncIterator[str]:
-    """`app` served by uvicorn in this event loop until the block ends; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started or serving.done(), what="uvicorn started")
-        assert not serving.done(), "uvicorn stopped at start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 @pytest.fixture

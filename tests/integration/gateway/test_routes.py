@@ -125,8 +125,22 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
         "/v1/orders/{order_id}",
         "/v1/products",
         "/v1/customers/{customer_id}/loyalty",
+        "/v1/admin/restock",
         "/healthz",
         "/readyz",
     }
     assert "HTTPValidationError" not in openapi["components"]["schemas"]
     assert (await gateway.get("/docs")).status_code == 200
+
+
+async def test_openapi_documents_the_restock_with_examples_and_every_problem(gateway: httpx.AsyncClient) -> None:
+    restock = (await gateway.get("/openapi.json")).json()["paths"]["/v1/admin/restock"]["post"]
+
+    examples = restock["requestBody"]["content"]["application/json"]["examples"]
+    assert [example["value"]["lines"][0]["sku"] for example in examples.values()] == ["SKU-1", "MUG-RED"]
+    assert restock["security"] == [{"bearer": []}]
+    assert restock["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RestockSummaryOut"
+    }
+    problems = {status for status, response in restock["responses"].items() if status != "200"}
+    assert problems == {"400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "502", "503", "504"}
