@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .state
 PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
 
-.PHONY: help up test lint unit integration e2e chaos stubs clean
+.PHONY: help up test lint unit integration e2e chaos stubs openapi clean
 
 help:
 	@echo "make up     start infrastructure and the four services (Ctrl-C stops everything)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   only the static checks"
 	@echo "make chaos  the fault-injection suite: break the running pipeline, then reconcile"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
+	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
@@ -54,6 +55,10 @@ chaos: $(VENV)/.synced
 
 stubs: $(VENV)/.synced
 	$(BIN)/python -m grpc_tools.protoc -I libs --python_out=libs --pyi_out=libs --grpc_python_out=libs $(PROTOS)
+
+# The gateway's API as committed: tests/unit/gateway/test_openapi_document.py fails when it drifts.
+openapi: $(VENV)/.synced
+	$(BIN)/python -m gateway.openapi_document > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .venv-tools $(STATE) .mypy_cache .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
-"""The FastAPI application: routes, problem handlers, the request-context and body-size
-middleware, the bearer token verifier, and a lifespan that opens the upstream channels once per
-process and closes them at shutdown. Without a way to verify tokens there is no app
-(gateway.auth.AuthNotConfigured)."""
+"""The FastAPI application: routes, problem handlers, the request-context, rate-limit and
+body-size middleware, the bearer token verifier, and a lifespan that opens the upstream channels
+(and the rate limiter on their Redis) once per process and closes them at shutdown. Without a way
+to verify tokens there is no app (gateway.auth.AuthNotConfigured)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,11 +10,13 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
-from gateway import admin_dead_letters, health, live_events, routes
+from gateway import admin_dead_letters, health, live_events, restock, routes
 from gateway.auth import TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
+from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RequestContextMiddleware
 from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
+from gateway.rate_limits import RateLimiter, RateLimitMiddleware, with_rate_limit_responses
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 
@@ -24,7 +26,7 @@ log = structlog.get_logger()
 class _GatewayApp(FastAPI):
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            self.openapi_schema = with_problem_media_type(super().openapi())
+            self.openapi_schema = with_problem_media_type(with_rate_limit_responses(super().openapi(), routes.PREFIX))
         return self.openapi_schema
 
 
@@ -35,6 +37,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstreams = Upstreams.open(settings)
         app.state.upstreams = upstreams
+        app.state.idempotency = IdempotencyStore.from_settings(upstreams.redis, settings)
+        app.state.rate_limiter = RateLimiter.from_settings(settings, upstreams.redis)
         log.info(
             "started",
             port=settings.gateway_port,
@@ -58,12 +62,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
-    # The last added runs first: the request context wraps the size limit, so a 413 has a request id.
+    # The last added runs first: the request context wraps the rate limits and the size limit, so a
+    # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
+    app.include_router(restock.router)
     app.include_router(live_events.router)
     app.include_router(admin_dead_letters.router)
     app.include_router(health.router)

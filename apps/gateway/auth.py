@@ -12,7 +12,8 @@ reads every customer's. Routes say what they need with a parameter: `CurrentPrin
 token), `CustomerPrincipal` (scope orders or admin) or `AdminPrincipal` (scope admin), and list
 `auth_responses()`. The chain starts at FastAPI's HTTPBearer, so the OpenAPI document shows the
 scheme on every operation that needs it. A missing or refused token is a 401 with an RFC 6750
-challenge; a token without the scope an operation needs is a 403."""
+challenge; a token without the scope an operation needs is a 403. An accepted token's request
+counts against its customer's rate limit (gateway.rate_limits)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.problems import Problem, problem_responses
+from gateway.rate_limits import limit_customer
 from gateway.settings import GatewaySettings
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
 from orderflow_kit.dev_tokens import MIN_SECRET_BYTES
@@ -173,7 +175,8 @@ _bearer = HTTPBearer(
 async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller's principal from `Authorization: Bearer <JWT>`; a 401 without one or when it is refused."""
+    """The caller's principal from `Authorization: Bearer <JWT>`; a 401 without one or when it is
+    refused, a 429 when its customer is over its rate limit."""
     if credentials is None:
         raise Problem(
             401,
@@ -184,6 +187,7 @@ async def authenticate(
     verifier: TokenVerifier = request.app.state.token_verifier
     principal = await verifier.principal(credentials.credentials)
     structlog.contextvars.bind_contextvars(sub=principal.customer_id)
+    await limit_customer(request, principal.customer_id)
     return principal
 
 

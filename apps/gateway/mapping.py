@@ -1,6 +1,7 @@
 """Protobuf <-> JSON: the one place where the REST shapes meet the gRPC contracts."""
 
 from datetime import UTC
+from typing import Any
 
 from gateway.schemas import (
     CreateOrderIn,
@@ -10,6 +11,9 @@ from gateway.schemas import (
     OrderPage,
     ProductList,
     ProductOut,
+    RestockedProductOut,
+    RestockIn,
+    RestockSummaryOut,
 )
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_contracts.loyalty.v1 import loyalty_pb2
@@ -18,12 +22,25 @@ from orderflow_contracts.orders.v1 import orders_pb2
 _STATUS_PREFIX = "ORDER_STATUS_"
 
 
-def create_order_request(customer_id: str, body: CreateOrderIn) -> orders_pb2.CreateOrderRequest:
+def create_order_request(
+    customer_id: str, body: CreateOrderIn, client_request_id: str | None = None
+) -> orders_pb2.CreateOrderRequest:
     """`customer_id` is whom gateway.auth decided the order is for, not necessarily the body's."""
     return orders_pb2.CreateOrderRequest(
         customer_id=customer_id,
         items=[orders_pb2.OrderItem(sku=item.sku, quantity=item.quantity) for item in body.items],
+        client_request_id=client_request_id,
     )
+
+
+def understood_order(customer_id: str, body: CreateOrderIn) -> dict[str, Any]:
+    """The order as the gateway understood it, what an Idempotency-Key's fingerprint is of: the
+    customer gateway.auth decided on, whether the body named it or not, and the lines in SKU order,
+    as orders too takes the same lines in another order for the same request."""
+    return {
+        "customer_id": customer_id,
+        "items": [item.model_dump() for item in sorted(body.items, key=lambda item: item.sku)],
+    }
 
 
 def order_status(status: orders_pb2.OrderStatus) -> str:
@@ -65,6 +82,29 @@ def product_list(response: inventory_pb2.ListProductsResponse) -> ProductList:
             )
             for product in response.products
         ]
+    )
+
+
+def restock_requests(body: RestockIn) -> list[inventory_pb2.RestockRequest]:
+    """One message per line, streamed as they are: the service adds up lines for the same SKU."""
+    return [
+        inventory_pb2.RestockRequest(sku=line.sku, quantity=line.quantity, name=line.name, price_cents=line.price_cents)
+        for line in body.lines
+    ]
+
+
+def restock_summary(summary: inventory_pb2.RestockSummary) -> RestockSummaryOut:
+    return RestockSummaryOut(
+        lines=summary.messages,
+        products=[
+            RestockedProductOut(
+                sku=product.sku,
+                units_added=product.units_added,
+                available=product.available,
+                added_to_catalog=product.added_to_catalog,
+            )
+            for product in summary.products
+        ],
     )
 
 

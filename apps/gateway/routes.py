@@ -7,9 +7,11 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from gateway import auth, mapping
+from gateway import auth, idempotency, mapping
 from gateway.auth import CustomerPrincipal, auth_responses, authenticate
+from gateway.idempotency import Idempotency
 from gateway.problems import Problem, problem_responses
 from gateway.schemas import CreateOrderIn, LoyaltyBalanceOut, OrderOut, OrderPage, ProductList
 from gateway.upstreams import UpstreamsDep
@@ -44,19 +46,27 @@ def require_json(request: Request) -> None:
 @authenticated.post(
     "/orders",
     status_code=201,
+    response_model=OrderOut,
     dependencies=[Depends(require_json)],
-    responses=problem_responses(400, 404, 409, 415, 422, *UPSTREAM_FAILURES),
+    responses=idempotency.documented(problem_responses(400, 404, 409, 415, 422, *UPSTREAM_FAILURES)),
 )
 async def create_order(
-    body: CreateOrderIn, response: Response, principal: CustomerPrincipal, upstreams: UpstreamsDep
-) -> OrderOut:
+    body: CreateOrderIn, principal: CustomerPrincipal, upstreams: UpstreamsDep, idempotent: Idempotency
+) -> Response:
     """Reserve the items' stock and create the order, for the token's customer (scope orders);
-    409 OUT_OF_STOCK names the short SKUs."""
+    409 OUT_OF_STOCK names the short SKUs. With an Idempotency-Key, a repeat gets the first answer
+    (422 IDEMPOTENCY_KEY_REUSED with other items, 409 IDEMPOTENCY_KEY_IN_FLIGHT while it runs,
+    503 IDEMPOTENCY_UNAVAILABLE and nothing ordered when keys cannot be checked)."""
     customer_id = auth.ordering_customer(principal, body.customer_id)
-    order = await upstreams.call(upstreams.orders.CreateOrder, mapping.create_order_request(customer_id, body))
-    structlog.contextvars.bind_contextvars(order_id=order.order_id)
-    response.headers["Location"] = f"{PREFIX}/orders/{order.order_id}"
-    return mapping.order_out(order)
+    request = mapping.create_order_request(customer_id, body, idempotent.client_request_id)
+
+    async def place() -> Response:
+        order = await upstreams.call(upstreams.orders.CreateOrder, request)
+        structlog.contextvars.bind_contextvars(order_id=order.order_id)
+        location = {"Location": f"{PREFIX}/orders/{order.order_id}"}
+        return JSONResponse(mapping.order_out(order).model_dump(mode="json"), status_code=201, headers=location)
+
+    return await idempotent.once(customer_id, mapping.understood_order(customer_id, body), place)
 
 
 @authenticated.get("/orders/{order_id}", responses=problem_responses(400, 404, 422, *UPSTREAM_FAILURES))

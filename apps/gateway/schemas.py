@@ -3,12 +3,21 @@ fields are mistakes) and follow the id shapes every service accepts, so most mis
 here with a 422 before any service is called."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN
+from orderflow_contracts.identifiers import (
+    CUSTOMER_ID_PATTERN,
+    MAX_CENTS,
+    MAX_ORDER_LINES,
+    MAX_PRODUCT_NAME_LENGTH,
+    MAX_QUANTITY,
+    MAX_RESTOCK_LINES,
+    MAX_RESTOCK_UNITS,
+    SKU_PATTERN,
+)
 
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 Sku = Annotated[str, Field(pattern=SKU_PATTERN, examples=["SKU-1"])]
@@ -78,6 +87,66 @@ class ProductOut(BaseModel):
 
 class ProductList(BaseModel):
     products: list[ProductOut]
+
+
+class RestockLineIn(_Request):
+    sku: Sku
+    quantity: int = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PRODUCT_NAME_LENGTH,
+        description="With price_cents, adds a SKU new to the catalog; for a SKU already there, its own name.",
+        examples=["Enamel mug"],
+    )
+    price_cents: int | None = Field(
+        default=None, ge=0, le=MAX_CENTS, description="Comes with name, in the catalog's currency.", examples=[1250]
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str | None) -> str | None:
+        if name is not None and not name.isprintable():
+            raise PydanticCustomError("not_printable", "a product name is printable characters only")
+        return name
+
+    @model_validator(mode="after")
+    def _name_and_price_together(self) -> Self:
+        if (self.name is None) != (self.price_cents is None):
+            raise PydanticCustomError("name_without_price", "name and price_cents come together, or not at all")
+        return self
+
+
+class RestockIn(_Request):
+    lines: list[RestockLineIn] = Field(
+        min_length=1, max_length=MAX_RESTOCK_LINES, description="Applied all together, or none of them."
+    )
+
+
+class RestockedProductOut(BaseModel):
+    sku: str
+    units_added: int = Field(description="All the restock's lines for this SKU together.")
+    available: int = Field(description="Stock that can be ordered, after the restock.")
+    added_to_catalog: bool = Field(description="True when this restock added the SKU to the catalog.")
+
+
+class RestockSummaryOut(BaseModel):
+    lines: int = Field(description="How many lines the restock held.")
+    products: list[RestockedProductOut] = Field(description="One per SKU, in SKU order.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lines": 2,
+                    "products": [
+                        {"sku": "MUG-RED", "units_added": 25, "available": 25, "added_to_catalog": True},
+                        {"sku": "SKU-1", "units_added": 100, "available": 142, "added_to_catalog": False},
+                    ],
+                }
+            ]
+        }
+    )
 
 
 class LoyaltyBalanceOut(BaseModel):

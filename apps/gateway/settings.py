@@ -1,6 +1,6 @@
 """What only the gateway needs on top of the shared settings: how long it waits for others, and
-how it verifies bearer tokens (gateway.auth), how large a request body it takes, how it streams
-live events (gateway.live_events)."""
+how it verifies bearer tokens (gateway.auth), how large a request body it takes, how many
+requests a client may send (gateway.rate_limits), how it streams live events (gateway.live_events)."""
 
 from pydantic import Field, SecretStr
 
@@ -21,6 +21,19 @@ class GatewaySettings(Settings):
     jwt_audience: str | None = None
     # A larger request body is refused with 413 BODY_TOO_LARGE while it streams in (gateway.body_limit).
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
+    # How long an Idempotency-Key's answer is replayed (gateway.idempotency): 24 h by default.
+    idempotency_key_ttl_seconds: int = Field(default=24 * 60 * 60, ge=1)
+
+    # Rate limits (gateway.rate_limits): a client IP on every /v1 request, and a customer (the
+    # token's sub) on every authenticated one, may send `burst` requests at once and earns them
+    # back at `per_second` (0.5: 30 a minute). Kept in Redis; off while Redis does not answer.
+    rate_limits_enabled: bool = True
+    rate_limit_ip_per_second: float = Field(default=25.0, gt=0)
+    rate_limit_ip_burst: int = Field(default=50, ge=1)
+    rate_limit_customer_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_customer_burst: int = Field(default=20, ge=1)
+    # A limit check waits at most this long for Redis, then lets the request pass.
+    rate_limit_redis_timeout_seconds: float = Field(default=0.25, gt=0)
 
     # Each JetStream request (opening a live event feed, reading or replaying a dead letter) waits at most this long.
     broker_timeout_seconds: float = Field(default=5.0, gt=0)

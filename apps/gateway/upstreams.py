@@ -5,7 +5,7 @@ The NATS connection (gateway.broker) is made in the background and is not part o
 gateway serves orders without it."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -29,6 +29,8 @@ from orderflow_kit.request_context import outgoing_metadata
 ResponseT = TypeVar("ResponseT")
 
 OK = "ok"
+# Redis's name among the checks.
+REDIS = "redis"
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,14 @@ class Upstreams:
         channels = (upstream.channel.close(None) for upstream in self.grpc_upstreams)
         await asyncio.gather(*channels, self.redis.aclose(), self.broker.close())
 
-    async def call(self, rpc: Callable[..., Awaitable[ResponseT]], request: Message) -> ResponseT:
-        """A slow service costs one deadline, never a hung request; its errors reach problems.py."""
+    async def call(self, rpc: Callable[..., Awaitable[ResponseT]], request: Message | Iterable[Message]) -> ResponseT:
+        """A slow service costs one deadline, never a hung request; its errors reach problems.py.
+        A client-streaming rpc takes the messages to stream."""
         return await rpc(request, timeout=self.deadline_seconds, metadata=outgoing_metadata())
 
     async def check(self) -> dict[str, str]:
         """Each upstream's state, "ok" or why not; all are asked at once and none longer than the timeout."""
-        names = [upstream.name for upstream in self.grpc_upstreams] + ["redis"]
+        names = [upstream.name for upstream in self.grpc_upstreams] + [REDIS]
         states = await asyncio.gather(*(self._check_grpc(upstream) for upstream in self.grpc_upstreams), self._ping())
         return dict(zip(names, states, strict=True))
 

@@ -16,7 +16,7 @@ from orderflow_kit.db import create_engine, migrate
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
-from orderflow_kit.readiness import nats_server, postgres
+from orderflow_kit.readiness import consumer_started, nats_server, postgres
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -35,6 +35,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
     """Migrate, seed the catalog on first start, and serve until SIGTERM (or until `stop` is set)."""
     await migrate(settings.postgres_url, settings.inventory_database, MIGRATIONS)
     engine = create_engine(settings.postgres_url, settings.inventory_database)
+    subscribed = asyncio.Event()
     try:
         await load_catalog_if_empty(engine, settings.catalog)
         await serve(
@@ -42,7 +43,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
             port=settings.inventory_port,
             services=[inventory_service(engine, settings.currency)],
             background=[
-                partial(consume_order_events, settings, engine),
+                partial(consume_order_events, settings, engine, subscribed),
                 partial(
                     sweep_expired_reservations,
                     engine,
@@ -51,8 +52,12 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
                     batch_size=settings.reservation_sweep_batch_size,
                 ),
             ],
-            # Reservations need only the database; NATS (the consumer's) is reported, not required.
-            dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
+            # Reservations need only the database; NATS and the consumer are reported, not required.
+            dependencies=[
+                postgres(engine),
+                nats_server(settings.nats_url, required=False),
+                consumer_started(subscribed, required=False),
+            ],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             credentials=server_credentials(settings),

@@ -6,6 +6,8 @@ Its own durable consumer (ORDERFLOW_INVENTORY_CONSUMER, default "inventory"), it
 letters (dlq.inventory.orders.created). Confirming is idempotent, so redeliveries, duplicate
 publishes and replays need no dedupe table here."""
 
+import asyncio
+
 import structlog
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +27,9 @@ def confirming_reservations(engine: AsyncEngine) -> Handler:
     return handle
 
 
-async def consume_order_events(settings: InventorySettings, engine: AsyncEngine) -> None:
+async def consume_order_events(
+    settings: InventorySettings, engine: AsyncEngine, subscribed: asyncio.Event | None = None
+) -> None:
     """Run until cancelled; then let the messages in flight finish (see jetstream_consumer.consume)."""
     await consume(
         settings.order_events_consumer(),
@@ -33,4 +37,5 @@ async def consume_order_events(settings: InventorySettings, engine: AsyncEngine)
         nats_url=settings.nats_url,
         client_name=f"inventory-{settings.inventory_consumer}",
         grace_seconds=settings.shutdown_grace_seconds,
+        subscribed=subscribed,
     )

@@ -25,12 +25,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from inventory.models import Product
 from inventory.reservations import MAX_NAMED_SKUS
-from orderflow_contracts.identifiers import MAX_CENTS, SKU_PATTERN, is_sku
+from orderflow_contracts.identifiers import (
+    MAX_CENTS,
+    MAX_PRODUCT_NAME_LENGTH,
+    MAX_RESTOCK_LINES,
+    MAX_RESTOCK_UNITS,
+    SKU_PATTERN,
+    is_sku,
+)
 from orderflow_kit.errors import failed_precondition, invalid_argument, not_found
 
-MAX_LINES = 10_000
-MAX_UNITS_PER_LINE = 1_000_000
-MAX_NAME_LENGTH = 200
 # `available` and `received` are INTEGER columns.
 MAX_STOCK = 2**31 - 1
 
@@ -98,8 +102,8 @@ async def _read(lines: AsyncIterable[RestockLine]) -> tuple[dict[str, _Arrival],
     arrivals: dict[str, _Arrival] = {}
     messages = 0
     async for line in lines:
-        if messages == MAX_LINES:
-            raise invalid_argument(f"lines: a restock holds at most {MAX_LINES}", field="lines")
+        if messages == MAX_RESTOCK_LINES:
+            raise invalid_argument(f"lines: a restock holds at most {MAX_RESTOCK_LINES}", field="lines")
         where = f"lines[{messages}]"
         _check(line, where)
         arrival = arrivals.setdefault(line.sku, _Arrival(0, None, None))
@@ -121,18 +125,18 @@ def _check(line: RestockLine, where: str) -> None:
         raise invalid_argument(
             f"{where}.sku {line.sku[:80]!r} is not a SKU (pattern {SKU_PATTERN})", field=f"{where}.sku"
         )
-    if not 1 <= line.quantity <= MAX_UNITS_PER_LINE:
+    if not 1 <= line.quantity <= MAX_RESTOCK_UNITS:
         raise invalid_argument(
-            f"{where}.quantity must be between 1 and {MAX_UNITS_PER_LINE}, got {line.quantity}",
+            f"{where}.quantity must be between 1 and {MAX_RESTOCK_UNITS}, got {line.quantity}",
             field=f"{where}.quantity",
         )
     if (line.name is None) != (line.price_cents is None):
         raise invalid_argument(
             f"{where}.name: name and price_cents come together, or not at all", field=f"{where}.name"
         )
-    if line.name is not None and not (0 < len(line.name) <= MAX_NAME_LENGTH and line.name.isprintable()):
+    if line.name is not None and not (0 < len(line.name) <= MAX_PRODUCT_NAME_LENGTH and line.name.isprintable()):
         raise invalid_argument(
-            f"{where}.name must be 1 to {MAX_NAME_LENGTH} printable characters", field=f"{where}.name"
+            f"{where}.name must be 1 to {MAX_PRODUCT_NAME_LENGTH} printable characters", field=f"{where}.name"
         )
     if line.price_cents is not None and not 0 <= line.price_cents <= MAX_CENTS:
         raise invalid_argument(f"{where}.price_cents must not be negative", field=f"{where}.price_cents")

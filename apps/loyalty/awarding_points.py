@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,12 +21,14 @@ from sqlmodel import col
 
 from loyalty.dedupe import claim_event
 from loyalty.models import Balance, LedgerEntry
-from orderflow_contracts.events import OrderCreated
+from orderflow_contracts.events import MAX_POINTS, OrderCreated
 from orderflow_contracts.identifiers import is_customer_id
 from orderflow_kit.errors import invalid_argument, unavailable
-from orderflow_kit.failures import is_dependency_failure
+from orderflow_kit.failures import PermanentFailure, is_dependency_failure
 
 CENTS_PER_POINT = 100
+# PostgreSQL's SQLSTATE when a BIGINT balance would overflow.
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
 
 class Outcome(StrEnum):
@@ -57,7 +60,20 @@ def points_for(total_cents: int) -> int:
 
 
 async def award_points(engine: AsyncEngine, event: OrderCreated) -> Award:
-    """Award the order's points unless this event id was processed before; one transaction."""
+    """Award the order's points unless this event id was processed before; one transaction.
+    A balance that would pass the largest storable number refuses the award for good (retrying
+    cannot help): nothing is written, and the event is dead-lettered with that reason."""
+    try:
+        return await _award(engine, event)
+    except sqlalchemy.exc.DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
+            raise
+        raise PermanentFailure(
+            f"customer {event.order.customer_id}'s balance would exceed {MAX_POINTS} points"
+        ) from error
+
+
+async def _award(engine: AsyncEngine, event: OrderCreated) -> Award:
     order = event.order
     points = points_for(order.total_cents)
     async with engine.begin() as connection:

@@ -3,6 +3,8 @@
 one handler: award the order's points (awarding_points), once per event, then announce them
 (announcing_points) before the ack, on the consumer's own connection."""
 
+import asyncio
+
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -30,7 +32,9 @@ def awarding_points(engine: AsyncEngine) -> HandlerFactory:
     return handler
 
 
-async def consume_order_events(settings: LoyaltySettings, engine: AsyncEngine) -> None:
+async def consume_order_events(
+    settings: LoyaltySettings, engine: AsyncEngine, subscribed: asyncio.Event | None = None
+) -> None:
     """Run until cancelled; then let the messages in flight finish (see jetstream_consumer.consume_and_publish)."""
     await consume_and_publish(
         settings.order_events_consumer(),
@@ -38,4 +42,5 @@ async def consume_order_events(settings: LoyaltySettings, engine: AsyncEngine) -
         nats_url=settings.nats_url,
         client_name=f"loyalty-{settings.loyalty_consumer}",
         grace_seconds=settings.shutdown_grace_seconds,
+        subscribed=subscribed,
     )

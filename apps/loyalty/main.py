@@ -15,7 +15,7 @@ from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
-from orderflow_kit.readiness import nats_server, postgres
+from orderflow_kit.readiness import consumer_started, nats_server, postgres
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -30,13 +30,14 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
     """Migrate, then serve gRPC and consume events until SIGTERM (or until `stop` is set)."""
     await migrate(settings.postgres_url, settings.loyalty_database, MIGRATIONS)
     engine = create_engine(settings.postgres_url, settings.loyalty_database)
+    subscribed = asyncio.Event()
     try:
         await serve(
             host=settings.listen_host,
             port=settings.loyalty_port,
             services=[loyalty_service(engine)],
             background=[
-                partial(consume_order_events, settings, engine),
+                partial(consume_order_events, settings, engine, subscribed),
                 partial(
                     purge_periodically,
                     engine,
@@ -44,8 +45,8 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
                     every_seconds=settings.loyalty_dedupe_purge_interval_seconds,
                 ),
             ],
-            # No points are awarded without the consumer, so NATS is required as well.
-            dependencies=[postgres(engine), nats_server(settings.nats_url)],
+            # No points are awarded without the consumer, so NATS and the consumer are required as well.
+            dependencies=[postgres(engine), nats_server(settings.nats_url), consumer_started(subscribed)],
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             credentials=server_credentials(settings),

@@ -11,6 +11,11 @@ ORDER_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 CLIENT_REQUEST_ID_PATTERN = r"^[!-~]{1,128}$"
 MAX_QUANTITY = 1000
 MAX_ORDER_LINES = 100
+# A restock (InventoryService.RestockStream, POST /v1/admin/restock): its lines, a line's units,
+# and the name of a product it adds to the catalog.
+MAX_RESTOCK_LINES = 10_000
+MAX_RESTOCK_UNITS = 1_000_000
+MAX_PRODUCT_NAME_LENGTH = 200
 # Money is integer cents, stored as BIGINT: no amount of any event or message is larger.
 MAX_CENTS = 2**63 - 1
 

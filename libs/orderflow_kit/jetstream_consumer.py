@@ -241,18 +241,36 @@ class MessageHandling:
 
 
 async def consume(
-    spec: ConsumerSpec, handler: Handler, *, nats_url: str, client_name: str, grace_seconds: float
+    spec: ConsumerSpec,
+    handler: Handler,
+    *,
+    nats_url: str,
+    client_name: str,
+    grace_seconds: float,
+    subscribed: asyncio.Event | None = None,
 ) -> None:
     """Run the consumer until cancelled; then stop fetching, let the in-flight messages finish
     (up to `grace_seconds`) and close the connection. NATS may be down when this starts: it keeps
-    trying, and reconnects by itself whenever the connection drops later."""
+    trying, and reconnects by itself whenever the connection drops later. `subscribed` is set
+    once the durable consumer exists and messages are being fetched (readiness.consumer_started)."""
     await consume_and_publish(
-        spec, lambda _: handler, nats_url=nats_url, client_name=client_name, grace_seconds=grace_seconds
+        spec,
+        lambda _: handler,
+        nats_url=nats_url,
+        client_name=client_name,
+        grace_seconds=grace_seconds,
+        subscribed=subscribed,
     )
 
 
 async def consume_and_publish(
-    spec: ConsumerSpec, handler_for: HandlerFactory, *, nats_url: str, client_name: str, grace_seconds: float
+    spec: ConsumerSpec,
+    handler_for: HandlerFactory,
+    *,
+    nats_url: str,
+    client_name: str,
+    grace_seconds: float,
+    subscribed: asyncio.Event | None = None,
 ) -> None:
     """`consume`, for a handler that publishes: `handler_for` makes it from the consumer's own
     JetStream context once connected, so it publishes on the connection it consumes from, which
@@ -282,6 +300,8 @@ async def consume_and_publish(
         await broker.start()
         _raise_if_cancelled()
         log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)
+        if subscribed is not None:
+            subscribed.set()
         await asyncio.Event().wait()
     finally:
         await broker.stop()

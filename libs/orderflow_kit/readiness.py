@@ -80,6 +80,17 @@ def nats_server(url: str, *, required: bool = True) -> Dependency:
     return Dependency("nats", greeting, required=required)
 
 
+def consumer_started(subscribed: asyncio.Event, *, required: bool = True) -> Dependency:
+    """The service's JetStream consumer has subscribed (jetstream_consumer.consume's `subscribed`):
+    until then a service whose work is consuming is not ready, whatever its server answers."""
+
+    async def has_subscribed() -> None:
+        if not subscribed.is_set():
+            raise ConnectionError("the consumer has not subscribed yet")
+
+    return Dependency("consumer", has_subscribed, required=required)
+
+
 class HealthStatuses(Protocol):
     """What the watcher needs of grpc_health's HealthServicer."""
 

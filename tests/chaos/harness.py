@@ -28,8 +28,8 @@ CATALOG = [
     {"sku": "CHAOS-TEE", "name": "Chaos tee", "price_cents": 2599, "stock": 1_000_000},
     {"sku": "CHAOS-CAP", "name": "Chaos cap", "price_cents": 1999, "stock": 1_000_000},
 ]
-ORDERS_PER_CASE = 150
-ORDERS_PER_SECOND = 30.0
+ORDERS_PER_CASE = 240
+ORDERS_PER_SECOND = 40.0
 CUSTOMERS = 8
 SETTLE_WITHIN = 90.0
 

@@ -9,7 +9,7 @@ import pytest
 from orderflow_kit.infra import Infrastructure
 from tests.support.pipeline import Pipeline, pytest_runtest_makereport, running_pipeline
 
-__all__ = ["api", "pipeline", "pytest_runtest_makereport"]
+__all__ = ["pipeline", "pytest_runtest_makereport"]
 
 CATALOG = [
     {"sku": "E2E-LIMITED", "name": "Limited edition print", "price_cents": 4900, "stock": 50},
@@ -17,7 +17,7 @@ CATALOG = [
     {"sku": "E2E-TEE", "name": "Organic tee", "price_cents": 2599, "stock": 1_000_000},
 ]
 
-# Live event feeds send a heartbeat this often while idle: short, for a test to see one soon.
+# Live event feeds send a heartbeat this often: short, for a test to see one soon.
 HEARTBEAT_SECONDS = 0.5
 ENV = {"ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
 
@@ -30,7 +30,7 @@ def pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 async def api(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the pipeline's gateway, over real HTTP."""
+    """A client of the pipeline's gateway, over real HTTP, that many requests may use at once."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=pipeline.gateway_url, timeout=30, limits=limits, trust_env=False) as client:
         yield client

@@ -24,11 +24,9 @@ from nats.js.errors import NotFoundError
 import inventory.main
 import loyalty.main
 import orders.main
-from inventory.restocking import MAX_LINES as MAX_RESTOCK_LINES
-from inventory.restocking import MAX_UNITS_PER_LINE
 from inventory.settings import InventorySettings
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -107,10 +105,18 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
 
         inventory_database = await database("inventory", inventory.main.MIGRATIONS)
         inventory_port = free_port()
+        # A durable consumer of its own that sees only new events, not every test's orders so far.
+        inventory_consumer = f"inventory-hostile-{uuid.uuid4().hex[:10]}"
+        stack.push_async_callback(_delete_consumer, infra.nats_url, inventory_consumer)
         inventory_channel = await serve(
             serving_inventory(
                 InventorySettings(
-                    **common, inventory_database=inventory_database, inventory_port=inventory_port, catalog=catalog
+                    **common,
+                    inventory_database=inventory_database,
+                    inventory_port=inventory_port,
+                    catalog=catalog,
+                    inventory_consumer=inventory_consumer,
+                    inventory_deliver_policy="new",
                 )
             )
         )
@@ -231,7 +237,7 @@ async def test_release_stock_answers_a_hostile_order_id_with_a_client_error(serv
 
 
 RESTOCK_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION}
-restock_quantities = st.integers(min_value=1, max_value=MAX_UNITS_PER_LINE)
+restock_quantities = st.integers(min_value=1, max_value=MAX_RESTOCK_UNITS)
 hostile_restock_lines = repeated(
     st.builds(inventory_pb2.RestockRequest, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
     st.builds(inventory_pb2.RestockRequest, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),

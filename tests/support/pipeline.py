@@ -18,6 +18,7 @@ from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
 from orderflow_kit.supervision import Supervisor
+from tests.support.rate_limits import GENEROUS_RATE_LIMITS_ENV
 from tests.support.tokens import JWT_SECRET
 
 READY_TIMEOUT = 90.0
@@ -49,7 +50,8 @@ def running_pipeline(
 ) -> Iterator[Pipeline]:
     """Start the four services (logs in `work/<service>.log`), wait until each serves, and stop
     them at the end. Databases are `<prefix>_<run>_<service>`, the consumer `loyalty-<prefix>-<run>`;
-    the gateway verifies tokens from tests.support.tokens.
+    the gateway verifies tokens from tests.support.tokens, and its rate limits are generous
+    (tests.support.rate_limits): these suites send bursts from one address.
 
     `env` adds or overrides settings of every service; `replicas` runs more copies of a gRPC
     service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die."""
@@ -67,6 +69,7 @@ def running_pipeline(
         "ORDERFLOW_LOYALTY_RETRY_BASE_SECONDS": "0.2",
         "ORDERFLOW_LOYALTY_RETRY_MAX_SECONDS": "1",
         "ORDERFLOW_LOG_FORMAT": "json",
+        **GENEROUS_RATE_LIMITS_ENV,
         **(env or {}),
     }
     ports = TopologyPorts.free()

@@ -1,7 +1,7 @@
-"""The gateway app in-process (httpx over ASGI, with its lifespan running; or uvicorn on a free
-port, for what needs real HTTP) in front of in-test fake services on free ports and the session's
-real Redis. It verifies tokens from
-tests.support.tokens; the client sends none unless a test does."""
+"""The gateway app in-process (httpx over ASGI, with its lifespan running, or uvicorn over real
+HTTP) in front of in-test fake services on free ports and the session's real Redis. It verifies
+tokens from tests.support.tokens; the client sends none unless a test does. Its rate limits are
+generous (tests.support.rate_limits) unless a test sets its own."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -17,6 +17,7 @@ from gateway.settings import GatewaySettings
 from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import Fakes, fake_services
 from tests.support.polling import eventually
+from tests.support.rate_limits import GENEROUS_RATE_LIMITS
 from tests.support.tokens import JWT_SECRET
 
 # Short enough that a hanging fake costs little test time, long enough for a loaded 2-core machine.
@@ -64,7 +65,7 @@ def settings(fakes: Fakes, infra: Infrastructure) -> GatewaySettings:
         grpc_deadline_seconds=DEADLINE_SECONDS,
         readiness_timeout_seconds=DEADLINE_SECONDS,
         jwt_secret=JWT_SECRET,
-    )
+    ).model_copy(update=GENEROUS_RATE_LIMITS)
 
 
 @pytest.fixture

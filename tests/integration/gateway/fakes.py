@@ -58,12 +58,14 @@ class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         self.behaviour = Behaviour()
         self.orders: list[orders_pb2.Order] = []
+        self.create_requests: list[orders_pb2.CreateOrderRequest] = []
 
     async def CreateOrder(
         self,
         request: orders_pb2.CreateOrderRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> orders_pb2.Order:
+        self.create_requests.append(request)
         await self.behaviour.before_answering(context)
         lines = [
             orders_pb2.OrderLine(sku=item.sku, quantity=item.quantity, unit_price_cents=PRICES_CENTS[item.sku])

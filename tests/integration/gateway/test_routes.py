@@ -3,6 +3,7 @@
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -117,14 +118,15 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
         "$ref": "#/components/schemas/OrderOut"
     }
     for status in ("400", "404", "409", "415", "422", "500", "503", "504"):
-        assert create["responses"][status]["content"] == {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+        assert create["responses"][status]["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/ProblemDetails"
         }, status
     assert set(openapi["paths"]) == {
         "/v1/orders",
         "/v1/orders/{order_id}",
         "/v1/products",
         "/v1/customers/{customer_id}/loyalty",
+        "/v1/admin/restock",
         "/v1/orders/{order_id}/events",
         "/v1/events",
         "/v1/admin/dead-letters",
@@ -139,7 +141,11 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
 
 async def test_openapi_documents_the_event_streams_and_the_dead_letter_endpoints(gateway: httpx.AsyncClient) -> None:
     paths = (await gateway.get("/openapi.json")).json()["paths"]
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+
+    def codes(responses: dict[str, Any], status: str) -> set[str]:
+        problem = responses[status]["content"]["application/problem+json"]
+        assert problem["schema"] == {"$ref": "#/components/schemas/ProblemDetails"}
+        return set(problem.get("examples", {}))
 
     for path, problems in (
         ("/v1/orders/{order_id}/events", {"400", "401", "403", "404", "422", "502", "503", "504"}),
@@ -152,7 +158,8 @@ async def test_openapi_documents_the_event_streams_and_the_dead_letter_endpoints
         assert "id: " in stream["example"]
         assert "retry: " in stream["example"]
         assert problems <= set(responses)
-        assert all(responses[status]["content"] == problem for status in problems)
+        assert "INVALID_LAST_EVENT_ID" in codes(responses, "400")
+        assert "DEPENDENCY_UNAVAILABLE" in codes(responses, "503")
         [header] = [parameter for parameter in paths[path]["get"]["parameters"] if parameter["in"] == "header"]
         assert header["name"] == "Last-Event-ID"
 
@@ -161,5 +168,20 @@ async def test_openapi_documents_the_event_streams_and_the_dead_letter_endpoints
     assert replay["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0] == {
         "$ref": "#/components/schemas/ReplayIn"
     }
+    assert "DEAD_LETTER_NOT_FOUND" in codes(replay["responses"], "404")
+    assert "DEAD_LETTER_NOT_REPLAYABLE" in codes(replay["responses"], "409")
     assert {"401", "403", "404", "422", "503"} <= set(paths["/v1/admin/dead-letters/{sequence}"]["get"]["responses"])
     assert {"401", "403", "422", "503"} <= set(paths["/v1/admin/dead-letters"]["get"]["responses"])
+
+
+async def test_openapi_documents_the_restock_with_examples_and_every_problem(gateway: httpx.AsyncClient) -> None:
+    restock = (await gateway.get("/openapi.json")).json()["paths"]["/v1/admin/restock"]["post"]
+
+    examples = restock["requestBody"]["content"]["application/json"]["examples"]
+    assert [example["value"]["lines"][0]["sku"] for example in examples.values()] == ["SKU-1", "MUG-RED"]
+    assert restock["security"] == [{"bearer": []}]
+    assert restock["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RestockSummaryOut"
+    }
+    problems = {status for status, response in restock["responses"].items() if status != "200"}
+    assert problems == {"400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "502", "503", "504"}

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.restocking import MAX_LINES, MAX_STOCK, MAX_UNITS_PER_LINE
+from inventory.restocking import MAX_STOCK
+from orderflow_contracts.identifiers import MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from tests.integration.inventory.helpers import add_product, stock_of
@@ -144,11 +145,11 @@ async def test_another_name_or_price_for_a_catalog_sku_is_refused_and_nothing_is
 async def test_stock_beyond_the_column_limit_is_refused_and_nothing_is_written(
     inventory: Any, engine: AsyncEngine
 ) -> None:
-    sku = await add_product(engine, stock=MAX_STOCK - MAX_UNITS_PER_LINE)
+    sku = await add_product(engine, stock=MAX_STOCK - MAX_RESTOCK_UNITS)
     other = await add_product(engine, stock=10)
 
     refused = await rpc_error(
-        inventory.RestockStream(iter([line(other, 1), line(sku, MAX_UNITS_PER_LINE), line(sku, 1)]))
+        inventory.RestockStream(iter([line(other, 1), line(sku, MAX_RESTOCK_UNITS), line(sku, 1)]))
     )
 
     assert (refused.code, refused.detail) == (
@@ -156,7 +157,7 @@ async def test_stock_beyond_the_column_limit_is_refused_and_nothing_is_written(
         ErrorDetail("STOCK_LIMIT", {"skus": sku}),
     )
     assert await counts(engine, sku, other) == {
-        sku: (MAX_STOCK - MAX_UNITS_PER_LINE, MAX_STOCK - MAX_UNITS_PER_LINE),
+        sku: (MAX_STOCK - MAX_RESTOCK_UNITS, MAX_STOCK - MAX_RESTOCK_UNITS),
         other: (10, 10),
     }
 
@@ -165,7 +166,7 @@ MALFORMED = {
     "no lines": ("lines", []),
     "malformed sku": ("lines[1].sku", [line("OK-1", 1), line("not a sku", 1)]),
     "negative quantity": ("lines[0].quantity", [line("OK-1", -5)]),
-    "quantity too large": ("lines[0].quantity", [line("OK-1", MAX_UNITS_PER_LINE + 1)]),
+    "quantity too large": ("lines[0].quantity", [line("OK-1", MAX_RESTOCK_UNITS + 1)]),
     "name without price": ("lines[0].name", [line("OK-1", 1, name="Mug")]),
     "price without name": ("lines[0].name", [line("OK-1", 1, price_cents=100)]),
     "empty name": ("lines[0].name", [line("OK-1", 1, name="", price_cents=100)]),
@@ -197,7 +198,7 @@ async def test_a_stream_longer_than_the_limit_is_refused_and_nothing_is_written(
 ) -> None:
     sku = await add_product(engine, stock=10)
 
-    refused = await rpc_error(inventory.RestockStream((line(sku, 1) for _ in range(MAX_LINES + 1)), timeout=30))
+    refused = await rpc_error(inventory.RestockStream((line(sku, 1) for _ in range(MAX_RESTOCK_LINES + 1)), timeout=30))
 
     assert (refused.code, refused.detail) == (
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.awarding_points import Outcome, award_points, points_for
 from loyalty.consumer import consume_order_events
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.events import read_order_created
+from orderflow_contracts.events import MAX_POINTS, read_order_created
 from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import ensure_consumer
 from tests.integration.loyalty.helpers import (
@@ -47,6 +48,26 @@ async def test_an_order_created_event_awards_its_points_once(
     assert (awarded.points, awarded.orders_awarded) == (points_for(2599), 1) == (25, 1)
     assert await rows(engine, "ledger", event.id) == 1
     assert await rows(engine, "processed_events", event.id) == 1
+
+
+async def test_an_award_that_would_overflow_the_balance_is_refused_for_good_and_writes_nothing(
+    engine: AsyncEngine,
+) -> None:
+    customer = new_customer_id()
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO balances (customer_id, points, orders_awarded) VALUES (:customer, :points, 1)"),
+            {"customer": customer, "points": MAX_POINTS - 5},
+        )
+    event = order_created(customer, total_cents=1000)
+
+    with pytest.raises(PermanentFailure, match="would exceed"):
+        await award_points(engine, read_order_created(event.to_headers(), event.data))
+
+    awarded = await balance(engine, customer)
+    assert (awarded.points, awarded.orders_awarded) == (MAX_POINTS - 5, 1)
+    assert await rows(engine, "ledger", event.id) == 0
+    assert await rows(engine, "processed_events", event.id) == 0
 
 
 async def test_the_same_event_published_twice_with_different_msg_ids_awards_once(

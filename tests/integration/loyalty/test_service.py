@@ -108,7 +108,8 @@ async def test_python_m_loyalty_serves_consumes_and_exits_0_on_sigterm(
     process.start()
     try:
         await asyncio.to_thread(process.wait_ready, time.monotonic() + START_TIMEOUT)
-        await eventually(lambda: consumer_exists(js, settings.loyalty_consumer))
+        # SERVING means consuming: an event published now (deliver policy "new") is not missed.
+        assert await consumer_exists(js, settings.loyalty_consumer)
         ack = await publish(js, event)
         await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
     finally:

@@ -1,5 +1,6 @@
 """Every service notices when PostgreSQL, NATS or Redis goes away, says so through its health check
-(or /readyz), and works again once the server is back, without a restart. The session's real
+(or /readyz), and works again once the server is back, without a restart (the gateway serves
+while Redis is away, without rate limits). The session's real
 servers are stopped and started again (same port, same data)."""
 
 import uuid
@@ -152,12 +153,22 @@ async def test_readyz_is_503_naming_every_service_while_postgres_is_down_and_200
     await eventually(lambda: readyz(gateway), lambda answer: answer == (200, ready))
 
 
-async def test_readyz_is_503_while_redis_is_down_and_200_once_it_is_back(
+async def test_while_redis_is_down_the_gateway_serves_unlimited_and_readyz_says_so_and_limits_come_back_after(
     gateway: httpx.AsyncClient, infra: Infrastructure
 ) -> None:
     async with stopped(infra.redis, "Redis"):
-        down = {"orders": "ok", "inventory": "ok", "loyalty": "ok", "redis": "unavailable"}
-        await eventually(lambda: readyz(gateway), lambda answer: answer == (503, down))
+        down = {
+            "orders": "ok",
+            "inventory": "ok",
+            "loyalty": "ok",
+            "redis": "unavailable (rate limits off, idempotency keys refused)",
+        }
+        await eventually(lambda: readyz(gateway), lambda answer: answer == (200, down))
+        unlimited = await gateway.get("/v1/products")
+        assert unlimited.status_code == 200
+        assert "ratelimit" not in unlimited.headers
 
     ready = {"orders": "ok", "inventory": "ok", "loyalty": "ok", "redis": "ok"}
     await eventually(lambda: readyz(gateway), lambda answer: answer == (200, ready))
+    limited = await eventually(lambda: gateway.get("/v1/products"), lambda answer: "ratelimit" in answer.headers)
+    assert limited.status_code == 200

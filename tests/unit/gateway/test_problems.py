@@ -1,7 +1,9 @@
 """The error mapping table and the problem+json bodies, without any server."""
 
 import json
+import re
 from http import HTTPStatus
+from pathlib import Path
 
 import grpc
 import pytest
@@ -9,8 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException
 
+from gateway.app import create_app
 from gateway.problems import (
     PROBLEM_MEDIA_TYPE,
+    PROBLEM_TYPES,
     Problem,
     problem_from_grpc,
     problem_from_http_exception,
@@ -18,10 +22,12 @@ from gateway.problems import (
     problem_response,
     with_problem_media_type,
 )
+from gateway.settings import GatewaySettings
 from orderflow_kit.errors import failed_precondition
 from orderflow_kit.grpc_client import ErrorDetail, error_detail
 from orderflow_kit.grpc_server import to_rpc_status
 from orderflow_kit.request_context import request_id_var
+from tests.support.tokens import JWT_SECRET
 
 # The table as the API promises it (docs/errors.md), written out independently of problems.py.
 EXPECTED_HTTP_STATUS = {
@@ -94,6 +100,17 @@ def test_out_of_stock_lists_the_short_skus_from_the_error_metadata() -> None:
     assert body["status"] == 409
     assert body["code"] == "OUT_OF_STOCK"
     assert body["skus"] == ["SKU-1", "SKU-2"]
+
+
+def test_orders_client_request_id_reused_is_the_gateways_422_about_the_idempotency_key() -> None:
+    message = "client_request_id idempotency-key:ab12 already placed order 42 with other items"
+    detail = ErrorDetail("CLIENT_REQUEST_ID_REUSED", {"order_id": "42"})
+
+    problem = problem_from_grpc(grpc.StatusCode.FAILED_PRECONDITION, message, detail)
+
+    assert (problem.status, problem.code) == (422, "IDEMPOTENCY_KEY_REUSED")
+    assert "Idempotency-Key" in problem.detail
+    assert "client_request_id" not in problem.detail
 
 
 def test_the_message_of_an_error_that_is_not_ours_never_reaches_the_client() -> None:
@@ -197,3 +214,30 @@ def test_the_status_phrase_is_the_detail_when_a_service_sent_no_message() -> Non
     problem = problem_from_grpc(grpc.StatusCode.NOT_FOUND, "", ErrorDetail("ORDER_NOT_FOUND"))
 
     assert problem.detail == HTTPStatus.NOT_FOUND.phrase
+
+
+def documented_codes() -> dict[str, tuple[int, ...]]:
+    """docs/errors.md's "Codes" table: each code and its HTTP statuses."""
+    text = (Path(__file__).parents[3] / "docs" / "errors.md").read_text(encoding="utf-8")
+    table = text.split("## Codes", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    return {code.strip().strip("`"): tuple(int(status) for status in re.findall(r"\d{3}", http)) for code, http in rows}
+
+
+def test_the_code_table_is_the_one_docs_errors_md_documents() -> None:
+    assert documented_codes() == {code: kind.statuses for code, kind in PROBLEM_TYPES.items()}
+
+
+def test_openapi_lists_each_statuss_codes_with_an_example_of_each() -> None:
+    document = create_app(GatewaySettings(jwt_secret=JWT_SECRET)).openapi()
+    conflict = document["paths"]["/v1/orders"]["post"]["responses"]["409"]
+    examples = conflict["content"][PROBLEM_MEDIA_TYPE]["examples"]
+    assert {"OUT_OF_STOCK", "IDEMPOTENCY_KEY_IN_FLIGHT"} <= set(examples)
+    assert "`OUT_OF_STOCK`" in conflict["description"]
+    out_of_stock = examples["OUT_OF_STOCK"]["value"]
+    assert (out_of_stock["status"], out_of_stock["code"], out_of_stock["instance"]) == (
+        409,
+        "OUT_OF_STOCK",
+        "/v1/orders",
+    )
+    assert conflict["content"][PROBLEM_MEDIA_TYPE]["schema"] == {"$ref": "#/components/schemas/ProblemDetails"}

@@ -46,6 +46,18 @@ async def test_a_required_dependency_that_is_down_makes_the_server_and_its_servi
     assert health.statuses == {"": SERVING, SERVICES[1]: SERVING, "dependency/postgres": SERVING}
 
 
+async def test_a_service_whose_consumer_has_not_subscribed_yet_is_not_serving() -> None:
+    health, subscribed = HealthStatuses(), asyncio.Event()
+    watcher = Readiness(health, SERVICES, [readiness.consumer_started(subscribed)])
+
+    assert await watcher.check() is False
+    assert health.statuses["dependency/consumer"] == NOT_SERVING
+
+    subscribed.set()
+    assert await watcher.check() is True
+    assert health.statuses == {"": SERVING, SERVICES[1]: SERVING, "dependency/consumer": SERVING}
+
+
 async def test_a_dependency_that_is_not_required_is_reported_without_changing_the_status() -> None:
     health, broker = HealthStatuses(), Switch()
     watcher = Readiness(health, SERVICES, [Dependency("nats", broker.probe, required=False)])

@@ -1,0 +1,47 @@
+"""Stock arrives: an admin sends every line of a delivery at once, and the gateway streams them to
+inventory's RestockStream, which applies all of them in one transaction or none (inventory.restocking).
+A restock is not idempotent, so neither the gateway nor its channel ever retries one: after a 5xx,
+check the catalog (GET /v1/products) before sending it again."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends
+from fastapi.openapi.models import Example
+
+from gateway import mapping
+from gateway.auth import AdminPrincipal, auth_responses, authenticate
+from gateway.problems import problem_responses
+from gateway.routes import PREFIX, UPSTREAM_FAILURES, require_json
+from gateway.schemas import RestockIn, RestockSummaryOut
+from gateway.upstreams import UpstreamsDep
+
+router = APIRouter(prefix=f"{PREFIX}/admin", dependencies=[Depends(authenticate)], responses=auth_responses())
+
+_EXAMPLES: dict[str, Example] = {
+    "restock": {
+        "summary": "Stock for a SKU in the catalog",
+        "value": {"lines": [{"sku": "SKU-1", "quantity": 100}]},
+    },
+    "new product": {
+        "summary": "A SKU new to the catalog, with its name and price",
+        "value": {"lines": [{"sku": "MUG-RED", "quantity": 25, "name": "Red enamel mug", "price_cents": 1250}]},
+    },
+}
+
+
+@router.post(
+    "/restock",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 404, 409, 415, 422, *UPSTREAM_FAILURES),
+)
+async def restock(
+    principal: AdminPrincipal,
+    upstreams: UpstreamsDep,
+    body: Annotated[RestockIn, Body(openapi_examples=_EXAMPLES)],
+) -> RestockSummaryOut:
+    """Add received stock, and new products, to the catalog (scope admin). All lines or none: 404
+    UNKNOWN_SKU for a SKU neither in the catalog nor given a name and price, 409 PRODUCT_MISMATCH
+    for a name or price other than the catalog's, 409 STOCK_LIMIT for a product that would hold
+    more than 2^31-1 units, 400 VALIDATION_FAILED for lines that contradict each other."""
+    summary = await upstreams.call(upstreams.inventory.RestockStream, mapping.restock_requests(body))
+    return mapping.restock_summary(summary)
