@@ -38,7 +38,7 @@ from orderflow_kit.dead_letters import (
     replay_dead_letters,
 )
 from orderflow_kit.redaction import redact
-from orderflow_kit.settings import Settings
+from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
 
 T = TypeVar("T")
 
@@ -52,8 +52,8 @@ NatsUrl = Annotated[
     str | None,
     typer.Option(
         "--nats-url",
-        help="NATS server URL, nats://user:password@host:port [default: ORDERFLOW_NATS_URL, which keeps the "
-        "password off the command line]",
+        help="NATS server URL, nats://user:password@host:port [default: ORDERFLOW_NATS_URL, else the one "
+        "`make up` wrote to .state/orderflow.env; both keep the password off the command line]",
         show_default=False,
     ),
 ]
@@ -218,7 +218,8 @@ def _console() -> Console:
 
 def _run(nats_url: str | None, action: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     """Run one JetStream action; turn the errors an operator can cause into a message and exit 1."""
-    url = nats_url or Settings().nats_url
+    # The environment first, then what `make up` wrote for the tools (the URL with its password).
+    url = nats_url or Settings(_env_file=MAKE_UP_ENV_FILE).nats_url
     try:
         return asyncio.run(_with_jetstream(url, action))
     except DeadLetterError as error:

@@ -28,14 +28,14 @@ from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.redaction import redact
-from orderflow_kit.settings import Settings
+from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
 from orderflow_kit.supervision import Supervisor
 
 READY_TIMEOUT = 90.0
 """Seconds all services together get to become ready."""
 
 _COLORS = (36, 33, 35, 32)  # ANSI cyan, yellow, magenta, green: one per service
-ENV_FILE = "orderflow.env"
+ENV_FILE = MAKE_UP_ENV_FILE.name
 
 
 def run_topology(state_dir: Path) -> int:
@@ -125,7 +125,7 @@ orderflow is up: http://127.0.0.1:{ports.gateway}  (API docs: /docs)
   redis     {redact(infra.redis_url)}
   state     {env_file.parent.resolve()}  (data, server logs, a generated JWT secret)
   secrets   {env_file.resolve()}  (the URLs with their passwords)
-            env $(cat {env_file}) .venv/bin/orderflow dlq count
+            .venv/bin/orderflow dlq count  (reads it when ORDERFLOW_NATS_URL is not set)
 
 Ctrl-C stops everything.
 """

@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
 
+# Where `make up` writes the servers' URLs, passwords included, for the tools run beside it.
+MAKE_UP_ENV_FILE = Path(".state") / "orderflow.env"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")

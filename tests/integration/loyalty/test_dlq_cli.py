@@ -16,6 +16,7 @@ from orderflow_kit.cli import app
 from orderflow_kit.db import create_engine
 from orderflow_kit.dead_letters import get_dead_letter
 from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_kit.settings import MAKE_UP_ENV_FILE
 from tests.integration.loyalty.helpers import (
     acked_through,
     balance,
@@ -66,6 +67,21 @@ async def test_dlq_list_and_show_describe_a_dead_letter(
     assert details["headers"]["dlq-reason"] == "permanent"
     assert details["headers"]["dlq-stream-sequence"] == str(ack.seq)
     assert details["body_text"] == "not JSON at all"
+
+
+async def test_dlq_finds_the_nats_url_make_up_wrote_when_the_environment_has_none(
+    settings: LoyaltySettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside `make up`, `orderflow dlq count` works as it is: the URL and its password are in .state."""
+    (tmp_path / MAKE_UP_ENV_FILE).parent.mkdir()
+    (tmp_path / MAKE_UP_ENV_FILE).write_text(f"ORDERFLOW_NATS_URL={settings.nats_url}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORDERFLOW_NATS_URL")
+
+    result = await orderflow("dlq", "count", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert "total" in json.loads(result.stdout)
 
 
 async def test_dlq_show_and_replay_of_an_unknown_sequence_exit_1_with_a_message(settings: LoyaltySettings) -> None:
