@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import catalog, reservations, restocking
 from inventory.models import Product
+from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
+from orderflow_kit.errors import ServiceError
 from orderflow_kit.grpc_server import GrpcService
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
@@ -60,7 +62,11 @@ class InventoryServicer:
     async def RestockStream(
         self, request_iterator: AsyncIterator[inventory_pb2.RestockRequest], context: Context
     ) -> inventory_pb2.RestockSummary:
-        summary = await restocking.restock(self._engine, _restock_lines(request_iterator))
+        try:
+            summary = await restocking.restock(self._engine, _restock_lines(request_iterator))
+        except ServiceError:
+            await _drain(request_iterator)
+            raise
         return inventory_pb2.RestockSummary(
             messages=summary.messages,
             products=[
@@ -82,6 +88,21 @@ class InventoryServicer:
             currency=self._currency,
             available=product.available,
         )
+
+
+# How many more messages a refused stream is read for: one over the limit of a restock, and more.
+_DRAIN_LIMIT = 2 * MAX_RESTOCK_LINES
+
+
+async def _drain(requests: AsyncIterator[inventory_pb2.RestockRequest]) -> None:
+    """Read (and drop) what the client is still sending before refusing: grpc-python's client
+    reports a refusal that arrives while it is still writing as INTERNAL "Internal error from
+    Core", not as the refusal. Bounded, so an endless stream cannot hold the call."""
+    read = 0
+    async for _ in requests:
+        read += 1
+        if read >= _DRAIN_LIMIT:
+            return
 
 
 async def _restock_lines(

@@ -206,3 +206,18 @@ async def test_a_stream_longer_than_the_limit_is_refused_and_nothing_is_written(
     )
     async with engine.connect() as connection:
         assert await connection.scalar(text("SELECT received FROM products WHERE sku = :sku"), {"sku": sku}) == 10
+
+
+@pytest.mark.parametrize("bad_line", [0, MAX_RESTOCK_LINES // 2], ids=["first", "middle"])
+async def test_a_stream_refused_while_the_client_still_sends_is_answered_with_the_refusal(
+    inventory: Any, bad_line: int
+) -> None:
+    """The refusal comes after the service has read what the client sends: grpc-python's client
+    would otherwise report a refusal that overtakes its writes as INTERNAL. Repeated: it is a race."""
+    sku = new_sku()
+    stream = [line(sku, 1) for _ in range(MAX_RESTOCK_LINES + 20)]
+    stream[bad_line] = line("not a sku!", 1)
+    for _ in range(5):
+        refused = await rpc_error(inventory.RestockStream(iter(stream), timeout=30))
+
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT, refused.message
