@@ -62,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
+    app.state.open_feeds = live_events.OpenFeeds(settings.live_events_max_per_customer)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)

@@ -190,7 +190,9 @@ class EventFeed:
     merges them: of the two streams' next messages, the one the broker stored first; and when one
     stream has no next message, the other's only once that one has caught up (it may still be
     reading older messages). So a feed that resumes from far back gives both streams' messages in
-    the order they were stored, and a dead letter never comes before the event it is about."""
+    the order they were stored, and a dead letter normally comes after the event it is about (not
+    while a reader is replacing its consumer: then the order is best effort; each stream's position,
+    and so resuming, is exact either way)."""
 
     def __init__(self, scope: FeedScope, position: Position, readers: dict[_Source, StreamReader]) -> None:
         self._scope = scope

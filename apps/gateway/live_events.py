@@ -6,7 +6,9 @@ Everything that can refuse a request (the token, the order, Last-Event-ID, the b
 before the stream starts, so a refusal is an ordinary problem+json answer, never a broken stream."""
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Annotated, Any, Final
 
@@ -42,6 +44,48 @@ def _settings(request: Request) -> GatewaySettings:
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+
+
+class OpenFeeds:
+    """How many live feeds each customer has open in this gateway process. A feed holds two
+    JetStream consumers and their buffers for as long as it lasts, so one token may not hoard them
+    (the rate limit only slows down how fast they open)."""
+
+    def __init__(self, per_customer: int) -> None:
+        self._per_customer = per_customer
+        self._open: Counter[str] = Counter()
+
+    def take(self, customer_id: str) -> None:
+        if self._open[customer_id] >= self._per_customer:
+            raise Problem(
+                429,
+                "RATE_LIMITED",
+                f"This customer already has {self._per_customer} live event streams open here; close one first.",
+                headers={"Retry-After": "1"},
+            )
+        self._open[customer_id] += 1
+
+    def give_back(self, customer_id: str) -> None:
+        self._open[customer_id] -= 1
+        if self._open[customer_id] <= 0:
+            del self._open[customer_id]
+
+
+def _open_feeds(request: Request) -> OpenFeeds:
+    feeds: OpenFeeds = request.app.state.open_feeds
+    return feeds
+
+
+OpenFeedsDep = Annotated[OpenFeeds, Depends(_open_feeds)]
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """The open-feed slot a stream holds until it ends."""
+
+    feeds: OpenFeeds
+    customer_id: str
+
 
 LastEventId = Annotated[
     str | None,
@@ -120,6 +164,7 @@ async def order_events(
     principal: CustomerPrincipal,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
+    feeds: OpenFeedsDep,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """One order's lifecycle as it happens, from its creation: created, points awarded, and any
@@ -131,7 +176,7 @@ async def order_events(
     auth.check_may_see_order(principal, order_id, order.customer_id)
     since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
     scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
-    return await _stream(scope, position, upstreams, settings)
+    return await _stream(scope, position, upstreams, settings, _Slot(feeds, principal.customer_id))
 
 
 @router.get(
@@ -140,12 +185,16 @@ async def order_events(
     responses={**_stream_response(_ADMIN_EXAMPLE), **problem_responses(400, 422, 503, 504)},
 )
 async def all_events(
-    principal: AdminPrincipal, upstreams: UpstreamsDep, settings: SettingsDep, last_event_id: LastEventId = None
+    principal: AdminPrincipal,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    feeds: OpenFeedsDep,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
     dead letters with their errors."""
     scope = FeedScope(order_id=None, since=None, with_errors=True)
-    return await _stream(scope, _position(last_event_id), upstreams, settings)
+    return await _stream(scope, _position(last_event_id), upstreams, settings, _Slot(feeds, principal.customer_id))
 
 
 def _position(last_event_id: str | None) -> Position | None:
@@ -160,31 +209,40 @@ def _position(last_event_id: str | None) -> Position | None:
 
 
 async def _stream(
-    scope: FeedScope, position: Position | None, upstreams: UpstreamsDep, settings: GatewaySettings
+    scope: FeedScope, position: Position | None, upstreams: UpstreamsDep, settings: GatewaySettings, slot: _Slot
 ) -> EventSourceResponse:
-    js = await upstreams.broker.jetstream()
-    with broker_errors():
-        feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
+    slot.feeds.take(slot.customer_id)
+    try:
+        js = await upstreams.broker.jetstream()
+        with broker_errors():
+            feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
+    except BaseException:
+        slot.feeds.give_back(slot.customer_id)
+        raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="orderflow live events", retry=settings.live_events_retry_ms)
         async for event, at in feed.events():
             yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
 
-    return _FeedResponse(feed, events(), ping=settings.live_events_heartbeat_seconds)
+    heartbeat = settings.live_events_heartbeat_seconds
+    # A client that stops reading (but keeps the connection) ends its feed after two missed heartbeats.
+    return _FeedResponse(feed, slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
 
 
 class _FeedResponse(EventSourceResponse):
     """Closes its feed (deleting its consumers) however the stream ends: the client goes, the
     gateway stops, or something fails."""
 
-    def __init__(self, feed: EventFeed, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, feed: EventFeed, slot: _Slot, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.feed = feed
+        self.slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self.slot.feeds.give_back(self.slot.customer_id)
             with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
                 await self.feed.close()

@@ -26,7 +26,8 @@ PREFIX = "/v1"
 
 # Open to anyone: the catalog.
 router = APIRouter(prefix=PREFIX)
-# A customer's data: every route needs a bearer token, checked before anything else about the request.
+# A customer's data: every route needs a bearer token, checked before anything else about the request
+# but a JSON body that does not parse (FastAPI reads the body before it runs dependencies): that is a 400.
 authenticated = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses())
 
 

@@ -44,3 +44,5 @@ class GatewaySettings(Settings):
     live_events_heartbeat_seconds: float = Field(default=15.0, gt=0)
     live_events_retry_ms: int = Field(default=3000, ge=0)
     live_events_lookback_seconds: float = Field(default=30.0, ge=0)
+    # Live event streams one customer (or admin) may hold open at once in one gateway process.
+    live_events_max_per_customer: int = Field(default=5, ge=1)

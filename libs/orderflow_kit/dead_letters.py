@@ -373,6 +373,9 @@ async def _replay(js: JetStreamContext, letter: DeadLetter, payload: bytes | Non
         stream=stream,
         headers={**letter.original_headers(), NATS_MSG_ID: msg_id},
     )
+    if ack.duplicate and payload is not None:
+        # The broker kept an earlier replay of this dead letter, not this payload: say so.
+        raise NotReplayable(f"dead letter {letter.sequence} was already replayed (stream sequence {ack.seq})")
     with contextlib.suppress(NotFoundError):  # a concurrent replay of the same dead letter deleted it
         await js.delete_msg(DEAD_LETTER_STREAM, letter.sequence)
     return Replayed(letter, subject, ack.stream, ack.seq, msg_id)

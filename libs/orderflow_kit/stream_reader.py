@@ -100,14 +100,14 @@ class StreamReader:
 
     async def close(self) -> None:
         """Delete the consumer; best effort while the broker is away (it deletes it by itself later)."""
-        subscription, consumer = self._subscription, self._consumer
-        self._subscription = self._consumer = None
-        if subscription is not None:
+        if self._subscription is not None:
             with contextlib.suppress(nats.errors.Error, OSError):
-                await subscription.unsubscribe()
-        if consumer is not None:
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        if self._consumer is not None:
             with contextlib.suppress(nats.errors.Error, OSError):
-                await self._js.delete_consumer(self.stream, consumer)
+                await self._js.delete_consumer(self.stream, self._consumer)
+            self._consumer = None
 
     async def _next_batch(self) -> list[Msg]:
         """The next messages; none when none came within FETCH_SECONDS, or the consumer was replaced."""
@@ -173,8 +173,8 @@ class StreamReader:
             config.deliver_policy, config.opt_start_time = api.DeliverPolicy.BY_START_TIME, self._since
         else:
             config.deliver_policy, config.opt_start_seq = api.DeliverPolicy.BY_START_SEQUENCE, self.last_sequence + 1
+        self._consumer = name  # before it exists: a cancelled add still gets deleted by close()
         info = await self._js.add_consumer(self.stream, config)
-        self._consumer = name
         self._subscription = await self._js.pull_subscribe_bind(consumer=name, stream=self.stream)
         self._delivered = 0
         self.caught_up = info.num_pending == 0

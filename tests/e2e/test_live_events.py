@@ -5,6 +5,7 @@ heartbeats, who may read what, and the feed's consumers going away with the clie
 import asyncio
 import json
 import uuid
+from contextlib import AsyncExitStack
 from itertools import pairwise
 from typing import Any
 
@@ -21,6 +22,9 @@ from tests.support.sse import Message, event_stream
 from tests.support.tokens import as_admin, as_customer
 
 pytestmark = pytest.mark.e2e
+
+# GatewaySettings.live_events_max_per_customer, the default the pipeline's gateway runs with.
+MAX_OPEN_STREAMS = 5
 
 
 async def placed_order(api: httpx.AsyncClient, customer: str, quantity: int = 1) -> dict[str, Any]:
@@ -262,3 +266,25 @@ async def test_an_open_feed_goes_on_after_nats_restarts(api: httpx.AsyncClient, 
 
     assert dead_lettered.event == "order.dead_lettered"
     assert dead_lettered.json()["event_id"] == event_id
+
+
+async def test_a_customer_holds_at_most_its_share_of_open_streams_and_gets_one_back_when_one_closes(
+    api: httpx.AsyncClient,
+) -> None:
+    customer = new_customer()
+    order = await placed_order(api, customer)
+    path, headers = events_of(order["order_id"]), as_customer(customer)
+
+    async with AsyncExitStack() as streams:
+        for _ in range(MAX_OPEN_STREAMS):
+            await streams.enter_async_context(event_stream(api, path, headers))
+        refused = await api.get(path, headers=headers)
+
+    async def opens() -> int:
+        async with api.stream("GET", path, headers=headers) as response:
+            return response.status_code
+
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "RATE_LIMITED"
+    await eventually(opens, lambda status: status == 200, what="a stream opens again once the others are closed")

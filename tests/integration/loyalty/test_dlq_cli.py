@@ -151,6 +151,30 @@ async def test_replaying_a_fixed_payload_awards_once_and_replaying_it_again_stil
     assert republished.data == fixed.read_bytes()
 
 
+async def test_a_payload_replay_the_broker_drops_as_a_repeat_is_refused_not_reported_as_published(
+    settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext, tmp_path: Path
+) -> None:
+    """An earlier replay of this dead letter published (and its delete failed): within the duplicate
+    window the broker keeps that one, so a replay with another payload must not claim success."""
+    customer = new_customer_id()
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps(order_created_payload(customer, total_cents=4200)))
+    async with consuming(settings, engine, js):
+        ack = await publish(js, order_created(customer, body=b"not JSON"))
+        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+    [letter] = await dead_letters(js, settings.loyalty_consumer)
+    earlier = f"replay.{letter.sequence}.{ORDERS_STREAM}.{ack.seq}"
+    await js.publish("orders.created", b"an earlier replay", stream=ORDERS_STREAM, headers={"Nats-Msg-Id": earlier})
+
+    refused = await orderflow(
+        "dlq", "replay", str(letter.sequence), "--payload", str(fixed), "--nats-url", settings.nats_url
+    )
+
+    assert refused.exit_code == 1, refused.output
+    assert "already replayed" in refused.output
+    assert await dead_letters(js, settings.loyalty_consumer) == [letter]  # kept, to show or purge
+
+
 def replayed_sequence(result: Result) -> int:
     """The ORDERS sequence that `dlq replay` reports for the republished message."""
     match = re.search(r"stream ORDERS sequence (\d+)", result.stdout)
