@@ -78,6 +78,11 @@ class Policy:
     def interval_us(self) -> int:
         return max(1, round(1_000_000 / self.per_second))
 
+    def key(self, client: str) -> str:
+        """The client's Redis key under this policy. Rate and burst are part of it: a gateway with
+        other limits (a change rolling out) never judges a client by arrival times of these."""
+        return f"{KEY_PREFIX}:{self.name}:{self.interval_us}:{self.burst}:{client}"
+
     def field(self) -> str:
         """This policy's member of RateLimit-Policy."""
         return f'"{self.name}";q={self.burst};w={math.ceil(self.burst / self.per_second)}'
@@ -126,9 +131,7 @@ class RateLimiter:
             return None
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                answer = await self._script(
-                    keys=[f"{KEY_PREFIX}:{policy.name}:{client}"], args=[policy.interval_us, policy.burst]
-                )
+                answer = await self._script(keys=[policy.key(client)], args=[policy.interval_us, policy.burst])
         except (RedisError, OSError, TimeoutError) as error:
             self._unavailable(error)
             return None

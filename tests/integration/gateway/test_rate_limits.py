@@ -15,10 +15,12 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 import pytest
 import structlog
+from redis.asyncio import Redis
 
 from gateway.app import create_app
+from gateway.rate_limits import Policy, RateLimiter
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import free_port
+from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.conftest import over_http
 from tests.integration.gateway.fakes import Fakes
 from tests.support.polling import eventually
@@ -195,3 +197,23 @@ async def test_with_rate_limits_off_nothing_is_limited_or_announced(gateway: Gat
 
     assert [response.status_code for response in answers] == [200] * 3
     assert not any("ratelimit" in response.headers for response in answers)
+
+
+async def test_gateways_with_other_limits_over_one_redis_never_judge_a_client_by_each_others_counts(
+    infra: Infrastructure,
+) -> None:
+    """A limit change rolls out gateway by gateway: a client spent under the old, stricter limit is
+    served under the new one, and the other way round."""
+    redis = Redis.from_url(infra.redis_url)
+    strict, generous = Policy("customer", per_second=0.1, burst=1), Policy("customer", per_second=100.0, burst=100)
+    limiter = RateLimiter(redis, ip=strict, customer=strict, timeout_seconds=1.0)
+    client = f"c-policies-{uuid.uuid4().hex[:8]}"
+    try:
+        spent = [await limiter.hit(strict, client) for _ in range(2)]
+        under_the_generous_policy = await limiter.hit(generous, client)
+    finally:
+        await redis.aclose()
+
+    assert [decision.allowed for decision in spent if decision is not None] == [True, False]
+    assert under_the_generous_policy is not None
+    assert under_the_generous_policy.allowed
