@@ -7,19 +7,17 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 import pytest
 import pytest_asyncio
 from hypothesis import example, given
 from hypothesis import strategies as st
-from nats.js.errors import NotFoundError
 
 import inventory.main
 import loyalty.main
@@ -30,7 +28,6 @@ from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, MAX_R
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.grpc_client import error_detail
 from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
@@ -47,6 +44,7 @@ from tests.hostile.strategies import (
     skus,
 )
 from tests.support.databases import fresh_database
+from tests.support.jetstream import delete_consumer
 from tests.support.services import serving_inventory, serving_loyalty, serving_orders
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -107,7 +105,7 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
         inventory_port = free_port()
         # A durable consumer of its own that sees only new events, not every test's orders so far.
         inventory_consumer = f"inventory-hostile-{uuid.uuid4().hex[:10]}"
-        stack.push_async_callback(_delete_consumer, infra.nats_url, inventory_consumer)
+        stack.push_async_callback(delete_consumer, infra.nats_url, inventory_consumer)
         inventory_channel = await serve(
             serving_inventory(
                 InventorySettings(
@@ -131,7 +129,7 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
             )
         )
         consumer = f"loyalty-hostile-{uuid.uuid4().hex[:10]}"
-        stack.push_async_callback(_delete_consumer, infra.nats_url, consumer)
+        stack.push_async_callback(delete_consumer, infra.nats_url, consumer)
         loyalty_channel = await serve(
             serving_loyalty(
                 LoyaltySettings(
@@ -153,13 +151,6 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
                 LOYALTY.full_name: loyalty_channel,
             },
         )
-
-
-async def _delete_consumer(nats_url: str, consumer: str) -> None:
-    connection = await nats.connect(nats_url)
-    with suppress(NotFoundError):
-        await connection.jetstream().delete_consumer(ORDERS_STREAM, consumer)
-    await connection.close()
 
 
 async def answer(call: Awaitable[object], allowed: Collection[Code]) -> Code:

@@ -3,7 +3,8 @@ are removed when the test is done so they do not pile up on the session's server
 stream holds on one subject."""
 
 import uuid
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 import nats
 from nats.js import JetStreamContext
@@ -55,13 +56,26 @@ async def messages_on(
         from_seq = message.seq + 1
 
 
-async def ensure_orderflow_streams(nats_url: str) -> None:
-    """Create ORDERS and DEAD_LETTERS, as the services do when they first connect."""
+@asynccontextmanager
+async def jetstream(nats_url: str, *, removing: str | None = None) -> AsyncIterator[JetStreamContext]:
+    """A connection of the test's own, with ORDERS and DEAD_LETTERS in place (as the services make
+    them when they first connect); at the end it removes the durable consumer `removing`, the test's."""
     connection = await nats.connect(nats_url)
     try:
-        await ensure_streams(connection.jetstream())
+        js = connection.jetstream()
+        await ensure_streams(js)
+        yield js
+        if removing is not None:
+            with suppress(NotFoundError):
+                await js.delete_consumer(ORDERS_STREAM, removing)
     finally:
         await connection.close()
+
+
+async def ensure_orderflow_streams(nats_url: str) -> None:
+    """Create ORDERS and DEAD_LETTERS, as the services do when they first connect."""
+    async with jetstream(nats_url):
+        pass
 
 
 async def consumers_described_by(nats_url: str, text: str) -> dict[str, int]:

@@ -1,7 +1,6 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
@@ -12,9 +11,8 @@ from inventory.settings import DEMO_CATALOG, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.infra import Infrastructure, free_port
-from orderflow_kit.nats import ensure_streams
 from tests.support.databases import database_engine, fresh_database
-from tests.support.jetstream import consumer_exists, delete_consumer, new_consumer_name
+from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
 from tests.support.polling import eventually
 from tests.support.services import serving_inventory
 
@@ -69,11 +67,8 @@ async def settings(infra: Infrastructure, database: str) -> AsyncIterator[Invent
 @pytest.fixture
 async def js(infra: Infrastructure) -> AsyncIterator[JetStreamContext]:
     """The test's own NATS connection, to publish events as orders would."""
-    connection = await nats.connect(infra.nats_url)
-    jetstream = connection.jetstream()
-    await ensure_streams(jetstream)
-    yield jetstream
-    await connection.close()
+    async with jetstream(infra.nats_url) as connected:
+        yield connected
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
 
-import nats
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -20,7 +19,7 @@ from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.faults import FAULTS_ENV
 from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import ConsumerSpec, consume
-from orderflow_kit.nats import ensure_streams
+from tests.support.jetstream import jetstream
 from tests.support.outages import Outage
 from tests.support.polling import eventually
 
@@ -42,13 +41,8 @@ def spec() -> ConsumerSpec:
 
 @pytest.fixture
 async def js(infra: Infrastructure, spec: ConsumerSpec) -> AsyncIterator[JetStreamContext]:
-    connection = await nats.connect(infra.nats_url)
-    jetstream = connection.jetstream()
-    await ensure_streams(jetstream)
-    yield jetstream
-    with suppress(NotFoundError):
-        await jetstream.delete_consumer(ORDERS_STREAM, spec.durable)
-    await connection.close()
+    async with jetstream(infra.nats_url, removing=spec.durable) as connected:
+        yield connected
 
 
 class Recorder:

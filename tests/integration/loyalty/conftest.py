@@ -1,20 +1,16 @@
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import suppress
 
-import nats
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.infra import Infrastructure, free_port
-from orderflow_kit.nats import ensure_streams
 from tests.support.databases import database_engine, fresh_database
+from tests.support.jetstream import jetstream
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -54,10 +50,5 @@ async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEng
 @pytest.fixture
 async def js(infra: Infrastructure, settings: LoyaltySettings) -> AsyncIterator[JetStreamContext]:
     """The test's own NATS connection; removes the test's durable consumer at the end."""
-    connection = await nats.connect(infra.nats_url)
-    jetstream = connection.jetstream()
-    await ensure_streams(jetstream)
-    yield jetstream
-    with suppress(NotFoundError):
-        await jetstream.delete_consumer(ORDERS_STREAM, settings.loyalty_consumer)
-    await connection.close()
+    async with jetstream(infra.nats_url, removing=settings.loyalty_consumer) as connected:
+        yield connected

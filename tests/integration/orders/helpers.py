@@ -5,14 +5,11 @@ outbox and of the ORDERS stream."""
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
@@ -25,7 +22,6 @@ from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
-from orderflow_kit.nats import ensure_streams
 from orders.outbox import add_to_outbox, new_event
 
 # The catalog of the real inventory the tests order from.
@@ -136,17 +132,6 @@ async def event_ids_of(engine: AsyncEngine, order_ids: list[str]) -> list[str]:
             text("SELECT id FROM outbox WHERE aggregate_id = ANY(CAST(:ids AS uuid[]))"), {"ids": order_ids}
         )
         return [str(row.id) for row in rows]
-
-
-@asynccontextmanager
-async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        await ensure_streams(js)
-        yield js
-    finally:
-        await client.close()
 
 
 async def next_stream_seq(js: JetStreamContext) -> int:

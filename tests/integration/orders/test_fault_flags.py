@@ -25,13 +25,13 @@ from orderflow_kit.infra import Infrastructure
 from orderflow_kit.processes import ServiceProcess
 from tests.integration.orders.helpers import (
     count_rows,
-    jetstream,
     next_stream_seq,
     pending_events,
     stage,
     stream_messages,
 )
 from tests.support.databases import database_engine
+from tests.support.jetstream import jetstream
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 from tests.support.services import orders_process

@@ -17,11 +17,11 @@ from orderflow_kit.infra import Infrastructure, ManagedServer
 from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import (
     event_ids_of,
-    jetstream,
     next_stream_seq,
     pending_events,
     stream_messages,
 )
+from tests.support.jetstream import jetstream
 from tests.support.polling import eventually
 from tests.support.services import serving_orders
 

@@ -20,13 +20,13 @@ from orderflow_kit.request_context import new_traceparent, traceparent_var
 from orders.models import OutboxEvent
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from tests.integration.orders.helpers import (
-    jetstream,
     next_stream_seq,
     order_created,
     pending_events,
     stage,
     stream_messages,
 )
+from tests.support.jetstream import jetstream
 from tests.support.polling import eventually
 
 # Longer than any test here: a relay configured with it can only be woken by NOTIFY.
