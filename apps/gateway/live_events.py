@@ -7,9 +7,9 @@ before the stream starts, so a refusal is an ordinary problem+json answer, never
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, timedelta
+from functools import partial
 from typing import Annotated, Any, Final
 
 import anyio
@@ -55,7 +55,8 @@ class OpenFeeds:
         self._per_customer = per_customer
         self._open: Counter[str] = Counter()
 
-    def take(self, customer_id: str) -> None:
+    def take(self, customer_id: str) -> Callable[[], None]:
+        """A slot for one more feed of `customer_id`, or a 429; call what it returns to give it back."""
         if self._open[customer_id] >= self._per_customer:
             raise Problem(
                 429,
@@ -64,8 +65,9 @@ class OpenFeeds:
                 headers={"Retry-After": "1"},
             )
         self._open[customer_id] += 1
+        return partial(self._give_back, customer_id)
 
-    def give_back(self, customer_id: str) -> None:
+    def _give_back(self, customer_id: str) -> None:
         self._open[customer_id] -= 1
         if self._open[customer_id] <= 0:
             del self._open[customer_id]
@@ -77,14 +79,6 @@ def _open_feeds(request: Request) -> OpenFeeds:
 
 
 OpenFeedsDep = Annotated[OpenFeeds, Depends(_open_feeds)]
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """The open-feed slot a stream holds until it ends."""
-
-    feeds: OpenFeeds
-    customer_id: str
 
 
 LastEventId = Annotated[
@@ -176,7 +170,7 @@ async def order_events(
     auth.check_may_see_order(principal, order_id, order.customer_id)
     since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
     scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
-    return await _stream(scope, position, upstreams, settings, _Slot(feeds, principal.customer_id))
+    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id))
 
 
 @router.get(
@@ -194,7 +188,7 @@ async def all_events(
     """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
     dead letters with their errors."""
     scope = FeedScope(order_id=None, since=None, with_errors=True)
-    return await _stream(scope, _position(last_event_id), upstreams, settings, _Slot(feeds, principal.customer_id))
+    return await _stream(scope, _position(last_event_id), upstreams, settings, feeds.take(principal.customer_id))
 
 
 def _position(last_event_id: str | None) -> Position | None:
@@ -209,15 +203,18 @@ def _position(last_event_id: str | None) -> Position | None:
 
 
 async def _stream(
-    scope: FeedScope, position: Position | None, upstreams: UpstreamsDep, settings: GatewaySettings, slot: _Slot
+    scope: FeedScope,
+    position: Position | None,
+    upstreams: UpstreamsDep,
+    settings: GatewaySettings,
+    give_back_slot: Callable[[], None],
 ) -> EventSourceResponse:
-    slot.feeds.take(slot.customer_id)
     try:
         js = await upstreams.broker.jetstream()
         with broker_errors():
             feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
     except BaseException:
-        slot.feeds.give_back(slot.customer_id)
+        give_back_slot()
         raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -227,22 +224,22 @@ async def _stream(
 
     heartbeat = settings.live_events_heartbeat_seconds
     # A client that stops reading (but keeps the connection) ends its feed after two missed heartbeats.
-    return _FeedResponse(feed, slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+    return _FeedResponse(feed, give_back_slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
 
 
 class _FeedResponse(EventSourceResponse):
     """Closes its feed (deleting its consumers) however the stream ends: the client goes, the
     gateway stops, or something fails."""
 
-    def __init__(self, feed: EventFeed, slot: _Slot, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, feed: EventFeed, give_back_slot: Callable[[], None], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.feed = feed
-        self.slot = slot
+        self.give_back_slot = give_back_slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.slot.feeds.give_back(self.slot.customer_id)
+            self.give_back_slot()
             with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
                 await self.feed.close()
