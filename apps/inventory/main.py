@@ -12,7 +12,7 @@ from inventory.expiry import sweep_expired_reservations
 from inventory.order_events import consume_order_events
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
-from orderflow_kit.db import create_engine, migrate
+from orderflow_kit.db import create_engine, migrate, open_pool
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
@@ -34,7 +34,8 @@ async def main() -> None:
 async def run(settings: InventorySettings, stop: asyncio.Event | None = None) -> None:
     """Migrate, seed the catalog on first start, and serve until SIGTERM (or until `stop` is set)."""
     await migrate(settings.postgres_url, settings.inventory_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.inventory_database)
+    engine = create_engine(settings.postgres_url, settings.inventory_database, pool_size=settings.database_pool_size)
+    await open_pool(engine)
     subscribed = asyncio.Event()
     try:
         await load_catalog_if_empty(engine, settings.catalog)

@@ -10,7 +10,7 @@ from loyalty.consumer import consume_order_events
 from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
-from orderflow_kit.db import create_engine, migrate
+from orderflow_kit.db import create_engine, migrate, open_pool
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
@@ -29,7 +29,8 @@ async def main() -> None:
 async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:
     """Migrate, then serve gRPC and consume events until SIGTERM (or until `stop` is set)."""
     await migrate(settings.postgres_url, settings.loyalty_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.loyalty_database)
+    engine = create_engine(settings.postgres_url, settings.loyalty_database, pool_size=settings.database_pool_size)
+    await open_pool(engine)
     subscribed = asyncio.Event()
     try:
         await serve(

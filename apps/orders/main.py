@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_kit.db import create_engine, migrate
+from orderflow_kit.db import create_engine, migrate, open_pool
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_server import GrpcService, serve
 from orderflow_kit.grpc_tls import channel_credentials, server_credentials
@@ -35,7 +35,8 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
     """Migrate, then serve until SIGTERM (or until `stop` is set). NATS may be down: only the
     relay needs it, and it waits."""
     await migrate(settings.postgres_url, settings.orders_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.orders_database)
+    engine = create_engine(settings.postgres_url, settings.orders_database, pool_size=settings.database_pool_size)
+    await open_pool(engine)
     inventory_channel = channel(settings.inventory_addr, credentials=channel_credentials(settings))
     orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
     relay = OutboxRelay(

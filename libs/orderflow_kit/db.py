@@ -18,13 +18,32 @@ def database_url(server_url: str, database: str) -> URL:
     return url.set(drivername="postgresql+asyncpg", database=database)
 
 
-def create_engine(server_url: str, database: str, *, pool_size: int = 10) -> AsyncEngine:
+DEFAULT_POOL_SIZE = 10
+
+
+def create_engine(server_url: str, database: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+    """A fixed-size pool: no overflow connections opened and closed under load, and no pre-ping
+    round trip on every checkout (a connection found broken when used is discarded, and the pool
+    with it, by SQLAlchemy's disconnect handling; the caller's operation fails as in an outage).
+
+    asyncpg tries TLS first unless told otherwise, a wasted round trip per connection against a
+    server without it: TLS is off unless the URL asks for it (`?ssl=...` / `?sslmode=...`)."""
+    url = database_url(server_url, database)
+    asks_for_tls = "ssl" in url.query or "sslmode" in url.query
     return create_async_engine(
-        database_url(server_url, database),
+        url,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        max_overflow=0,
+        pool_pre_ping=False,
+        connect_args={} if asks_for_tls else {"ssl": False},
     )
+
+
+async def open_pool(engine: AsyncEngine) -> None:
+    """Open every pooled connection now, at start, rather than during the first load."""
+    pool_size = engine.pool.size()  # type: ignore[attr-defined]  # QueuePool's
+    async with contextlib.AsyncExitStack() as connections:
+        await asyncio.gather(*(connections.enter_async_context(engine.connect()) for _ in range(pool_size)))
 
 
 async def ensure_database(server_url: str, database: str) -> None:

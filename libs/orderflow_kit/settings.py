@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     inventory_database: str = "inventory"
     orders_database: str = "orders"
     loyalty_database: str = "loyalty"
+    # Connections each service keeps open to its database, all opened at start.
+    database_pool_size: int = Field(default=10, ge=1)
 
     listen_host: str = "127.0.0.1"
     inventory_port: int = 50051
