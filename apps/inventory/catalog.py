@@ -1,15 +1,16 @@
 """The product catalog: seeding it from a JSON file on first start, and reading it."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from inventory.database import autocommit
 from inventory.models import Product
 from orderflow_contracts.identifiers import SKU_PATTERN, is_sku
 from orderflow_kit.errors import invalid_argument, not_found
@@ -58,13 +59,28 @@ def _describe(location: Sequence[int | str], message: str) -> str:
     return f"{where}: {message}" if where else message
 
 
+@dataclass(frozen=True)
+class CatalogProduct:
+    """A product as the catalog shows it: on sale at this price, with this much on the shelf."""
+
+    sku: str
+    name: str
+    price_cents: int
+    available: int
+
+
+_ANY_PRODUCT = text("SELECT 1 FROM products LIMIT 1")
+_PRODUCTS = text("SELECT sku, name, price_cents, available FROM products ORDER BY sku")
+_PRODUCT = text("SELECT sku, name, price_cents, available FROM products WHERE sku = :sku")
+
+
 async def load_catalog_if_empty(engine: AsyncEngine, path: Path) -> int:
     """Seed an empty products table from `path`; returns how many products were added.
 
     Only the first start loads the file, so restarts never reset stock. Two replicas starting at
     once may both see the table empty: ON CONFLICT DO NOTHING lets the second insert add nothing."""
-    async with AsyncSession(engine) as session, session.begin():
-        if (await session.exec(select(Product.sku).limit(1))).first() is not None:
+    async with engine.begin() as connection:
+        if await connection.scalar(_ANY_PRODUCT) is not None:
             return 0
         entries = read_catalog(path)
         rows = [
@@ -77,21 +93,23 @@ async def load_catalog_if_empty(engine: AsyncEngine, path: Path) -> int:
             }
             for entry in entries
         ]
-        added = (await session.exec(insert(Product).values(rows).on_conflict_do_nothing())).rowcount if rows else 0
+        added = 0
+        if rows:
+            added = (await connection.execute(insert(Product).values(rows).on_conflict_do_nothing())).rowcount
     log.info("catalog loaded", path=str(path), products=added)
     return added
 
 
-async def list_products(engine: AsyncEngine) -> list[Product]:
-    async with AsyncSession(engine) as session:
-        return list((await session.exec(select(Product).order_by(col(Product.sku)))).all())
+async def list_products(engine: AsyncEngine) -> list[CatalogProduct]:
+    async with autocommit(engine) as connection:
+        return [CatalogProduct(*row) for row in await connection.execute(_PRODUCTS)]
 
 
-async def get_product(engine: AsyncEngine, sku: str) -> Product:
+async def get_product(engine: AsyncEngine, sku: str) -> CatalogProduct:
     if not is_sku(sku):
         raise invalid_argument(f"sku {sku[:80]!r} is not a SKU (pattern {SKU_PATTERN})", field="sku")
-    async with AsyncSession(engine) as session:
-        product = await session.get(Product, sku)
+    async with autocommit(engine) as connection:
+        product = (await connection.execute(_PRODUCT, {"sku": sku})).first()
     if product is None:
         raise not_found("UNKNOWN_SKU", f"unknown SKU {sku}", skus=sku)
-    return product
+    return CatalogProduct(*product)

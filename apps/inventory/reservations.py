@@ -10,17 +10,29 @@ order came within the TTL). Every step is idempotent per order id, so callers ma
 Stock is conserved at every step: available + reserved + confirmed == received for every product
 (stock_conservation). Each transition moves units between those counts in one transaction.
 
-How it stays correct under any concurrency:
-- Stock is taken by a conditional UPDATE (`... WHERE available >= quantity`), never by reading
-  and writing back, so two orders can never both take the last unit. Lines are taken in SKU
-  order, so two reservations lock the same rows in the same order and cannot deadlock.
-- Every line is taken in ONE transaction: when any line falls short, nothing is taken.
-- The order's reservation row is inserted first (ON CONFLICT DO NOTHING). Its primary key makes
-  a second request for the same order wait until the first one commits or rolls back, and then
-  either answer from what was stored or go ahead; it never takes stock a second time.
-- Every transition out of RESERVED is a conditional UPDATE (`... WHERE status = 'RESERVED'`) or
-  works on a row locked first, so a confirmation, a release and any number of sweepers racing
-  for one reservation change it once: exactly one of them gives the stock back, or none.
+Each transition is ONE SQL statement (data-modifying CTEs), its own transaction (database.autocommit):
+one round trip, and the rows it locks are locked only while that statement runs, never while the
+client is away. How it stays correct under any concurrency:
+- Stock is taken by a conditional UPDATE (`... WHERE available >= quantity`) of product rows
+  locked by the same statement, never read by one statement and written back by another, so two
+  orders can never both take the last unit; `CHECK (available >= 0)` is the last line of defence.
+- All or nothing: stock is taken only when, with the rows locked, every line has enough; else
+  nothing is written at all and the answer names the lines that fell short (UNKNOWN_SKU, OUT_OF_STOCK).
+- The order's reservation row is inserted (ON CONFLICT DO NOTHING) before any stock is taken, and
+  the stock is taken only if that insert claimed the order. Its primary key makes a second request
+  for the same order wait until the first one commits or rolls back; then it answers from what was
+  stored, or goes ahead. It never takes stock a second time.
+- Every transition out of RESERVED works on reservation rows locked first (in order id order
+  when there are several) and checks their status under the lock, so a confirmation, a
+  release and any number of sweepers racing for one reservation change it once: exactly one of
+  them gives the stock back, or none.
+- No deadlock. A statement that takes or gives back stock locks all the product rows it needs at
+  once, in SKU order (`ORDER BY sku COLLATE "C"`, the order Python sorts SKUs in, which restocking
+  uses too), so two of them never wait for each other's products. A reservation holds its products
+  while it inserts its reservation row, and that insert waits for any transaction changing a row
+  of the same order: so a statement changes reservation rows only once it holds every lock it
+  needs (the CTEs `enough`, `shelved`, `locked`), and then waits for nothing. Merely locking a
+  reservation row (FOR NO KEY UPDATE) makes no insert wait.
 """
 
 import uuid
@@ -28,15 +40,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 import structlog
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from inventory.models import Product, Reservation, ReservationLine, ReservationStatus
+from inventory.database import autocommit
+from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
@@ -55,7 +66,214 @@ class StockLine:
     quantity: int
 
 
-async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[StockLine]) -> list[ReservationLine]:
+@dataclass(frozen=True)
+class ReservedLine:
+    """One line of a reservation, with the unit price the order is charged."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+# What every statement that takes stock starts with, after a CTE `request (sku, quantity)` of the
+# lines to take: every product row they need, locked in SKU order, and whether every line (at
+# least one) can be taken from them. The lock returns each row as its latest committed version,
+# which nobody else can change until the statement ends, so the UPDATE that follows works from
+# `stock.available`, never from `products.available`: an UPDATE reads the rows it scans in the
+# statement's snapshot, which may be older than the lock (a restock committed while this statement
+# waited for it), and it would then skip a line the lock found in stock, or compute a negative
+# `available` that fails the CHECK before PostgreSQL re-reads the row. FOR NO KEY UPDATE is the
+# lock UPDATE takes itself (it lets foreign-key checks of other transactions through); every lock
+# in this module is that one.
+_LOCK_STOCK = """
+    stock AS MATERIALIZED (
+        SELECT sku, available
+          FROM products
+         WHERE sku IN (SELECT sku FROM request)
+         ORDER BY sku COLLATE "C"
+           FOR NO KEY UPDATE
+    ),
+    enough AS (
+        SELECT count(*) > 0 AND count(*) = (SELECT count(*) FROM request) AS every_line
+          FROM request JOIN stock USING (sku)
+         WHERE stock.available >= request.quantity
+    )"""
+
+# Claim the order, take every line's stock, record the lines. Returns each requested line (in
+# request order) with the stock it found (NULL: unknown SKU) and, if it was taken, its price.
+# Nothing is written unless every line is taken: the claim needs `enough`, the rest the claim.
+_RESERVE = text(
+    f"""
+    WITH request AS (
+        SELECT sku, quantity, position
+          FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[]))
+               WITH ORDINALITY AS request (sku, quantity, position)
+    ),
+    {_LOCK_STOCK},
+    claim AS (
+        INSERT INTO reservations (order_id, status)
+        SELECT CAST(:order_id AS uuid), 'RESERVED' FROM enough WHERE every_line
+        ON CONFLICT DO NOTHING
+        RETURNING order_id
+    ),
+    taken AS (
+        UPDATE products SET available = stock.available - request.quantity
+          FROM request JOIN stock USING (sku), claim
+         WHERE products.sku = request.sku AND stock.available >= request.quantity
+        RETURNING products.sku, request.quantity, products.price_cents
+    ),
+    reserved AS (
+        INSERT INTO reservation_lines (order_id, sku, quantity, unit_price_cents)
+        SELECT claim.order_id, taken.sku, taken.quantity, taken.price_cents FROM claim, taken
+    )
+    SELECT request.sku, request.quantity, stock.available, taken.price_cents
+      FROM request LEFT JOIN stock USING (sku) LEFT JOIN taken USING (sku)
+     ORDER BY request.position
+    """
+)
+
+# A repeated request's answer: the order's reservation and its lines (no row: never reserved).
+_STORED = text(
+    """
+    SELECT reservations.status, lines.sku, lines.quantity, lines.unit_price_cents
+      FROM reservations LEFT JOIN reservation_lines AS lines USING (order_id)
+     WHERE reservations.order_id = :order_id
+     ORDER BY lines.sku COLLATE "C"
+    """
+)
+
+# Release, first step: leave a RELEASED tombstone if the order was never reserved (no row yet).
+_TOMBSTONE = text(
+    """
+    INSERT INTO reservations (order_id, status) VALUES (CAST(:order_id AS uuid), 'RELEASED')
+    ON CONFLICT DO NOTHING
+    RETURNING order_id
+    """
+)
+
+# Give back the stock of the reservations in a CTE `ending (order_id)`: their product rows locked
+# in SKU order (as when stock is taken), then one UPDATE for them all. `shelved` has its one row
+# once every product row is locked: the statement changes the reservations only after that.
+_GIVE_BACK = """
+    held AS (
+        SELECT sku, sum(quantity) AS quantity
+          FROM reservation_lines
+         WHERE order_id IN (SELECT order_id FROM ending)
+         GROUP BY sku
+    ),
+    shelf AS MATERIALIZED (
+        SELECT sku
+          FROM products
+         WHERE sku IN (SELECT sku FROM held)
+         ORDER BY sku COLLATE "C"
+           FOR NO KEY UPDATE
+    ),
+    shelved AS (
+        SELECT count(*) AS products FROM shelf
+    ),
+    given_back AS (
+        UPDATE products SET available = products.available + held.quantity
+          FROM held JOIN shelf USING (sku)
+         WHERE products.sku = held.sku
+    )"""
+
+# Release, second step (the row exists now, committed): RESERVED becomes RELEASED and its stock
+# goes back. Returns the status the reservation had.
+_RELEASE = text(
+    f"""
+    WITH target AS MATERIALIZED (
+        SELECT order_id, status FROM reservations WHERE order_id = :order_id FOR NO KEY UPDATE
+    ),
+    ending AS (
+        SELECT order_id FROM target WHERE status = 'RESERVED'
+    ),
+    {_GIVE_BACK},
+    ended AS (
+        UPDATE reservations SET status = 'RELEASED'
+          FROM ending, shelved
+         WHERE reservations.order_id = ending.order_id
+    )
+    SELECT status FROM target
+    """
+)
+
+# Confirm a batch: its reservations locked in order id order, then (`locked` has its one row
+# once every one is locked) every RESERVED one CONFIRMED. Returns the status each one had.
+_CONFIRM = text(
+    """
+    WITH batch AS MATERIALIZED (
+        SELECT order_id, status
+          FROM reservations
+         WHERE order_id = ANY(CAST(:orders AS uuid[]))
+         ORDER BY order_id
+           FOR NO KEY UPDATE
+    ),
+    locked AS (
+        SELECT count(*) AS reservations FROM batch
+    ),
+    confirmed AS (
+        UPDATE reservations SET status = 'CONFIRMED'
+          FROM batch, locked
+         WHERE reservations.order_id = batch.order_id AND batch.status = 'RESERVED'
+    )
+    SELECT order_id, status FROM batch
+    """
+)
+
+# A late confirmation, first step: lock the reservation (a racing confirmation of the same order
+# waits here, then finds it CONFIRMED) and read its status.
+_LOCK_RESERVATION = text("SELECT status FROM reservations WHERE order_id = :order_id FOR NO KEY UPDATE")
+
+# A late confirmation, second step: take the reservation's lines again, all or none, and confirm
+# it if they were taken. Returns the lines as _RESERVE does (no row: the reservation has no lines).
+_TAKE_AGAIN = text(
+    f"""
+    WITH request AS (
+        SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id
+    ),
+    {_LOCK_STOCK},
+    taken AS (
+        UPDATE products SET available = stock.available - request.quantity
+          FROM request JOIN stock USING (sku), enough
+         WHERE enough.every_line AND products.sku = request.sku AND stock.available >= request.quantity
+        RETURNING products.sku, products.price_cents
+    ),
+    confirmed AS (
+        UPDATE reservations SET status = 'CONFIRMED'
+          FROM enough
+         WHERE enough.every_line AND reservations.order_id = :order_id
+    )
+    SELECT request.sku, request.quantity, stock.available, taken.price_cents
+      FROM request LEFT JOIN stock USING (sku) LEFT JOIN taken USING (sku)
+     ORDER BY request.sku COLLATE "C"
+    """
+)
+
+# Expire at most :limit reservations held longer than :ttl, oldest first, and give their stock
+# back. SKIP LOCKED: sweepers running at once each take other rows.
+_EXPIRE = text(
+    f"""
+    WITH ending AS MATERIALIZED (
+        SELECT order_id
+          FROM reservations
+         WHERE status = 'RESERVED' AND created_at < now() - CAST(:ttl AS interval)
+         ORDER BY created_at
+         LIMIT :limit
+           FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    {_GIVE_BACK},
+    ended AS (
+        UPDATE reservations SET status = 'EXPIRED'
+          FROM ending, shelved
+         WHERE reservations.order_id = ending.order_id
+        RETURNING reservations.order_id
+    )
+    SELECT order_id FROM ended
+    """
+)
+
+
+async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[StockLine]) -> list[ReservedLine]:
     """Reserve every line of an order or none, and return the reserved lines (in SKU order) with
     the unit price the order is charged.
 
@@ -66,16 +284,22 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = _parse_order_id(order_id)
     lines = _validated_lines(items)
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        if not await _claim_order(session, order, ReservationStatus.RESERVED):
-            return await _stored_reservation(session, order, lines)
-        prices = await _take_stock(session, lines)
-        reserved = [
-            ReservationLine(order_id=order, sku=line.sku, quantity=line.quantity, unit_price_cents=prices[line.sku])
-            for line in lines
-        ]
-        session.add_all(reserved)
-    return reserved
+    request = {
+        "order_id": order,
+        "skus": [line.sku for line in lines],
+        "quantities": [line.quantity for line in lines],
+    }
+    async with autocommit(engine) as connection:
+        outcome = (await connection.execute(_RESERVE, request)).all()
+        if all(line.price_cents is not None for line in outcome):
+            return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
+        # Nothing was taken: the order was reserved (or released) before, or the stock is short.
+        # Read with a new snapshot: a request for the same order that this one waited for is
+        # committed now, and visible.
+        stored = (await connection.execute(_STORED, {"order_id": order})).all()
+    if not stored:
+        raise _why_not_taken(outcome)
+    return _stored_reservation(order, stored, lines)
 
 
 async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
@@ -88,26 +312,19 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
     (RESERVATION_CONFIRMED): its order exists, so its stock is sold and stays taken."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = _parse_order_id(order_id)
-    async with AsyncSession(engine) as session, session.begin():
-        if await _claim_order(session, order, ReservationStatus.RELEASED):
+    async with autocommit(engine) as connection:
+        if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
             return False
-        released = await session.exec(
-            update(Reservation)
-            .where(col(Reservation.order_id) == order, col(Reservation.status) == ReservationStatus.RESERVED)
-            .values(status=ReservationStatus.RELEASED)
-            .returning(col(Reservation.order_id))
+        # The row existed (or a reservation in flight committed it while the insert waited): a
+        # new statement, so a new snapshot, sees it.
+        status = ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+    if status == ReservationStatus.CONFIRMED:
+        raise failed_precondition(
+            "RESERVATION_CONFIRMED",
+            f"order {order} is confirmed (the order exists): its stock cannot be released",
+            order_id=str(order),
         )
-        if released.first() is None:
-            status = await _status(session, order)
-            if status == ReservationStatus.CONFIRMED:
-                raise failed_precondition(
-                    "RESERVATION_CONFIRMED",
-                    f"order {order} is confirmed (the order exists): its stock cannot be released",
-                    order_id=str(order),
-                )
-            return False
-        await _give_back(session, [order])
-    return True
+    return status == ReservationStatus.RESERVED
 
 
 class Confirmation(StrEnum):
@@ -128,37 +345,72 @@ class StockGone(PermanentFailure):
     been sold since: an operator restocks, then replays the dead-lettered event."""
 
 
-async def confirm_reservation(engine: AsyncEngine, order: uuid.UUID) -> Confirmation:
-    """The order exists (its OrderCreated arrived): its stock is sold for good. Idempotent:
-    confirming again changes nothing.
+async def confirm_reservations(
+    engine: AsyncEngine, orders: Sequence[uuid.UUID]
+) -> list[Confirmation | PermanentFailure]:
+    """These orders exist (their OrderCreated events arrived): their stock is sold for good.
+    Returns one outcome per order, in the same order; an order that cannot be confirmed gets its
+    PermanentFailure (NoReservation, StockGone) as its outcome, and never holds the others back.
+    Idempotent: confirming again changes nothing (ALREADY_CONFIRMED), and an order listed twice is
+    confirmed once, its copies answering ALREADY_CONFIRMED. Raises only when the whole batch fails
+    (the database is away): nothing of it may be acknowledged then, and a retry is safe.
 
-    A late event, for a reservation that expired or was released meanwhile (the order's event
-    took longer than the TTL, or orders could not tell whether its commit succeeded), takes the
-    same lines again if the stock is there (all or none, like a reservation). If it is not,
+    Every RESERVED reservation of the batch is confirmed by one statement. A late event, for a
+    reservation that expired or was released meanwhile (the order's event took longer than the
+    TTL, or orders could not tell whether its commit succeeded), takes the same lines again if the
+    stock is there (all or none, like a reservation), in a transaction of its own. If it is not,
     StockGone: stock is never taken below zero, and the order is left for an operator."""
-    async with AsyncSession(engine) as session, session.begin():
-        # Locked until the commit: a sweeper skips it, a release waits for it.
-        status = (
-            await session.exec(select(Reservation.status).where(col(Reservation.order_id) == order).with_for_update())
-        ).one_or_none()
+    distinct = list(dict.fromkeys(orders))
+    async with autocommit(engine) as connection:
+        found = {
+            row.order_id: ReservationStatus(row.status)
+            for row in await connection.execute(_CONFIRM, {"orders": distinct})
+        }
+    outcomes: dict[uuid.UUID, Confirmation | PermanentFailure] = {}
+    for order in distinct:
+        status = found.get(order)
         if status is None:
-            raise NoReservation(f"order {order} has no reservation in inventory")
-        if status == ReservationStatus.CONFIRMED:
+            outcomes[order] = NoReservation(f"order {order} has no reservation in inventory")
+        elif status == ReservationStatus.RESERVED:
+            outcomes[order] = Confirmation.CONFIRMED
+        elif status == ReservationStatus.CONFIRMED:
+            outcomes[order] = Confirmation.ALREADY_CONFIRMED
+        else:
+            outcomes[order] = await _confirm_late(engine, order)
+    answered: set[uuid.UUID] = set()
+    results: list[Confirmation | PermanentFailure] = []
+    for order in orders:
+        outcome = outcomes[order]
+        if order in answered and isinstance(outcome, Confirmation):
+            outcome = Confirmation.ALREADY_CONFIRMED
+        answered.add(order)
+        results.append(outcome)
+    return results
+
+
+async def confirm_reservation(engine: AsyncEngine, order: uuid.UUID) -> Confirmation:
+    """Confirm one order (confirm_reservations of a batch of one); raises its PermanentFailure."""
+    [outcome] = await confirm_reservations(engine, [order])
+    if isinstance(outcome, PermanentFailure):
+        raise outcome
+    return outcome
+
+
+async def _confirm_late(engine: AsyncEngine, order: uuid.UUID) -> Confirmation | PermanentFailure:
+    """Take the stock of an EXPIRED or RELEASED reservation again, all or none, and confirm it."""
+    async with engine.begin() as connection:
+        status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
+        if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
             return Confirmation.ALREADY_CONFIRMED
-        if status == ReservationStatus.RESERVED:
-            await _set_status(session, order, ReservationStatus.CONFIRMED)
-            return Confirmation.CONFIRMED
-        lines = await _reserved_lines(session, order)
-        if not lines:
-            raise NoReservation(f"order {order} was released before it reserved anything")
-        try:
-            await _take_stock(session, [StockLine(line.sku, line.quantity) for line in lines])
-        except ServiceError as refusal:
-            log.error("order without stock", order_id=str(order), reservation=status.lower(), error=refusal.detail)
-            raise StockGone(
-                f"order {order} exists but its reservation was {status.lower()} and its stock is gone: {refusal.detail}"
-            ) from refusal
-        await _set_status(session, order, ReservationStatus.CONFIRMED)
+        outcome = (await connection.execute(_TAKE_AGAIN, {"order_id": order})).all()
+    if not outcome:
+        return NoReservation(f"order {order} was released before it reserved anything")
+    if any(line.price_cents is None for line in outcome):
+        refusal = _why_not_taken(outcome)
+        log.error("order without stock", order_id=str(order), reservation=status.lower(), error=refusal.detail)
+        return StockGone(
+            f"order {order} exists but its reservation was {status.lower()} and its stock is gone: {refusal.detail}"
+        )
     log.warning("reservation confirmed late; stock taken again", order_id=str(order), reservation=status.lower())
     return Confirmation.CONFIRMED_LATE
 
@@ -169,26 +421,9 @@ async def expire_reservations(engine: AsyncEngine, *, ttl: timedelta, limit: int
 
     Safe with any number of sweepers at once: each locks the rows it takes and skips those locked
     by another (SKIP LOCKED), and the status check makes a second expiry of a row impossible."""
-    stale = (
-        select(Reservation.order_id)
-        .where(
-            col(Reservation.status) == ReservationStatus.RESERVED,
-            col(Reservation.created_at) < func.now() - ttl,
-        )
-        .order_by(col(Reservation.created_at))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    async with AsyncSession(engine) as session, session.begin():
-        expired = await session.exec(
-            update(Reservation)
-            .where(col(Reservation.order_id).in_(stale), col(Reservation.status) == ReservationStatus.RESERVED)
-            .values(status=ReservationStatus.EXPIRED)
-            .returning(col(Reservation.order_id))
-        )
-        orders = list(expired.scalars().all())
-        await _give_back(session, orders)
-    return orders
+    async with autocommit(engine) as connection:
+        expired = await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})
+        return list(expired.scalars())
 
 
 def _parse_order_id(order_id: str) -> uuid.UUID:
@@ -226,22 +461,9 @@ def _validated_lines(items: Sequence[StockLine]) -> list[StockLine]:
     return sorted(items, key=lambda line: line.sku)
 
 
-async def _claim_order(session: AsyncSession, order: uuid.UUID, status: ReservationStatus) -> bool:
-    """Insert the order's reservation row; False when the order has one already.
-
-    If another transaction is inserting the same order right now, this waits until it ends."""
-    claimed = await session.exec(
-        insert(Reservation)
-        .values(order_id=order, status=status)
-        .on_conflict_do_nothing()
-        .returning(col(Reservation.order_id))
-    )
-    return claimed.first() is not None
-
-
-async def _stored_reservation(session: AsyncSession, order: uuid.UUID, lines: list[StockLine]) -> list[ReservationLine]:
+def _stored_reservation(order: uuid.UUID, stored: Sequence[Row[Any]], lines: list[StockLine]) -> list[ReservedLine]:
     """The answer to a repeated request: the stored lines, if the request asks for the same ones."""
-    status = await _status(session, order)
+    status = ReservationStatus(stored[0].status)
     if status == ReservationStatus.RELEASED:
         raise failed_precondition(
             "RESERVATION_RELEASED", f"order {order} was released and cannot reserve stock again", order_id=str(order)
@@ -250,81 +472,27 @@ async def _stored_reservation(session: AsyncSession, order: uuid.UUID, lines: li
         raise failed_precondition(
             "RESERVATION_EXPIRED", f"order {order} expired and cannot reserve stock again", order_id=str(order)
         )
-    stored = await _reserved_lines(session, order)
-    if [(line.sku, line.quantity) for line in stored] != [(line.sku, line.quantity) for line in lines]:
+    reserved = [ReservedLine(row.sku, row.quantity, row.unit_price_cents) for row in stored if row.sku is not None]
+    if [(line.sku, line.quantity) for line in reserved] != [(line.sku, line.quantity) for line in lines]:
         raise already_exists(
             "RESERVATION_CONFLICT", f"order {order} already reserved different lines", order_id=str(order)
         )
-    return stored
+    return reserved
 
 
-async def _status(session: AsyncSession, order: uuid.UUID) -> ReservationStatus:
-    return ReservationStatus(
-        (await session.exec(select(Reservation.status).where(col(Reservation.order_id) == order))).one()
-    )
-
-
-async def _set_status(session: AsyncSession, order: uuid.UUID, status: ReservationStatus) -> None:
-    await session.exec(update(Reservation).where(col(Reservation.order_id) == order).values(status=status))
-
-
-async def _give_back(session: AsyncSession, orders: Sequence[uuid.UUID]) -> None:
-    """Return the stock the reservations of `orders` hold: one UPDATE per SKU, in SKU order (the
-    order reserve_stock locks products in, so the two cannot deadlock)."""
-    if not orders:
-        return
-    held = await session.exec(
-        select(ReservationLine.sku, func.sum(ReservationLine.quantity))
-        .where(col(ReservationLine.order_id).in_(orders))
-        .group_by(col(ReservationLine.sku))
-        .order_by(col(ReservationLine.sku))
-    )
-    for sku, quantity in held.all():
-        await session.exec(
-            update(Product).where(col(Product.sku) == sku).values(available=col(Product.available) + quantity)
-        )
-
-
-async def _reserved_lines(session: AsyncSession, order: uuid.UUID) -> list[ReservationLine]:
-    statement = select(ReservationLine).where(col(ReservationLine.order_id) == order).order_by(col(ReservationLine.sku))
-    return list((await session.exec(statement)).all())
-
-
-async def _take_stock(session: AsyncSession, lines: list[StockLine]) -> dict[str, int]:
-    """Take each line's quantity (in SKU order) and return the unit prices by SKU.
-
-    Raises UNKNOWN_SKU or OUT_OF_STOCK naming every line that could not be taken; the caller's
-    transaction then rolls back whatever the other lines took."""
-    prices: dict[str, int] = {}
-    for line in lines:
-        taken = await session.exec(
-            update(Product)
-            .where(col(Product.sku) == line.sku, col(Product.available) >= line.quantity)
-            .values(available=col(Product.available) - line.quantity)
-            .returning(col(Product.price_cents))
-        )
-        price = taken.scalar_one_or_none()
-        if price is not None:
-            prices[line.sku] = price
-    missing = [line for line in lines if line.sku not in prices]
-    if missing:
-        raise await _why_not_taken(session, missing)
-    return prices
-
-
-async def _why_not_taken(session: AsyncSession, missing: list[StockLine]) -> ServiceError:
-    """Names at most MAX_NAMED_SKUS of them: a refusal must fit in gRPC's trailing metadata (8 KB),
-    and MAX_ORDER_LINES SKUs of the longest shape, named in the detail and the metadata, do not."""
-    skus = [line.sku for line in missing]
-    found = await session.exec(select(Product.sku, Product.available).where(col(Product.sku).in_(skus)))
-    available = {sku: stock for sku, stock in found.all()}
-    unknown = [sku for sku in skus if sku not in available]
+def _why_not_taken(outcome: Sequence[Row[Any]]) -> ServiceError:
+    """UNKNOWN_SKU or OUT_OF_STOCK, from the stock each line found (`available`, NULL when the SKU
+    is unknown). Names at most MAX_NAMED_SKUS of them: a refusal must fit in gRPC's trailing
+    metadata (8 KB), and MAX_ORDER_LINES SKUs of the longest shape, named in the detail and the
+    metadata, do not."""
+    unknown = [line.sku for line in outcome if line.available is None]
     if unknown:
         named = unknown[:MAX_NAMED_SKUS]
         detail = f"unknown SKU(s): {', '.join(named)}{_and_more(unknown)}"
         return not_found("UNKNOWN_SKU", detail, skus=",".join(named))
+    missing = [line for line in outcome if line.available < line.quantity]
     short = missing[:MAX_NAMED_SKUS]
-    shortages = ", ".join(f"{line.sku} (requested {line.quantity}, available {available[line.sku]})" for line in short)
+    shortages = ", ".join(f"{line.sku} (requested {line.quantity}, available {line.available})" for line in short)
     detail = f"not enough stock for {shortages}{_and_more(missing)}"
     return failed_precondition("OUT_OF_STOCK", detail, skus=",".join(line.sku for line in short))
 

@@ -7,8 +7,9 @@ refusal is then simple: fix the stream and send all of it again.
 
 A restock adds each unit to `available` AND to `received`, so the stock-conservation equation
 (stock_conservation: available + reserved + confirmed == received) still holds after it.
-Products are updated one row at a time in SKU order, the order reservations lock them in, so a
-restock and a reservation cannot deadlock.
+It takes three statements: the products new to the catalog are inserted (no reservation can see
+them before the commit); the others are locked in SKU order, the order reservations lock them in
+(so a restock and a reservation cannot deadlock), and checked; then one UPDATE adds their units.
 
 A line may carry a name and a price: a SKU not in the catalog yet is then added to it. For a SKU
 already there they must be the catalog's own (PRODUCT_MISMATCH otherwise): a restock never
@@ -17,13 +18,11 @@ retry one blindly, and channels never retry it (orderflow_kit.failures)."""
 
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inventory.models import Product
 from inventory.reservations import MAX_NAMED_SKUS
 from orderflow_contracts.identifiers import (
     MAX_CENTS,
@@ -72,29 +71,107 @@ class _Arrival:
     price_cents: int | None
 
 
+# Products new to the catalog, inserted in SKU order; returns those added, with their stock (not
+# those that are in the catalog already: those are restocked like the others).
+_ADD_PRODUCTS = text(
+    """
+    INSERT INTO products (sku, name, price_cents, available, received)
+    SELECT sku, name, price_cents, units, units
+      FROM unnest(CAST(:skus AS varchar[]), CAST(:names AS varchar[]), CAST(:prices AS bigint[]),
+                  CAST(:units AS integer[])) AS arrival (sku, name, price_cents, units)
+     ORDER BY sku COLLATE "C"
+    ON CONFLICT DO NOTHING
+    RETURNING sku, available
+    """
+)
+
+# The catalog's products among the others, locked in SKU order until the commit.
+_LOCK_PRODUCTS = text(
+    """
+    SELECT sku, name, price_cents, received
+      FROM products
+     WHERE sku = ANY(CAST(:skus AS varchar[]))
+     ORDER BY sku COLLATE "C"
+       FOR NO KEY UPDATE
+    """
+)
+
+# Their units, on the shelf and received; returns what each now has on the shelf.
+_RECEIVE = text(
+    """
+    UPDATE products
+       SET available = products.available + arrival.units, received = products.received + arrival.units
+      FROM unnest(CAST(:skus AS varchar[]), CAST(:units AS integer[])) AS arrival (sku, units)
+     WHERE products.sku = arrival.sku
+    RETURNING products.sku, products.available
+    """
+)
+
+
 async def restock(engine: AsyncEngine, lines: AsyncIterable[RestockLine]) -> RestockSummary:
     """Read every line (VALIDATION_FAILED names the first bad one), then apply them all in one
     transaction, or none: UNKNOWN_SKU, PRODUCT_MISMATCH and STOCK_LIMIT roll everything back."""
     arrivals, messages = await _read(lines)
-    restocked: list[Restocked] = []
+    skus = sorted(arrivals)
+    for sku in skus:
+        if arrivals[sku].units > MAX_STOCK:
+            raise _too_much(sku)
+    async with engine.begin() as connection:
+        added = await _add_products(connection, {sku: arrivals[sku] for sku in skus if arrivals[sku].name is not None})
+        others = [sku for sku in skus if sku not in added]
+        catalog = {row.sku: row for row in await connection.execute(_LOCK_PRODUCTS, {"skus": others})}
+        _check_catalog(arrivals, others, catalog)
+        received = await connection.execute(
+            _RECEIVE, {"skus": others, "units": [arrivals[sku].units for sku in others]}
+        )
+        available = {**added, **{sku: units for sku, units in received}}
+    return RestockSummary(messages, [Restocked(sku, arrivals[sku].units, available[sku], sku in added) for sku in skus])
+
+
+async def _add_products(connection: AsyncConnection, named: dict[str, _Arrival]) -> dict[str, int]:
+    """Insert the named SKUs not in the catalog yet (in SKU order); returns those it added, with
+    their stock."""
+    if not named:
+        return {}
+    added = await connection.execute(
+        _ADD_PRODUCTS,
+        {
+            "skus": list(named),
+            "names": [arrival.name for arrival in named.values()],
+            "prices": [arrival.price_cents for arrival in named.values()],
+            "units": [arrival.units for arrival in named.values()],
+        },
+    )
+    return {sku: available for sku, available in added}
+
+
+def _check_catalog(arrivals: dict[str, _Arrival], skus: list[str], catalog: dict[str, Row[Any]]) -> None:
+    """Refuse the restock of these SKUs (in SKU order) if one would overflow (STOCK_LIMIT) or names
+    its product otherwise than the catalog (PRODUCT_MISMATCH); else if any is not in the catalog
+    (UNKNOWN_SKU)."""
     unknown: list[str] = []
-    async with AsyncSession(engine) as session, session.begin():
-        for sku in sorted(arrivals):
-            product = await _receive(session, sku, arrivals[sku])
-            if product is None:
-                unknown.append(sku)
-            else:
-                restocked.append(product)
-        if unknown:
-            named = unknown[:MAX_NAMED_SKUS]
-            more = f" and {len(unknown) - len(named)} more" if len(unknown) > len(named) else ""
-            raise not_found(
-                "UNKNOWN_SKU",
-                f"unknown SKU(s): {', '.join(named)}{more}; a new product needs a name and a price_cents; "
-                "nothing was restocked",
-                skus=",".join(named),
+    for sku in skus:
+        arrival, product = arrivals[sku], catalog.get(sku)
+        if product is None:
+            unknown.append(sku)
+        elif product.received > MAX_STOCK - arrival.units:
+            raise _too_much(sku)
+        elif arrival.name is not None and (product.name, product.price_cents) != (arrival.name, arrival.price_cents):
+            raise failed_precondition(
+                "PRODUCT_MISMATCH",
+                f"{sku} is in the catalog as {product.name!r} at {product.price_cents} cents; a restock does not "
+                "change a product, so give its own name and price or none; nothing was restocked",
+                skus=sku,
             )
-    return RestockSummary(messages, restocked)
+    if unknown:
+        named = unknown[:MAX_NAMED_SKUS]
+        more = f" and {len(unknown) - len(named)} more" if len(unknown) > len(named) else ""
+        raise not_found(
+            "UNKNOWN_SKU",
+            f"unknown SKU(s): {', '.join(named)}{more}; a new product needs a name and a price_cents; "
+            "nothing was restocked",
+            skus=",".join(named),
+        )
 
 
 async def _read(lines: AsyncIterable[RestockLine]) -> tuple[dict[str, _Arrival], int]:
@@ -140,48 +217,6 @@ def _check(line: RestockLine, where: str) -> None:
         )
     if line.price_cents is not None and not 0 <= line.price_cents <= MAX_CENTS:
         raise invalid_argument(f"{where}.price_cents must not be negative", field=f"{where}.price_cents")
-
-
-async def _receive(session: AsyncSession, sku: str, arrival: _Arrival) -> Restocked | None:
-    """Add the units to one product (creating it if the arrival says how); None for an unknown SKU."""
-    if arrival.units > MAX_STOCK:
-        raise _too_much(sku)
-    if arrival.name is not None:
-        added = await session.exec(
-            insert(Product)
-            .values(
-                sku=sku,
-                name=arrival.name,
-                price_cents=arrival.price_cents,
-                available=arrival.units,
-                received=arrival.units,
-            )
-            .on_conflict_do_nothing()
-            .returning(col(Product.sku))
-        )
-        if added.first() is not None:
-            return Restocked(sku, arrival.units, arrival.units, added_to_catalog=True)
-    received = await session.exec(
-        update(Product)
-        .where(col(Product.sku) == sku, col(Product.received) <= MAX_STOCK - arrival.units)
-        .values(available=col(Product.available) + arrival.units, received=col(Product.received) + arrival.units)
-        .returning(col(Product.available), col(Product.name), col(Product.price_cents))
-    )
-    row = received.first()
-    if row is None:
-        exists = (await session.exec(select(Product.sku).where(col(Product.sku) == sku))).first()
-        if exists is None:
-            return None
-        raise _too_much(sku)
-    available, name, price_cents = row
-    if arrival.name is not None and (name, price_cents) != (arrival.name, arrival.price_cents):
-        raise failed_precondition(
-            "PRODUCT_MISMATCH",
-            f"{sku} is in the catalog as {name!r} at {price_cents} cents; a restock does not change a product, "
-            "so give its own name and price or none; nothing was restocked",
-            skus=sku,
-        )
-    return Restocked(sku, arrival.units, available, added_to_catalog=False)
 
 
 def _too_much(sku: str) -> Exception:

@@ -11,7 +11,6 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import catalog, reservations, restocking
-from inventory.models import Product
 from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
@@ -80,7 +79,7 @@ class InventoryServicer:
             ],
         )
 
-    def _product(self, product: Product) -> inventory_pb2.Product:
+    def _product(self, product: catalog.CatalogProduct) -> inventory_pb2.Product:
         return inventory_pb2.Product(
             sku=product.sku,
             name=product.name,

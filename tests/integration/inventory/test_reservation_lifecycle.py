@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.reservations import (
     Confirmation,
+    NoReservation,
     StockGone,
     StockLine,
     confirm_reservation,
+    confirm_reservations,
     expire_reservations,
     release_stock,
     reserve_stock,
@@ -26,6 +28,7 @@ from inventory.settings import InventorySettings
 from inventory.stock_conservation import StockCount, unconserved_stock
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.dead_letters import list_dead_letters, replay_dead_letter
+from orderflow_kit.errors import ServiceError
 from tests.integration.inventory.helpers import (
     acked_through,
     add_product,
@@ -199,7 +202,8 @@ async def test_releasing_a_confirmed_reservation_is_refused_and_reserving_an_exp
 
 
 async def test_stock_is_conserved_after_a_mix_of_every_transition(engine: AsyncEngine) -> None:
-    """Reserve, confirm, release, expire, confirm late, and refusals, racing where they can."""
+    """Reserve, confirm, release, expire, confirm late, and refusals, racing where they can (repeated
+    reserves too: they hold product rows while they wait on the order's reservation row)."""
     skus = [await add_product(engine, stock=20), await add_product(engine, stock=3)]
     orders = [uuid.uuid4() for _ in range(12)]
     reserved = await asyncio.gather(
@@ -214,14 +218,19 @@ async def test_stock_is_conserved_after_a_mix_of_every_transition(engine: AsyncE
     to_confirm, to_release, to_expire, to_confirm_late = more[:2], more[2:3], more[3:5], more[5:]
     await held_since_an_hour(engine, *to_expire, *to_confirm_late)
 
-    await asyncio.gather(
+    outcomes = await asyncio.gather(
         *(confirm_reservation(engine, order_id) for order_id in [*taken, *to_confirm, *to_confirm]),
         *(release_stock(engine, str(order_id)) for order_id in [*to_release, *to_release]),
         expire_reservations(engine, ttl=TTL, limit=1000),
         expire_reservations(engine, ttl=TTL, limit=1000),
+        *(reserve_stock(engine, str(order_id), [StockLine(skus[0], 1)]) for order_id in more),
+        return_exceptions=True,
     )
     late = await confirm_reservation(engine, to_confirm_late[0])
 
+    refusals = {"RESERVATION_RELEASED", "RESERVATION_EXPIRED"}  # of the repeats, after a release or expiry
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert [error for error in failures if not (isinstance(error, ServiceError) and error.code in refusals)] == []
     assert late is Confirmation.CONFIRMED_LATE
     assert await stock_of(engine, *skus) == {
         skus[0]: StockCount(skus[0], received=20, available=15, reserved=0, confirmed=5),
@@ -243,6 +252,83 @@ async def test_a_confirmation_that_cannot_take_the_stock_again_changes_nothing(e
 
     assert await reservation_status(engine, late) == "EXPIRED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=1, available=0, reserved=1, confirmed=0)}
+
+
+async def test_a_batch_confirms_an_order_listed_twice_once(engine: AsyncEngine) -> None:
+    sku = await add_product(engine, stock=10)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    for order_id in (first, second):
+        await reserve_stock(engine, str(order_id), [StockLine(sku, 2)])
+
+    outcomes = await confirm_reservations(engine, [first, second, first])
+
+    assert outcomes == [Confirmation.CONFIRMED, Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED]
+    assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=6, reserved=0, confirmed=4)}
+    assert await confirm_reservations(engine, [second]) == [Confirmation.ALREADY_CONFIRMED]
+
+
+async def test_orders_without_a_reservation_fail_alone_in_a_batch(engine: AsyncEngine) -> None:
+    sku = await add_product(engine, stock=10)
+    before, after, stranger, tombstone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for order_id in (before, after):
+        await reserve_stock(engine, str(order_id), [StockLine(sku, 1)])
+    assert await release_stock(engine, str(tombstone)) is False  # released before it ever reserved
+
+    outcomes = await confirm_reservations(engine, [before, stranger, tombstone, after])
+
+    assert [type(outcome) for outcome in outcomes] == [Confirmation, NoReservation, NoReservation, Confirmation]
+    assert outcomes[0] is outcomes[3] is Confirmation.CONFIRMED
+    assert "has no reservation" in str(outcomes[1])
+    assert "released before it reserved anything" in str(outcomes[2])
+    assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=8, reserved=0, confirmed=2)}
+
+
+async def test_a_late_confirmation_without_stock_fails_alone_and_the_rest_of_its_batch_is_confirmed(
+    engine: AsyncEngine,
+) -> None:
+    scarce, plenty = await add_product(engine, stock=1), await add_product(engine, stock=10)
+    gone, late, on_time = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await reserve_stock(engine, str(gone), [StockLine(scarce, 1), StockLine(plenty, 1)])
+    await reserve_stock(engine, str(late), [StockLine(plenty, 2)])
+    await held_since_an_hour(engine, gone, late)
+    assert {gone, late} <= set(await expire_reservations(engine, ttl=TTL, limit=1000))  # others' may expire too
+    await reserve_stock(engine, str(on_time), [StockLine(scarce, 1)])  # the returned unit is sold again
+
+    outcomes = await confirm_reservations(engine, [gone, late, on_time])
+
+    assert isinstance(outcomes[0], StockGone)
+    assert f"{scarce} (requested 1, available 0)" in str(outcomes[0])
+    assert outcomes[1:] == [Confirmation.CONFIRMED_LATE, Confirmation.CONFIRMED]
+    assert [await reservation_status(engine, order_id) for order_id in (gone, late, on_time)] == [
+        "EXPIRED",
+        "CONFIRMED",
+        "CONFIRMED",
+    ]
+    assert await stock_of(engine, scarce, plenty) == {
+        scarce: StockCount(scarce, received=1, available=0, reserved=0, confirmed=1),
+        plenty: StockCount(plenty, received=10, available=8, reserved=0, confirmed=2),
+    }
+
+
+async def test_batches_racing_over_the_same_orders_confirm_each_once(engine: AsyncEngine) -> None:
+    """Each batch locks its reservations in order id order, whatever order it lists them in, so
+    consumers confirming overlapping batches neither deadlock nor confirm anything twice."""
+    sku = await add_product(engine, stock=100)
+    orders = [uuid.uuid4() for _ in range(40)]
+    for order_id in orders:
+        await reserve_stock(engine, str(order_id), [StockLine(sku, 1)])
+    listings = [orders, orders[::-1], orders[::2], orders[1::2][::-1]]
+
+    batches = await asyncio.gather(*(confirm_reservations(engine, listed) for listed in listings))
+
+    outcomes = [
+        (order_id, outcome)
+        for listed, batch in zip(listings, batches, strict=True)
+        for order_id, outcome in zip(listed, batch, strict=True)
+    ]
+    assert sorted(order_id for order_id, outcome in outcomes if outcome is Confirmation.CONFIRMED) == sorted(orders)
+    assert {outcome for _, outcome in outcomes} == {Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED}
+    assert await stock_of(engine, sku) == {sku: StockCount(sku, received=100, available=60, reserved=0, confirmed=40)}
 
 
 async def test_unconserved_stock_names_a_product_whose_counts_do_not_add_up(engine: AsyncEngine) -> None:

@@ -8,8 +8,9 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inventory.stock_conservation import StockCount
 from orderflow_contracts.inventory.v1 import inventory_pb2
-from tests.integration.inventory.helpers import add_product, available
+from tests.integration.inventory.helpers import add_product, available, stock_of
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 
@@ -21,6 +22,16 @@ def reserve_request(order_id: str, quantities: dict[str, int]) -> inventory_pb2.
 
 def new_order_id() -> str:
     return str(uuid.uuid4())
+
+
+async def waiting_on_locks(engine: AsyncEngine, database: str) -> int:
+    """How many sessions on the database wait for a lock."""
+    async with engine.connect() as connection:
+        count = await connection.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"),
+            {"db": database},
+        )
+    return int(count or 0)
 
 
 async def test_reserve_takes_every_line_at_the_catalog_price(inventory: Any, engine: AsyncEngine) -> None:
@@ -89,25 +100,35 @@ async def test_two_identical_reserves_racing_take_stock_once(
     sku = await add_product(engine, stock=10)
     request = reserve_request(new_order_id(), {sku: 3})
 
-    async def waiting_on_locks() -> int:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"),
-                {"db": database},
-            )
-        return int(count or 0)
-
     async with engine.connect() as blocker:
         await blocker.execute(text("SELECT 1 FROM products WHERE sku = :sku FOR UPDATE"), {"sku": sku})
         first = asyncio.ensure_future(inventory.ReserveStock(request))
-        await eventually(waiting_on_locks, lambda waiting: waiting == 1)
+        await eventually(lambda: waiting_on_locks(engine, database), lambda waiting: waiting == 1)
         second = asyncio.ensure_future(inventory.ReserveStock(request))
-        await eventually(waiting_on_locks, lambda waiting: waiting == 2)
+        await eventually(lambda: waiting_on_locks(engine, database), lambda waiting: waiting == 2)
         await blocker.rollback()
     answers = await asyncio.gather(first, second)
 
     assert answers[0] == answers[1]
     assert await available(engine, sku) == 7
+
+
+async def test_a_reserve_waiting_behind_a_restock_takes_the_restocked_units(
+    inventory: Any, engine: AsyncEngine, database: str
+) -> None:
+    """Stock is judged as the lock finds it, the restock committed, not as it was when the
+    reserve began waiting."""
+    sku = await add_product(engine, stock=0)
+
+    async with engine.connect() as restocking:
+        await restocking.execute(text("UPDATE products SET available = 5, received = 5 WHERE sku = :sku"), {"sku": sku})
+        reserving = asyncio.ensure_future(inventory.ReserveStock(reserve_request(new_order_id(), {sku: 2})))
+        await eventually(lambda: waiting_on_locks(engine, database), lambda waiting: waiting == 1)
+        await restocking.commit()
+    reservation = await reserving
+
+    assert [(line.sku, line.quantity) for line in reservation.lines] == [(sku, 2)]
+    assert await stock_of(engine, sku) == {sku: StockCount(sku, received=5, available=3, reserved=2, confirmed=0)}
 
 
 async def test_release_gives_the_stock_back_once(inventory: Any, engine: AsyncEngine) -> None:
