@@ -332,3 +332,14 @@ async def _why_not_taken(session: AsyncSession, missing: list[StockLine]) -> Ser
 def _and_more(items: Sequence[object]) -> str:
     unnamed = len(items) - MAX_NAMED_SKUS
     return f" and {unnamed} more" if unnamed > 0 else ""
+
+
+async def confirm_reservations(engine: AsyncEngine, orders: Sequence[uuid.UUID]) -> list[Confirmation | PermanentFailure]:
+    """Interim: one transaction per order, until the batch version lands."""
+    results: list[Confirmation | PermanentFailure] = []
+    for order in orders:
+        try:
+            results.append(await confirm_reservation(engine, order))
+        except PermanentFailure as failure:
+            results.append(failure)
+    return results
