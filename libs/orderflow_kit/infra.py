@@ -393,6 +393,9 @@ class PostgresServer(EmbeddedServer):
             # every write), only a crash of the whole machine could. Restarts and checkpoints stay
             # fast on a busy disk.
             *("-c", "fsync=off"),
+            # Each service opens its whole pool at start (orderflow_kit.db); test suites run
+            # several pipelines, replicas included, against one server.
+            *("-c", "max_connections=500"),
         ]
 
     def stop(self, timeout: float = 60.0) -> None:
