@@ -334,7 +334,9 @@ def _and_more(items: Sequence[object]) -> str:
     return f" and {unnamed} more" if unnamed > 0 else ""
 
 
-async def confirm_reservations(engine: AsyncEngine, orders: Sequence[uuid.UUID]) -> list[Confirmation | PermanentFailure]:
+async def confirm_reservations(
+    engine: AsyncEngine, orders: Sequence[uuid.UUID]
+) -> list[Confirmation | PermanentFailure]:
     """Interim: one transaction per order, until the batch version lands."""
     results: list[Confirmation | PermanentFailure] = []
     for order in orders:
