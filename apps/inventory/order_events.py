@@ -1,28 +1,34 @@
 """Inventory's OrderCreated consumer: the kit's durable JetStream consumer
-(orderflow_kit.jetstream_consumer: ack after the handler, retries with backoff, dead letters) with
-one handler: the order exists, so its reservation is confirmed (reservations.confirm_reservation).
+(orderflow_kit.jetstream_consumer: batches, ack after the handler, retries with backoff, dead
+letters) with one handler: the batch's orders exist, so their reservations are confirmed
+(reservations.confirm_reservations), in one transaction.
 
 Its own durable consumer (ORDERFLOW_INVENTORY_CONSUMER, default "inventory"), its own dead
 letters (dlq.inventory.orders.created). Confirming is idempotent, so redeliveries, duplicate
 publishes and replays need no dedupe table here."""
 
 import asyncio
+from collections.abc import Sequence
 
-import structlog
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.reservations import confirm_reservation
+from inventory.reservations import confirm_reservations
 from inventory.settings import InventorySettings
-from orderflow_contracts.events import read_order_created
-from orderflow_kit.jetstream_consumer import Handler, consume
+from orderflow_contracts.events import OrderCreated, read_order_created
+from orderflow_kit.jetstream_consumer import Handler, Result, consume, read_each
 
 
 def confirming_reservations(engine: AsyncEngine) -> Handler:
-    async def handle(message: Msg) -> str:
-        order = read_order_created(message.headers, message.data).order
-        structlog.contextvars.bind_contextvars(order_id=str(order.order_id))
-        return (await confirm_reservation(engine, order.order_id)).value
+    async def handle(messages: Sequence[Msg]) -> list[Result]:
+        events = read_each(messages, read_order_created)
+        orders = [event.order.order_id for event in events if isinstance(event, OrderCreated)]
+        confirmed = iter(await confirm_reservations(engine, orders))
+        results: list[Result] = []
+        for event in events:
+            result = event if isinstance(event, Exception) else next(confirmed)
+            results.append(result if isinstance(result, Exception) else result.value)
+        return results
 
     return handle
 

@@ -34,7 +34,8 @@ class InventorySettings(Settings):
     # stream (confirming is idempotent); "new" only sees events published after it exists.
     inventory_deliver_policy: Literal["all", "new"] = "all"
     inventory_max_deliver: int = Field(default=5, ge=1)
-    inventory_batch_size: int = Field(default=10, ge=1)
+    # The most events one batch (one transaction) holds.
+    inventory_batch_size: int = Field(default=100, ge=1)
     # Bounds each step of handling one event: the database transaction, and the dead-letter publish.
     inventory_handler_timeout_seconds: float = Field(default=10.0, gt=0)
     # The broker redelivers an unacked message after this; must exceed the handler's worst case.

@@ -1,26 +1,33 @@
 """What happens to an order in loyalty: its OrderCreated event earns the customer one point per
 whole currency unit of the order total, exactly once; and anyone may read a customer's balance.
 
-Exactly once = the dedupe row (keyed by the event's ce-id), the ledger entry and the balance change
-commit in ONE transaction, and the consumer acks the message only after that commit.
+Exactly once = the dedupe rows (keyed by the events' ce-ids), the ledger entries and the balance
+changes commit in ONE transaction, and the consumer acks the messages only after that commit.
 
-Either way the caller learns what the event earned: the ledger entry keeps the balance right
+Events come in batches (the consumer's, see orderflow_kit.jetstream_consumer), and a batch is one
+transaction of four statements, however many events it holds: claim every event id at once
+(dedupe), add each customer's points to its balance, write one ledger entry per event, and read
+the earlier awards of the events that were processed before.
+
+Either way the caller learns what each event earned: the ledger entry keeps the balance right
 after it, so an event processed before is answered exactly as the first time (the consumer
 announces it again, see announcing_points)."""
 
+import dataclasses
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy.exc
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
-from loyalty.dedupe import claim_event
-from loyalty.models import Balance, LedgerEntry
+from loyalty.dedupe import claim_events
+from loyalty.models import Balance
 from orderflow_contracts.events import MAX_POINTS, OrderCreated
 from orderflow_contracts.identifiers import is_customer_id
 from orderflow_kit.errors import invalid_argument, unavailable
@@ -59,68 +66,122 @@ def points_for(total_cents: int) -> int:
     return total_cents // CENTS_PER_POINT
 
 
-async def award_points(engine: AsyncEngine, event: OrderCreated) -> Award:
-    """Award the order's points unless this event id was processed before; one transaction.
-    A balance that would pass the largest storable number refuses the award for good (retrying
-    cannot help): nothing is written, and the event is dead-lettered with that reason."""
+async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> list[Award]:
+    """Award each event's points unless its event id was processed before (also earlier in the
+    same batch); one transaction for the batch, one Award per event, in order.
+
+    A balance that would pass the largest storable number refuses the whole batch for good
+    (PermanentFailure): nothing is written. The consumer then awards each event alone, so only
+    the event that overflows is dead-lettered, with that reason."""
+    if not events:
+        return []
     try:
-        return await _award(engine, event)
+        async with engine.begin() as connection:
+            return await _award(connection, events)
     except sqlalchemy.exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
             raise
-        raise PermanentFailure(
-            f"customer {event.order.customer_id}'s balance would exceed {MAX_POINTS} points"
-        ) from error
+        customers = ", ".join(sorted({event.order.customer_id for event in events}))
+        raise PermanentFailure(f"the balance of customer {customers} would exceed {MAX_POINTS} points") from error
 
 
-async def _award(engine: AsyncEngine, event: OrderCreated) -> Award:
-    order = event.order
-    points = points_for(order.total_cents)
-    async with engine.begin() as connection:
-        if not await claim_event(connection, event.event_id):
-            return await _earlier_award(connection, event.event_id)
-        new_balance = insert(Balance).values(customer_id=order.customer_id, points=points, orders_awarded=1)
-        balance_after: int = (
+_ADD_TO_BALANCES = text(
+    """
+    INSERT INTO balances (customer_id, points, orders_awarded)
+    SELECT * FROM unnest(CAST(:customer_ids AS text[]), CAST(:points AS bigint[]), CAST(:orders AS bigint[]))
+    ON CONFLICT (customer_id) DO UPDATE
+    SET points = balances.points + excluded.points, orders_awarded = balances.orders_awarded + excluded.orders_awarded
+    RETURNING customer_id, points
+    """
+)
+_WRITE_LEDGER = text(
+    """
+    INSERT INTO ledger (customer_id, order_id, event_id, points, balance_after)
+    SELECT * FROM unnest(
+        CAST(:customer_ids AS text[]), CAST(:order_ids AS uuid[]), CAST(:event_ids AS text[]),
+        CAST(:points AS bigint[]), CAST(:balances_after AS bigint[])
+    )
+    RETURNING event_id, created_at
+    """
+)
+_EARLIER_AWARDS = text(
+    """
+    SELECT event_id, order_id, customer_id, points, balance_after, created_at
+    FROM ledger WHERE event_id = ANY(CAST(:event_ids AS text[]))
+    """
+)
+
+
+async def _award(connection: AsyncConnection, events: Sequence[OrderCreated]) -> list[Award]:
+    claimed = await claim_events(connection, [event.event_id for event in events])
+    first_copies: dict[str, OrderCreated] = {}
+    for event in events:
+        if event.event_id in claimed:
+            first_copies.setdefault(event.event_id, event)
+    new = list(first_copies.values())
+    awards = await _award_new(connection, new) if new else {}
+    earlier = [event.event_id for event in events if event.event_id not in awards]
+    if earlier:
+        for row in await connection.execute(_EARLIER_AWARDS, {"event_ids": earlier}):
+            awards[row.event_id] = Award(Outcome.DUPLICATE, *row[1:])
+    answers = []
+    for event in events:
+        award = awards[event.event_id]
+        if first_copies.pop(event.event_id, None) is None and award.outcome is Outcome.AWARDED:
+            award = dataclasses.replace(award, outcome=Outcome.DUPLICATE)  # a second copy in this batch
+        answers.append(award)
+    return answers
+
+
+async def _award_new(connection: AsyncConnection, events: list[OrderCreated]) -> dict[str, Award]:
+    """Add up each customer's points (customers in one order everywhere, so that concurrent
+    batches lock their balances in the same order), then give each event its balance right after it."""
+    earned: dict[str, int] = defaultdict(int)
+    counted: dict[str, int] = defaultdict(int)
+    for event in events:
+        earned[event.order.customer_id] += points_for(event.order.total_cents)
+        counted[event.order.customer_id] += 1
+    customers = sorted(earned)
+    totals: dict[str, int] = dict(
+        (
             await connection.execute(
-                new_balance.on_conflict_do_update(
-                    index_elements=[col(Balance.customer_id)],
-                    set_={
-                        "points": col(Balance.points) + new_balance.excluded.points,
-                        "orders_awarded": col(Balance.orders_awarded) + 1,
-                    },
-                ).returning(col(Balance.points))
+                _ADD_TO_BALANCES,
+                {
+                    "customer_ids": customers,
+                    "points": [earned[customer] for customer in customers],
+                    "orders": [counted[customer] for customer in customers],
+                },
             )
-        ).scalar_one()
-        awarded_at: datetime = (
-            await connection.execute(
-                insert(LedgerEntry)
-                .values(
-                    customer_id=order.customer_id,
-                    order_id=order.order_id,
-                    event_id=event.event_id,
-                    points=points,
-                    balance_after=balance_after,
-                )
-                .returning(col(LedgerEntry.created_at))
-            )
-        ).scalar_one()
-    return Award(Outcome.AWARDED, order.order_id, order.customer_id, points, balance_after, awarded_at)
-
-
-async def _earlier_award(connection: AsyncConnection, event_id: str) -> Award:
-    """The ledger entry the event wrote when it was first processed (same transaction as its dedupe row)."""
-    entry = (
-        await connection.execute(
-            select(
-                col(LedgerEntry.order_id),
-                col(LedgerEntry.customer_id),
-                col(LedgerEntry.points),
-                col(LedgerEntry.balance_after),
-                col(LedgerEntry.created_at),
-            ).where(col(LedgerEntry.event_id) == event_id)
+        ).all()
+    )
+    # Each customer's balance before this batch, then after each of its events in turn.
+    running = {customer: totals[customer] - earned[customer] for customer in customers}
+    balances_after = []
+    for event in events:
+        running[event.order.customer_id] += points_for(event.order.total_cents)
+        balances_after.append(running[event.order.customer_id])
+    written = await connection.execute(
+        _WRITE_LEDGER,
+        {
+            "customer_ids": [event.order.customer_id for event in events],
+            "order_ids": [event.order.order_id for event in events],
+            "event_ids": [event.event_id for event in events],
+            "points": [points_for(event.order.total_cents) for event in events],
+            "balances_after": balances_after,
+        },
+    )
+    awarded_at: dict[str, datetime] = dict(written.all())
+    return {
+        event.event_id: Award(
+            Outcome.AWARDED,
+            event.order.order_id,
+            event.order.customer_id,
+            points_for(event.order.total_cents),
+            balance_after,
+            awarded_at[event.event_id],
         )
-    ).one()
-    return Award(Outcome.DUPLICATE, *entry)
+        for event, balance_after in zip(events, balances_after, strict=True)
+    }
 
 
 async def get_balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:

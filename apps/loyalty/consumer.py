@@ -1,31 +1,37 @@
 """Loyalty's OrderCreated consumer: the kit's durable JetStream consumer
-(orderflow_kit.jetstream_consumer: ack after the handler, retries with backoff, dead letters) with
-one handler: award the order's points (awarding_points), once per event, then announce them
-(announcing_points) before the ack, on the consumer's own connection."""
+(orderflow_kit.jetstream_consumer: batches, ack after the handler, retries with backoff, dead
+letters) with one handler: award the batch's points (awarding_points), once per event, then
+announce them (announcing_points) before the ack, on the consumer's own connection."""
 
 import asyncio
+from collections.abc import Sequence
 
-import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.announcing_points import announce
-from loyalty.awarding_points import award_points
+from loyalty.awarding_points import Award, award_points
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.events import read_order_created
-from orderflow_kit.jetstream_consumer import Handler, HandlerFactory, consume_and_publish
+from orderflow_contracts.events import OrderCreated, read_order_created
+from orderflow_kit.jetstream_consumer import Handler, HandlerFactory, Result, consume_and_publish, read_each
 
 
 def awarding_points(engine: AsyncEngine) -> HandlerFactory:
     def handler(js: JetStreamContext) -> Handler:
-        async def handle(message: Msg) -> str:
-            event = read_order_created(message.headers, message.data)
-            structlog.contextvars.bind_contextvars(order_id=str(event.order.order_id))
-            award = await award_points(engine, event)
+        async def handle(messages: Sequence[Msg]) -> list[Result]:
+            events = read_each(messages, read_order_created)
+            awards = iter(await award_points(engine, [event for event in events if isinstance(event, OrderCreated)]))
+            results = [event if isinstance(event, Exception) else next(awards) for event in events]
             # Also for a duplicate: the first delivery may have committed and died before this.
-            await announce(js, award, message.headers)
-            return award.outcome.value
+            await asyncio.gather(
+                *(
+                    announce(js, award, message.headers)
+                    for message, award in zip(messages, results, strict=True)
+                    if isinstance(award, Award)
+                )
+            )
+            return [result if isinstance(result, Exception) else result.outcome.value for result in results]
 
         return handle
 

@@ -7,28 +7,33 @@ nothing, and an event whose transaction rolled back is processed again in full.
 A row is needed only as long as a copy of its event can still arrive: housekeeping purges rows
 older than the dedupe retention, which the settings check is longer than that horizon."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from loyalty.models import ProcessedEvent
 from orderflow_kit.housekeeping import Retention
 
+_CLAIM = text(
+    """
+    INSERT INTO processed_events (event_id) SELECT unnest(CAST(:event_ids AS text[]))
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
 
-async def claim_event(connection: AsyncConnection, event_id: str) -> bool:
-    """Record `event_id` in the caller's transaction; False when it was processed before.
+
+async def claim_events(connection: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    """Record every id of `event_ids` in the caller's transaction, in one statement; the ones
+    returned are new, the others were processed before (or appear twice in `event_ids`).
 
     A concurrent transaction claiming the same id waits on the row lock and then sees the
     conflict (or claims it, if the first one rolled back)."""
-    claimed = await connection.scalar(
-        insert(ProcessedEvent)
-        .values(event_id=event_id)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(col(ProcessedEvent.event_id))
-    )
-    return claimed is not None
+    claimed = await connection.scalars(_CLAIM, {"event_ids": list(event_ids)})
+    return set(claimed)
 
 
 def expired_claims(keep: timedelta) -> Retention:

@@ -18,7 +18,8 @@ class LoyaltySettings(Settings):
     # keeps its position.
     loyalty_deliver_policy: Literal["all", "new"] = "all"
     loyalty_max_deliver: int = Field(default=5, ge=1)
-    loyalty_batch_size: int = Field(default=10, ge=1)
+    # The most events one batch (one transaction) holds.
+    loyalty_batch_size: int = Field(default=100, ge=1)
     # Bounds each step of handling one event: the database transaction, and the dead-letter publish.
     loyalty_handler_timeout_seconds: float = Field(default=10.0, gt=0)
     # The broker redelivers an unacked message after this; must exceed the handler's worst case.

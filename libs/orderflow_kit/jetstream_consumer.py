@@ -1,34 +1,41 @@
 """The durable JetStream pull consumer every orderflow service uses: a service supplies a handler
-(what one message means to it), this module does the rest, the same way for everyone. A handler
-that publishes gets the consumer's own JetStream context (`consume_and_publish`).
+(what a batch of messages means to it), this module does the rest, the same way for everyone. A
+handler that publishes gets the consumer's own JetStream context (`consume_and_publish`).
 
-Per message: run the handler, bounded by `handler_timeout_seconds`; when it returns, ack, and
-log one line with the outcome it returned. When it raises, `failures.classify` decides:
+Messages come in batches: one pull (FastStream's `PullSub(batch_size=...)`) takes whatever the
+stream holds, up to `batch_size`, waiting at most `batch_window_seconds` (20 ms) for it, so a lone
+message is never held back long; `PullBatches` hands the messages of one pull to the handler
+together. The handler does the whole batch in one transaction and returns one result per message:
+its outcome, or the exception that message failed with. Then, per message: ack a success (after
+the commit, as the handler returned), and for a failure `failures.classify` decides:
 
 - PERMANENT: dead-letter at once (orderflow_kit.dead_letters), then ack;
 - anything else: NAK with a growing delay (`failures.retry_delay`) until the last delivery
   (max_deliver), which is dead-lettered as exhausted, then acked.
 
+When the handler raises instead, the whole batch failed. A dependency outage (the database is
+away) is every message's failure: each is retried as it would have been alone. Anything else may
+be one message's fault (a poison message aborting the transaction, or hanging it): each message is
+then handled again alone, so a poison message is dead-lettered alone and its neighbours go through.
+
 A dead letter is acked only once the broker has stored it; if storing fails, the message stays
 unacked and comes back after ack_wait. So nothing is lost, and a bad message never holds up the
 ones behind it. Every message logs exactly one line: `event consumed` with the outcome (the
-handler's, or `retry` / `dead-lettered`), the consumer, ce_id, stream_seq, deliveries, the
-request id that created the event, and whatever the handler bound with
-`structlog.contextvars.bind_contextvars` (FastStream runs each message in a task of its own, so
-those end with the message).
+handler's, or `retry` / `dead-lettered`), the consumer, ce_id, ce_subject, stream_seq, deliveries,
+and the request id that created the event.
 
 FastStream traps handled here: its default handler policy (REJECT_ON_ERROR) would TERM a message
-on any exception, never to be redelivered, so the handler acks and NAKs itself (AckPolicy.MANUAL)
-and lets no error escape; it must not decode the body either (a body that is not JSON would fail
-before the handler could dead-letter it); and an existing durable consumer is reused with its old
-settings unless it is updated (`ensure_consumer`)."""
+on any exception, never to be redelivered, so the consumer acks and NAKs each message itself
+(AckPolicy.MANUAL) and lets no error escape; it must not decode the bodies either (a body that is
+not JSON would fail before the handler could dead-letter it); and an existing durable consumer is
+reused with its old settings unless it is updated (`ensure_consumer`)."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -43,13 +50,11 @@ from nats.js.errors import NotFoundError
 from orderflow_contracts.cloudevents import REQUEST_ID
 from orderflow_kit import faults
 from orderflow_kit.dead_letters import Failed, Reason, publish_dead_letter
-from orderflow_kit.failures import Failure, classify, describe, error_class, retry_delay
+from orderflow_kit.failures import PERMANENT_ERRORS, Failure, classify, describe, error_class, retry_delay
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, ensure_streams
 
 log = structlog.get_logger()
 
-# How long one pull waits for messages before asking again.
-FETCH_TIMEOUT_SECONDS = 5.0
 # How long to wait between attempts to reach NATS when the consumer starts while it is down.
 CONNECT_RETRY_SECONDS = 1.0
 # First failures remembered per consumer (see FirstFailures); far more than ever fail at once.
@@ -65,9 +70,14 @@ NATS_UNREACHABLE: tuple[type[Exception], ...] = (
     nats.js.errors.ServiceUnavailableError,
 )
 
-# Handles one message and returns its outcome for the log line ("awarded", "duplicate", ...).
-# Raising is how it fails: see the module docstring for what happens then.
-Handler = Callable[[Msg], Awaitable[str]]
+# One message's result: its outcome for the log line ("awarded", "duplicate", ...), or the
+# exception it failed with.
+Result = str | Exception
+# Handles a batch of messages (in stream order) and returns one result per message, in the same
+# order. Raising fails the whole batch: see the module docstring for what happens then.
+Handler = Callable[[Sequence[Msg]], Awaitable[Sequence[Result]]]
+T = TypeVar("T")
+
 # Makes the handler once the consumer is connected, from the consumer's own JetStream context: a
 # handler that publishes (before its message is acked) does so on the connection it consumes from.
 HandlerFactory = Callable[[JetStreamContext], Handler]
@@ -90,7 +100,10 @@ class ConsumerSpec:
     ack_wait_seconds: float
     retry_base_seconds: float
     retry_max_seconds: float
-    batch_size: int = 10
+    # The most messages one batch (one transaction) holds, and the longest one pull waits for
+    # messages: a lone message waits at most this, and an idle consumer pulls this often.
+    batch_size: int = 100
+    batch_window_seconds: float = 0.02
     # The streams' duplicate window, should this consumer be the one that creates them.
     duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
 
@@ -104,6 +117,18 @@ class ConsumerSpec:
             )
         if self.max_deliver < 1:
             raise ValueError(f"max_deliver must be at least 1, got {self.max_deliver}")
+
+
+def read_each(messages: Sequence[Msg], read: Callable[[dict[str, str] | None, bytes], T]) -> list[T | Exception]:
+    """Each message as `read` reads it, or the permanent error that makes it unreadable: that
+    message's result, which fails it alone, not the batch."""
+    readings: list[T | Exception] = []
+    for message in messages:
+        try:
+            readings.append(read(message.headers, message.data))
+        except PERMANENT_ERRORS as error:
+            readings.append(error)
+    return readings
 
 
 def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
@@ -162,8 +187,8 @@ class FirstFailures:
         self._first.pop(message.metadata.sequence.stream, None)
 
 
-class MessageHandling:
-    """Applies the handler's result, or the classification of its failure, to the broker."""
+class BatchHandling:
+    """Runs the handler on a batch, then applies each message's result to the broker."""
 
     def __init__(self, spec: ConsumerSpec, handler: Handler, js: JetStreamContext) -> None:
         self._spec = spec
@@ -171,73 +196,154 @@ class MessageHandling:
         self._js = js
         self._first_failures = FirstFailures()
 
-    async def handle(self, message: NatsMessage) -> None:
-        """Ack, NAK or dead-letter-then-ack every message; log one line saying which."""
-        raw: Msg = message.raw_message
-        metadata = raw.metadata
-        headers = raw.headers or {}
-        structlog.contextvars.bind_contextvars(
-            consumer=self._spec.durable,
-            ce_id=headers.get("ce-id"),
-            # The request that created the event, so one id follows it from the gateway to here.
-            request_id=headers.get(REQUEST_ID),
-            stream_seq=metadata.sequence.stream,
-            deliveries=metadata.num_delivered,
+    async def handle(self, batch: list[Msg]) -> None:
+        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each."""
+        results = await self._results(batch)
+        settled = await asyncio.gather(
+            *(self._settle(one, result) for one, result in zip(batch, results, strict=True)), return_exceptions=True
         )
+        for one, outcome in zip(batch, settled, strict=True):
+            if isinstance(outcome, BaseException):
+                # Left unacked: the broker redelivers it after ack_wait.
+                log.error("event not settled", **_described(self._spec, one), error=str(outcome))
+
+    async def _results(self, batch: list[Msg]) -> list[Result]:
+        """Each message's result; a delivery the `consumer_fail_first` fault flag fails never reaches the handler."""
+        results: list[Result | None] = [self._injected_failure(one) for one in batch]
+        to_handle = [index for index, result in enumerate(results) if result is None]
+        if to_handle:
+            handled = await self._run([batch[index] for index in to_handle])
+            for index, result in zip(to_handle, handled, strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    async def _run(self, messages: list[Msg]) -> list[Result]:
         try:
-            if faults.should_fail_attempt(self._spec.durable, metadata.num_delivered):
-                raise faults.InjectedFailure(f"consumer_fail_first: delivery {metadata.num_delivered} fails on purpose")
             async with asyncio.timeout(self._spec.handler_timeout_seconds):
-                outcome = await self._handler(raw)
+                results = list(await self._handler(messages))
         except Exception as error:
-            await self._handle_failure(message, error)
+            if len(messages) == 1:
+                return [error]
+            if classify(error) is Failure.DEPENDENCY and not isinstance(error, TimeoutError):
+                return [error] * len(messages)
+            return await self._run_alone(messages)
+        if len(results) != len(messages):
+            raise RuntimeError(f"the handler answered {len(results)} results for {len(messages)} messages")
+        return results
+
+    async def _run_alone(self, messages: list[Msg]) -> list[Result]:
+        """Find the message that failed its batch: handle each alone, telling the broker the others
+        are still in progress, so that handling them one by one never outlasts their ack_wait."""
+        results: list[Result] = []
+        for index, one in enumerate(messages):
+            await asyncio.gather(*(waiting.in_progress() for waiting in messages[index:]))
+            results.extend(await self._run([one]))
+        return results
+
+    def _injected_failure(self, message: Msg) -> Exception | None:
+        deliveries = message.metadata.num_delivered
+        if faults.should_fail_attempt(self._spec.durable, deliveries):
+            return faults.InjectedFailure(f"consumer_fail_first: delivery {deliveries} fails on purpose")
+        return None
+
+    async def _settle(self, message: Msg, result: Result) -> None:
+        if isinstance(result, Exception):
+            await self._handle_failure(message, result)
             return
         await message.ack()
-        self._first_failures.forget(raw)
-        log.info("event consumed", outcome=outcome)
+        self._first_failures.forget(message)
+        log.info("event consumed", **_described(self._spec, message), outcome=result)
 
-    async def _handle_failure(self, message: NatsMessage, error: Exception) -> None:
+    async def _handle_failure(self, message: Msg, error: Exception) -> None:
         """The classification lives in `failures`; this applies it to the broker."""
-        raw: Msg = message.raw_message
-        first_failure_at = self._first_failures.failed(raw)
+        first_failure_at = self._first_failures.failed(message)
         failure = classify(error)
         if failure is Failure.PERMANENT:
             failed = Failed(Reason.PERMANENT, describe(error), error_class(error), first_failure_at)
             await self._dead_letter(message, failed)
-        elif raw.metadata.num_delivered < self._spec.max_deliver:
+        elif message.metadata.num_delivered < self._spec.max_deliver:
             await self._retry_later(message, error, failure)
         else:
             last_error = f"max_deliver ({self._spec.max_deliver}) exhausted; last error: {describe(error)}"
             await self._dead_letter(message, Failed(Reason.EXHAUSTED, last_error, error_class(error), first_failure_at))
 
-    async def _retry_later(self, message: NatsMessage, error: Exception, failure: Failure) -> None:
+    async def _retry_later(self, message: Msg, error: Exception, failure: Failure) -> None:
         spec = self._spec
-        delay = retry_delay(message.raw_message.metadata.num_delivered, spec.retry_base_seconds, spec.retry_max_seconds)
-        await message.nack(delay=delay)
+        delay = retry_delay(message.metadata.num_delivered, spec.retry_base_seconds, spec.retry_max_seconds)
+        await message.nak(delay=delay)
         log.warning(
             "event consumed",
+            **_described(spec, message),
             outcome="retry",
             error=describe(error),
             error_class=error_class(error),
             retry_in_seconds=round(delay, 3),
             # An outage is expected and needs no traceback; anything else is a bug to see.
-            exc_info=failure is Failure.UNFORESEEN,
+            exc_info=error if failure is Failure.UNFORESEEN else False,
         )
 
-    async def _dead_letter(self, message: NatsMessage, failed: Failed) -> None:
+    async def _dead_letter(self, message: Msg, failed: Failed) -> None:
         """Store it in DEAD_LETTERS, then ack: it no longer holds up the messages behind it. If the
         store fails, the exception leaves the message unacked and the broker redelivers it."""
-        raw: Msg = message.raw_message
-        await publish_dead_letter(self._js, raw, consumer=self._spec.durable, failed=failed)
+        await publish_dead_letter(self._js, message, consumer=self._spec.durable, failed=failed)
         await message.ack()
-        self._first_failures.forget(raw)
+        self._first_failures.forget(message)
         log.warning(
             "event consumed",
+            **_described(self._spec, message),
             outcome="dead-lettered",
             reason=failed.reason.value,
             error=failed.error,
             error_class=failed.error_class,
         )
+
+
+class PullBatches:
+    """FastStream hands the messages of one pull over one by one, each in a task of its own, all
+    started together. The first to arrive lets the event loop turn until a turn brings no sibling
+    (they all run the same steps to get here), then runs them as one batch; the others wait for
+    that batch to be settled.
+
+    (FastStream's own `PullSub(batch=True)` keeps pulling until the batch is full or its timeout
+    has passed: a lone message would wait for the whole timeout, and with a short one, nats-py
+    2.16 loses deliveries to redelivery after ack_wait.)"""
+
+    def __init__(self, run: Callable[[list[Msg]], Awaitable[None]]) -> None:
+        self._run = run
+        self._joining: list[Msg] | None = None
+        self._settled: asyncio.Future[None] | None = None
+
+    async def add(self, message: NatsMessage) -> None:
+        if self._joining is not None and self._settled is not None:
+            self._joining.append(message.raw_message)
+            await asyncio.shield(self._settled)
+            return
+        self._joining = batch = [message.raw_message]
+        self._settled = settled = asyncio.get_running_loop().create_future()
+        joined = 0
+        while joined < len(batch):  # the other messages of the same pull join meanwhile
+            joined = len(batch)
+            await asyncio.sleep(0)
+        self._joining = self._settled = None
+        try:
+            await self._run(batch)
+        finally:
+            settled.set_result(None)
+
+
+def _described(spec: ConsumerSpec, message: Msg) -> dict[str, object]:
+    """What every log line about a consumed message says of it."""
+    headers = message.headers or {}
+    metadata = message.metadata
+    return {
+        "consumer": spec.durable,
+        "ce_id": headers.get("ce-id"),
+        "ce_subject": headers.get("ce-subject"),
+        # The request that created the event, so one id follows it from the gateway to here.
+        "request_id": headers.get(REQUEST_ID),
+        "stream_seq": metadata.sequence.stream,
+        "deliveries": metadata.num_delivered,
+    }
 
 
 async def consume(
@@ -293,10 +399,10 @@ async def consume_and_publish(
             stream=JStream(spec.stream, declare=False),
             durable=spec.durable,
             config=consumer_config(spec),
-            pull_sub=PullSub(batch_size=spec.batch_size, timeout=FETCH_TIMEOUT_SECONDS),
+            pull_sub=PullSub(batch_size=spec.batch_size, timeout=spec.batch_window_seconds),
             ack_policy=AckPolicy.MANUAL,
             decoder=_undecoded,
-        )(MessageHandling(spec, handler_for(js), js).handle)
+        )(PullBatches(BatchHandling(spec, handler_for(js), js).handle).add)
         await broker.start()
         _raise_if_cancelled()
         log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)

@@ -3,7 +3,7 @@ handler of the test's own: what it does when NATS is away at start, and with a P
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 
@@ -18,7 +18,7 @@ from orderflow_kit.dead_letters import list_dead_letters
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.faults import FAULTS_ENV
 from orderflow_kit.infra import Infrastructure
-from orderflow_kit.jetstream_consumer import ConsumerSpec, consume
+from orderflow_kit.jetstream_consumer import BatchHandling, ConsumerSpec, Result, consume, ensure_consumer
 from tests.support.jetstream import jetstream
 from tests.support.outages import Outage
 from tests.support.polling import eventually
@@ -46,18 +46,28 @@ async def js(infra: Infrastructure, spec: ConsumerSpec) -> AsyncIterator[JetStre
 
 
 class Recorder:
-    """A handler that records the ce-ids it handled, and refuses those in `refused` for good."""
+    """A batch handler that records the ce-ids it handled, and refuses those in `refused` for good.
+    A message in `poison` fails its whole batch, as one that aborts the batch's transaction would."""
 
-    def __init__(self, refused: frozenset[str] = frozenset()) -> None:
+    def __init__(self, refused: frozenset[str] = frozenset(), poison: frozenset[str] = frozenset()) -> None:
         self.handled: list[str] = []
+        self.batches: list[list[str]] = []
         self._refused = refused
+        self._poison = poison
 
-    async def __call__(self, message: Msg) -> str:
-        event_id = (message.headers or {}).get("ce-id", "")
-        if event_id in self._refused:
-            raise PermanentFailure(f"event {event_id} can never be handled here")
-        self.handled.append(event_id)
-        return "recorded"
+    async def __call__(self, messages: Sequence[Msg]) -> list[Result]:
+        event_ids = [(message.headers or {}).get("ce-id", "") for message in messages]
+        self.batches.append(event_ids)
+        if self._poison.intersection(event_ids):
+            raise RuntimeError("the batch's transaction was aborted")
+        results: list[Result] = []
+        for event_id in event_ids:
+            if event_id in self._refused:
+                results.append(PermanentFailure(f"event {event_id} can never be handled here"))
+            else:
+                self.handled.append(event_id)
+                results.append("recorded")
+        return results
 
 
 def event() -> CloudEvent:
@@ -169,3 +179,28 @@ async def test_a_consumer_stopped_while_it_starts_stops_at_once(
 
     assert done, "the consumer did not stop"
     assert task.cancelled()
+
+
+async def test_a_message_that_fails_its_whole_batch_is_found_and_fails_alone(
+    spec: ConsumerSpec, js: JetStreamContext
+) -> None:
+    """One pull of five real messages is one batch; one of them aborts the batch (an unforeseen
+    error), so each is handled again alone: the others are handled and acked, and only the poison
+    one is left to be retried."""
+    sent = [event() for _ in range(5)]
+    poison = sent[2]
+    recorder = Recorder(poison=frozenset({poison.id}))
+    await ensure_consumer(js, spec)
+    for published in sent:
+        await publish(js, published)
+    pull = await js.pull_subscribe_bind(consumer=spec.durable, stream=ORDERS_STREAM)
+    batch = await pull.fetch(len(sent), timeout=5)
+
+    await BatchHandling(spec, recorder, js).handle(batch)
+
+    assert recorder.batches[0] == [published.id for published in sent]
+    assert recorder.batches[1:] == [[published.id] for published in sent]
+    assert recorder.handled == [published.id for published in sent if published is not poison]
+    info = await js.consumer_info(ORDERS_STREAM, spec.durable)
+    assert info.num_ack_pending == 1  # the others acked; the poison one NAKed, to come back after its delay
+    assert await list_dead_letters(js, subject=f"dlq.{spec.durable}.>") == []

@@ -55,13 +55,15 @@ def order_created(
     traceparent: str | None = None,
 ) -> CloudEvent:
     """An OrderCreated CloudEvent with a fresh ce-id (and `body` instead of a valid payload, if given)."""
-    data = body if body is not None else json.dumps(order_created_payload(customer_id, total_cents)).encode()
+    payload = order_created_payload(customer_id, total_cents)
+    data = body if body is not None else json.dumps(payload).encode()
     return CloudEvent(
         id=str(uuid.uuid4()),
         type=event_type,
         source="tests/loyalty",
         time=datetime.now(UTC),
         data=data,
+        subject=str(payload["order_id"]),
         extensions={TRACEPARENT: traceparent} if traceparent else {},
     )
 

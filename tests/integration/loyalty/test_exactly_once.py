@@ -62,7 +62,7 @@ async def test_an_award_that_would_overflow_the_balance_is_refused_for_good_and_
     event = order_created(customer, total_cents=1000)
 
     with pytest.raises(PermanentFailure, match="would exceed"):
-        await award_points(engine, read_order_created(event.to_headers(), event.data))
+        await award_points(engine, [read_order_created(event.to_headers(), event.data)])
 
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (MAX_POINTS - 5, 1)
@@ -104,7 +104,7 @@ async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
 
     crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
     [message] = await crashed.fetch(1, timeout=TIMEOUT)
-    award = await award_points(engine, read_order_created(message.headers, message.data))
+    [award] = await award_points(engine, [read_order_created(message.headers, message.data)])
     assert award.outcome is Outcome.AWARDED
     await crashed.unsubscribe()  # committed, never acked
 

@@ -126,7 +126,7 @@ async def test_an_award_committed_before_a_crash_is_announced_by_the_redelivery(
     ack = await publish(js, event)
     crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
     [message] = await crashed.fetch(1, timeout=TIMEOUT)
-    award = await award_points(engine, read_order_created(message.headers, message.data))
+    [award] = await award_points(engine, [read_order_created(message.headers, message.data)])
     await crashed.unsubscribe()
     assert await announcements(js, order_id_of(event), ack.seq) == []
 

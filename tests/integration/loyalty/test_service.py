@@ -120,4 +120,4 @@ async def test_python_m_loyalty_serves_consumes_and_exits_0_on_sigterm(
     assert {"serving", "consuming", "stopped"} <= {line["event"] for line in logged}, process.tail()
     [handled] = [line for line in logged if line["event"] == "event consumed"]
     assert (handled["outcome"], handled["ce_id"]) == ("awarded", event.id)
-    assert handled["order_id"]
+    assert handled["ce_subject"] == json.loads(event.data)["order_id"]
