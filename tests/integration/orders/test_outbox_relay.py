@@ -155,6 +155,30 @@ async def test_two_relays_over_one_outbox_publish_each_event_once(
     assert sorted(message.headers["ce-id"] for message in stored if message.headers) == sorted(ids)
 
 
+async def test_an_event_the_broker_refuses_stays_pending_while_the_rest_of_its_batch_is_published(
+    infra: Infrastructure, orders_engine: AsyncEngine
+) -> None:
+    """The refused event is the oldest of the batch; it is published once its cause is fixed."""
+    refused, *others = await stage(orders_engine, 4)
+    await set_subject(orders_engine, refused, "nowhere.created")  # no stream stores this subject
+
+    relay = OutboxRelay(orders_engine, infra.nats_url, publish_timeout=0.5, retry_max_seconds=0.2)
+    async with running(relay):
+        await eventually(lambda: all_published(orders_engine, others))
+        assert await pending_events(orders_engine, [refused.id]) == 1
+
+        await set_subject(orders_engine, refused, ORDER_CREATED_SUBJECT)
+
+        await eventually(lambda: all_published(orders_engine, [refused]))
+
+
+async def set_subject(engine: AsyncEngine, event: CloudEvent, subject: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE outbox SET subject = :subject WHERE id = :id"), {"subject": subject, "id": event.id}
+        )
+
+
 @pytest.mark.parametrize("batch_size", [1, 7])
 async def test_batches_of_any_size_publish_everything_in_order(
     infra: Infrastructure, orders_engine: AsyncEngine, batch_size: int
