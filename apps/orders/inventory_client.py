@@ -9,6 +9,7 @@ A failed ReserveStock means one of three things, and the domain decides differen
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 import stamina
@@ -34,8 +35,9 @@ class ReservationOutcomeUnknown(Exception):
     """ReserveStock ran out of time: inventory may have reserved the stock, or may still do so."""
 
 
-@dataclass(frozen=True)
-class ReservedLine:
+class PricedLine(NamedTuple):
+    """A line of an order as inventory reserved it."""
+
     sku: str
     quantity: int
     # Inventory's catalog price at reservation time: the price the order is charged.
@@ -45,7 +47,7 @@ class ReservedLine:
 @dataclass(frozen=True)
 class Reservation:
     currency: str
-    lines: tuple[ReservedLine, ...]
+    lines: tuple[PricedLine, ...]
 
 
 class InventoryClient:
@@ -68,7 +70,7 @@ class InventoryClient:
             raise _reservation_failure(error) from error
         return Reservation(
             currency=reply.currency,
-            lines=tuple(ReservedLine(line.sku, line.quantity, line.unit_price_cents) for line in reply.lines),
+            lines=tuple(PricedLine(line.sku, line.quantity, line.unit_price_cents) for line in reply.lines),
         )
 
     async def release(self, order_id: uuid.UUID) -> None:

@@ -7,13 +7,17 @@ however many copies of it race (placing_orders). Orders without one (NULL) are n
 
 `outbox.published_at` stays NULL until the broker acknowledged the event; the partial index
 keeps the relay's "oldest pending first" query cheap however many published rows pile up, and
-published rows are purged once older than ORDERFLOW_OUTBOX_RETENTION_SECONDS (outbox.py)."""
+published rows are purged once older than ORDERFLOW_OUTBOX_RETENTION_SECONDS (outbox.py).
+
+The classes are the schema (Alembic migrates from them). The service reads and writes the tables
+with SQLAlchemy Core statements on a connection, never through an ORM session: `ORDERS`,
+`ORDER_LINES` and `OUTBOX` at the end are the same tables as Core sees them."""
 
 import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, LargeBinary, String, Table, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -73,3 +77,8 @@ class OutboxEvent(SQLModel, table=True):
     headers: dict[str, str] = Field(sa_type=JSONB)
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     published_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+ORDERS: Table = SQLModel.metadata.tables["orders"]
+ORDER_LINES: Table = SQLModel.metadata.tables["order_lines"]
+OUTBOX: Table = SQLModel.metadata.tables["outbox"]

@@ -1,6 +1,8 @@
 """The write side of the transactional outbox: an event is stored in the SAME transaction as the
 change it announces, so either both commit or neither does; the relay (outbox_relay.py) publishes
-it afterwards. `NOTIFY outbox` in that transaction wakes the relay the moment it commits.
+it afterwards. The statement that records the change writes the event's `outbox` row too, and
+`pg_notify(NOTIFY_CHANNEL, '')` in that transaction wakes the relay the moment it commits
+(placing_orders: one statement for an order, its lines and its event).
 
 A published row is kept for a retention (for audit and investigations), then housekeeping purges
 it; a row not yet published is never purged."""
@@ -8,9 +10,7 @@ it; a row not yet published is never purged."""
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import col
 
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_kit.housekeeping import Retention
@@ -33,24 +33,6 @@ def new_event(event_type: str, subject: str, data: bytes, time: datetime) -> Clo
         subject=subject,
         extensions={name: value for name, value in context.items() if value},
     )
-
-
-async def add_to_outbox(
-    session: AsyncSession, event: CloudEvent, *, aggregate_id: uuid.UUID, nats_subject: str
-) -> None:
-    """Stage `event` in the caller's open transaction; it is published only if that commits."""
-    session.add(
-        OutboxEvent(
-            id=uuid.UUID(event.id),
-            aggregate_id=aggregate_id,
-            event_type=event.type,
-            subject=nats_subject,
-            payload=event.data,
-            headers=event.to_headers(),
-            created_at=event.time,
-        )
-    )
-    await session.exec(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
 def published_events(keep: timedelta) -> Retention:

@@ -1,9 +1,15 @@
 """The publish side of the transactional outbox: moves committed events from the `outbox` table
 to JetStream, at least once, in the order they were created.
 
+- It takes a batch of the oldest pending rows (locking them), puts ALL their publishes in flight
+  at once, then awaits the broker's PubAcks, at most `publish_timeout` seconds; one UPDATE marks
+  the acked rows published, in the same transaction. The rows are locked for that long and no
+  longer, however long NATS stays away.
 - An event is marked published only after the broker's PubAck (a duplicate ack counts: the
   broker already has it). A crash between the ack and the mark publishes it again, with the same
   `Nats-Msg-Id`, which the broker drops within its duplicate window.
+- An event whose publish failed (no ack in time, an error) stays pending and is published again
+  with the next batch: it may then reach the stream after events created later.
 - While NATS (or PostgreSQL) is away, rows stay pending and the relay retries with exponential
   backoff and jitter; the orders service keeps taking orders meanwhile.
 - `FOR UPDATE SKIP LOCKED` lets several relays (replicas) share the table: each pending row is
@@ -13,7 +19,8 @@ to JetStream, at least once, in the order they were created.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 
 import asyncpg
@@ -23,23 +30,39 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from sqlalchemy import func
+from sqlalchemy import ARRAY, Row, any_, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit import faults
 from orderflow_kit.faults import Fault
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams
-from orders.models import OutboxEvent
+from orders.models import OUTBOX
 from orders.outbox import NOTIFY_CHANNEL
 
 # How the relay's LISTEN connection shows up in pg_stat_activity.
 LISTENER_APPLICATION_NAME = "orders-outbox-listener"
 
 log = structlog.get_logger()
+
+# The oldest pending events, locked; rows another relay holds are skipped, not waited for.
+_TAKE_PENDING = (
+    select(
+        OUTBOX.c.id, OUTBOX.c.aggregate_id, OUTBOX.c.event_type, OUTBOX.c.subject, OUTBOX.c.payload, OUTBOX.c.headers
+    )
+    .where(OUTBOX.c.published_at.is_(None))
+    .order_by(OUTBOX.c.created_at)
+    .limit(bindparam("batch_size"))
+    .with_for_update(skip_locked=True)
+)
+# A row of _TAKE_PENDING: id, aggregate_id, event_type, subject, payload, headers.
+_PendingEvent = Row[uuid.UUID, uuid.UUID, str, str, bytes, dict[str, str]]
+_MARK_PUBLISHED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == any_(bindparam("event_ids", type_=ARRAY(OUTBOX.c.id.type))))
+    .values(published_at=func.clock_timestamp())  # the time of the acks, not of BEGIN
+)
 
 
 class BrokerAway(Exception):
@@ -99,41 +122,23 @@ class OutboxRelay:
             pass
 
     async def _publish_batch(self, broker: Client, js: JetStreamContext) -> int:
-        """Publish the oldest pending events, in order; returns how many were pending.
+        """Publish the oldest pending events; returns how many were pending.
 
-        When a publish fails, what the broker acked so far is still marked (fewer duplicates
-        later), the rest stays pending, and the failure is raised for the caller to back off."""
+        When a publish fails, the events the broker acked are still marked (fewer duplicates
+        later), the others stay pending, and the failure is raised for the caller to back off."""
         if not broker.is_connected:
             raise BrokerAway("NATS is not connected")
-        acked: list[tuple[OutboxEvent, PubAck]] = []
-        failure: Exception | None = None
-        async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
-            pending = (
-                await session.exec(
-                    select(OutboxEvent)
-                    .where(col(OutboxEvent.published_at).is_(None))
-                    .order_by(col(OutboxEvent.created_at))
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            for event in pending:
-                try:
-                    ack = await self._publish(js, event, event.headers)
-                    # Fault flags (docs/fault-flags.md): a crash in the window this design covers
-                    # (acked, not marked), and a duplicate publish for consumers to catch.
-                    faults.crash_point(Fault.RELAY_CRASH_AFTER_PUBLISH, event_id=str(event.id))
-                    await faults.publish_twice(partial(self._publish, js, event), event.headers, event_id=str(event.id))
-                except (nats.errors.Error, TimeoutError) as error:
-                    failure = error
-                    break
-                acked.append((event, ack))
+        async with self._engine.begin() as connection:
+            pending = (await connection.execute(_TAKE_PENDING, {"batch_size": self._batch_size})).all()
+            outcomes = await self._publish_all(js, pending)
+            acked = [(event, ack) for event, ack in zip(pending, outcomes, strict=True) if isinstance(ack, PubAck)]
+            for event, _ in acked:
+                # Fault flags (docs/fault-flags.md): a crash in the window this design covers
+                # (acked, not marked), and a duplicate publish for consumers to catch.
+                faults.crash_point(Fault.RELAY_CRASH_AFTER_PUBLISH, event_id=str(event.id))
+                await faults.publish_twice(partial(self._publish, js, event), event.headers, event_id=str(event.id))
             if acked:
-                await session.exec(
-                    update(OutboxEvent)
-                    .where(col(OutboxEvent.id).in_([event.id for event, _ in acked]))
-                    .values(published_at=func.clock_timestamp())  # the time of the ack, not of BEGIN
-                )
+                await connection.execute(_MARK_PUBLISHED, {"event_ids": [event.id for event, _ in acked]})
         for event, ack in acked:
             log.info(
                 "event published",
@@ -143,18 +148,47 @@ class OutboxRelay:
                 stream_seq=ack.seq,
                 duplicate=bool(ack.duplicate),
             )
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failure is not None:
             raise failure
         return len(pending)
 
-    async def _publish(self, js: JetStreamContext, event: OutboxEvent, headers: Mapping[str, str]) -> PubAck:
-        return await js.publish(
+    async def _publish_all(self, js: JetStreamContext, events: Sequence[_PendingEvent]) -> list[PubAck | BaseException]:
+        """Each event's PubAck, or why it has none: all publishes are sent at once, then their acks
+        awaited together, at most `publish_timeout` seconds."""
+        sent: list[asyncio.Future[PubAck]] = []
+        for event in events:
+            try:
+                sent.append(await self._send(js, event, event.headers))
+            except Exception as error:  # the connection closed, its buffer is full...: send no more
+                return [*await self._acks(sent), *[error] * (len(events) - len(sent))]
+        return await self._acks(sent)
+
+    async def _acks(self, sent: Sequence[asyncio.Future[PubAck]]) -> list[PubAck | BaseException]:
+        if not sent:
+            return []
+        try:
+            await asyncio.wait(sent, timeout=self._publish_timeout)
+        finally:
+            for future in sent:
+                future.cancel()  # if still waiting: the JetStream context forgets it, and drops a late ack
+        timed_out = TimeoutError(f"no PubAck within {self._publish_timeout:g} s")
+        return [timed_out if future.cancelled() else future.exception() or future.result() for future in sent]
+
+    async def _send(
+        self, js: JetStreamContext, event: _PendingEvent, headers: Mapping[str, str]
+    ) -> asyncio.Future[PubAck]:
+        """Publish without waiting: the future resolves to the broker's PubAck."""
+        return await js.publish_async(
             event.subject,
             event.payload,
-            headers=dict(headers),  # a copy: js.publish adds a header to it
+            headers=dict(headers),  # a copy: js.publish_async adds a header to it
             stream=ORDERS_STREAM,  # refused unless the ORDERS stream stores it
-            timeout=self._publish_timeout,
         )
+
+    async def _publish(self, js: JetStreamContext, event: _PendingEvent, headers: Mapping[str, str]) -> PubAck:
+        """One publish, its ack awaited: publish_twice's second copy."""
+        return await asyncio.wait_for(await self._send(js, event, headers), self._publish_timeout)
 
     async def _listen_for_commits(self, woken: asyncio.Event) -> None:
         """Keep a LISTEN connection open for as long as the relay runs, re-opening it when lost."""

@@ -27,21 +27,25 @@ gateway that crashed before remembering the answer, a client retrying after a ti
   the order. Reusing one order id for all copies instead would let a failed copy's release take
   the stock of the order that succeeded, and keep a retry from ever reserving again.
 
-Reading: one order by id, or a customer's orders newest first, one keyset page at a time."""
+Reading: one order by id, or a customer's orders newest first, one keyset page at a time.
+
+The database is reached with SQLAlchemy Core on a connection (no ORM session), one round trip per
+statement: recording an order is ONE statement inside its transaction, and each read fetches the
+orders together with their lines."""
 
 import asyncio
+import itertools
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
-from sqlalchemy import tuple_
+from sqlalchemy import FromClause, Row, Select, bindparam, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
@@ -57,9 +61,15 @@ from orderflow_kit import faults
 from orderflow_kit.errors import deadline_exceeded, failed_precondition, invalid_argument, not_found, unavailable
 from orderflow_kit.faults import Fault
 from orders import page_tokens
-from orders.inventory_client import InventoryClient, InventoryUnavailable, Reservation, ReservationOutcomeUnknown
-from orders.models import Order, OrderLine, OrderStatus
-from orders.outbox import add_to_outbox, new_event
+from orders.inventory_client import (
+    InventoryClient,
+    InventoryUnavailable,
+    PricedLine,
+    Reservation,
+    ReservationOutcomeUnknown,
+)
+from orders.models import ORDER_LINES, ORDERS, OrderStatus
+from orders.outbox import NOTIFY_CHANNEL, new_event
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -81,10 +91,17 @@ class ClientRequest:
     client_request_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlacedOrder:
-    order: Order
-    lines: list[OrderLine]
+    order_id: uuid.UUID
+    customer_id: str
+    status: OrderStatus
+    total_cents: int
+    currency: str
+    created_at: datetime
+    client_request_id: str | None
+    # At inventory's prices, in SKU order.
+    lines: tuple[PricedLine, ...]
 
 
 @dataclass(frozen=True)
@@ -94,11 +111,76 @@ class OrderPage:
     next_page_token: str
 
 
+# The order, its lines and its OrderCreated event in the outbox: ONE statement, each INSERT a
+# data-modifying CTE, so one round trip; the transaction around it commits all or nothing. The
+# lines arrive as three arrays of the same length, one element per line. pg_notify wakes the
+# outbox relay when the transaction commits (outbox.py).
+_RECORD_ORDER = text(
+    """
+    WITH new_order AS (
+        INSERT INTO orders (order_id, customer_id, status, total_cents, currency, created_at, client_request_id)
+        VALUES (:order_id, :customer_id, :status, :total_cents, :currency, :created_at, :client_request_id)
+        RETURNING order_id
+    ), new_lines AS (
+        INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
+        SELECT new_order.order_id, line.sku, line.quantity, line.unit_price_cents
+        FROM new_order, unnest(
+            CAST(:skus AS varchar[]), CAST(:quantities AS integer[]), CAST(:unit_prices_cents AS bigint[])
+        ) AS line (sku, quantity, unit_price_cents)
+    ), new_event AS (
+        INSERT INTO outbox (id, aggregate_id, event_type, subject, payload, headers, created_at)
+        VALUES (:event_id, :order_id, :event_type, :nats_subject, :payload, :headers, :created_at)
+    )
+    SELECT pg_notify(:notify_channel, '')
+    """
+).bindparams(bindparam("headers", type_=JSONB))
+
+
+def _with_lines(orders: FromClause) -> Select[Any]:
+    """Rows of `orders`, each repeated once per line it has, with that line's columns: whole
+    orders in one round trip. (An order always has lines; the outer join keeps one that had none.)"""
+    return select(orders, ORDER_LINES.c.sku, ORDER_LINES.c.quantity, ORDER_LINES.c.unit_price_cents).outerjoin(
+        ORDER_LINES, ORDER_LINES.c.order_id == orders.c.order_id
+    )
+
+
+_ORDER_BY_ID = _with_lines(ORDERS).where(ORDERS.c.order_id == bindparam("order_id")).order_by(ORDER_LINES.c.sku)
+_ORDER_OF_REQUEST = (
+    _with_lines(ORDERS)
+    .where(ORDERS.c.customer_id == bindparam("customer_id"))
+    .where(ORDERS.c.client_request_id == bindparam("client_request_id"))
+    .order_by(ORDER_LINES.c.sku)
+)
+
+
+def _orders_page(*, after_cursor: bool) -> Select[Any]:
+    """A customer's orders, newest first, `limit` of them (after the cursor's), with their lines."""
+    page = (
+        select(ORDERS)
+        .where(ORDERS.c.customer_id == bindparam("customer_id"))
+        .order_by(ORDERS.c.created_at.desc(), ORDERS.c.order_id.desc())
+        .limit(bindparam("limit"))
+    )
+    if after_cursor:
+        page = page.where(
+            tuple_(ORDERS.c.created_at, ORDERS.c.order_id)
+            < tuple_(bindparam("after_created_at"), bindparam("after_order_id"))
+        )
+    orders = page.subquery("page")
+    return _with_lines(orders).order_by(orders.c.created_at.desc(), orders.c.order_id.desc(), ORDER_LINES.c.sku)
+
+
+_FIRST_PAGE = _orders_page(after_cursor=False)
+_NEXT_PAGE = _orders_page(after_cursor=True)
+
+
 class Orders:
     """The orders service's use cases: place an order, get one, list a customer's orders."""
 
     def __init__(self, engine: AsyncEngine, inventory: InventoryClient, *, inventory_timeout: float) -> None:
         self._engine = engine
+        # Reads are single statements: run without BEGIN and ROLLBACK, each is one round trip.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._inventory = inventory
         self._inventory_timeout = inventory_timeout
         # Work that outlives the call that started it; held here so it is not garbage-collected.
@@ -134,12 +216,12 @@ class Orders:
     async def get(self, order_id: str) -> PlacedOrder:
         if not is_order_id(order_id):
             raise invalid_argument("order_id must be a UUID in canonical form", field="order_id")
-        async with AsyncSession(self._engine) as session:
-            order = await session.get(Order, uuid.UUID(order_id))
-            if order is None:
-                raise not_found("ORDER_NOT_FOUND", f"order {order_id} does not exist", order_id=order_id)
-            lines = await _lines_of(session, [order.order_id])
-        return PlacedOrder(order, lines[order.order_id])
+        async with self._reader.connect() as connection:
+            rows = await connection.execute(_ORDER_BY_ID, {"order_id": uuid.UUID(order_id)})
+            found = _placed_orders(rows)
+        if not found:
+            raise not_found("ORDER_NOT_FOUND", f"order {order_id} does not exist", order_id=order_id)
+        return found[0]
 
     async def list_for_customer(self, customer_id: str, page_size: int, page_token: str) -> OrderPage:
         """The customer's orders, newest first; `page_token` continues after a previous page."""
@@ -148,22 +230,22 @@ class Orders:
         if not 0 <= page_size <= MAX_PAGE_SIZE:
             raise invalid_argument(f"page_size must be between 1 and {MAX_PAGE_SIZE} (0: default)", field="page_size")
         page_size = page_size or DEFAULT_PAGE_SIZE
-        query = select(Order).where(col(Order.customer_id) == customer_id)
+        # One order more than the page shows: whether there is a next page.
+        query, parameters = _FIRST_PAGE, {"customer_id": customer_id, "limit": page_size + 1}
         if page_token:
             try:
                 after = page_tokens.decode(page_token)
             except page_tokens.InvalidPageToken:
                 raise invalid_argument("page_token is not a token this API returned", "INVALID_PAGE_TOKEN") from None
-            query = query.where(tuple_(col(Order.created_at), col(Order.order_id)) < (after.created_at, after.order_id))
-        query = query.order_by(col(Order.created_at).desc(), col(Order.order_id).desc()).limit(page_size + 1)
-        async with AsyncSession(self._engine) as session:
-            found = list((await session.exec(query)).all())
-            page = found[:page_size]
-            lines = await _lines_of(session, [order.order_id for order in page])
+            query = _NEXT_PAGE
+            parameters |= {"after_created_at": after.created_at, "after_order_id": after.order_id}
+        async with self._reader.connect() as connection:
+            found = _placed_orders(await connection.execute(query, parameters))
+        page = found[:page_size]
         next_page_token = ""
         if len(found) > page_size:
             next_page_token = page_tokens.encode(page_tokens.Cursor(page[-1].created_at, page[-1].order_id))
-        return OrderPage([PlacedOrder(order, lines[order.order_id]) for order in page], next_page_token)
+        return OrderPage(page, next_page_token)
 
     async def finish_unfinished_work(self, within: float) -> None:
         """At shutdown: give placements and releases that outlived their callers `within` seconds to end."""
@@ -211,34 +293,45 @@ class Orders:
 
     async def _placed_for(self, request: ClientRequest) -> PlacedOrder | None:
         """The order `request` placed before, if any."""
-        query = select(Order).where(
-            col(Order.customer_id) == request.customer_id, col(Order.client_request_id) == request.client_request_id
-        )
+        parameters = {"customer_id": request.customer_id, "client_request_id": request.client_request_id}
         try:
-            async with AsyncSession(self._engine) as session:
-                order = (await session.exec(query)).one_or_none()
-                if order is None:
-                    return None
-                lines = await _lines_of(session, [order.order_id])
+            async with self._reader.connect() as connection:
+                found = _placed_orders(await connection.execute(_ORDER_OF_REQUEST, parameters))
         except (SQLAlchemyError, OSError) as error:
             raise unavailable(
                 "ORDERS_STORE_UNAVAILABLE", "the orders database is unavailable; nothing was ordered"
             ) from error
-        return PlacedOrder(order, lines[order.order_id])
+        return found[0] if found else None
 
     async def _record(self, placed: PlacedOrder) -> None:
         """The order, its lines and its OrderCreated event: one transaction, all or nothing."""
-        order = placed.order
         event = new_event(
-            OrderCreatedV1.TYPE, subject=str(order.order_id), data=_order_created(placed), time=order.created_at
+            OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
         )
-        async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
-            session.add(order)
-            await session.flush()  # the lines' foreign key needs the order row first
-            session.add_all(placed.lines)
-            await add_to_outbox(session, event, aggregate_id=order.order_id, nats_subject=ORDER_CREATED_SUBJECT)
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                _RECORD_ORDER,
+                {
+                    "order_id": placed.order_id,
+                    "customer_id": placed.customer_id,
+                    "status": placed.status.value,
+                    "total_cents": placed.total_cents,
+                    "currency": placed.currency,
+                    "created_at": placed.created_at,
+                    "client_request_id": placed.client_request_id,
+                    "skus": [line.sku for line in placed.lines],
+                    "quantities": [line.quantity for line in placed.lines],
+                    "unit_prices_cents": [line.unit_price_cents for line in placed.lines],
+                    "event_id": uuid.UUID(event.id),
+                    "event_type": event.type,
+                    "nats_subject": ORDER_CREATED_SUBJECT,
+                    "payload": event.data,
+                    "headers": event.to_headers(),
+                    "notify_channel": NOTIFY_CHANNEL,
+                },
+            )
             # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
-            faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(order.order_id))
+            faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
 
     async def _release(self, order_id: uuid.UUID, *, reason: str) -> None:
         try:
@@ -293,25 +386,22 @@ def validated_client_request_id(client_request_id: str) -> str:
 def _repeated(request: ClientRequest, earlier: PlacedOrder, quantities: dict[str, int]) -> PlacedOrder:
     """The answer to a repeated request: the order it placed, if it asks for the same items."""
     if {line.sku: line.quantity for line in earlier.lines} != quantities:
-        order_id = str(earlier.order.order_id)
+        order_id = str(earlier.order_id)
         raise failed_precondition(
             "CLIENT_REQUEST_ID_REUSED",
             f"client_request_id {request.client_request_id} already placed order {order_id} with other items; "
             "a new order needs a new client_request_id",
             order_id=order_id,
         )
-    log.info("repeated request answered with its order", order_id=str(earlier.order.order_id))
+    log.info("repeated request answered with its order", order_id=str(earlier.order_id))
     return earlier
 
 
 def _new_order(
     order_id: uuid.UUID, customer_id: str, reservation: Reservation, request: ClientRequest | None
 ) -> PlacedOrder:
-    lines = [
-        OrderLine(order_id=order_id, sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
-        for line in reservation.lines
-    ]
-    order = Order(
+    lines = tuple(sorted(reservation.lines))
+    return PlacedOrder(
         order_id=order_id,
         customer_id=customer_id,
         status=OrderStatus.CREATED,
@@ -319,32 +409,46 @@ def _new_order(
         currency=reservation.currency,
         created_at=datetime.now(UTC),
         client_request_id=request.client_request_id if request else None,
+        lines=lines,
     )
-    return PlacedOrder(order, lines)
 
 
 def _order_created(placed: PlacedOrder) -> bytes:
-    order = placed.order
     return (
         OrderCreatedV1(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
+            order_id=placed.order_id,
+            customer_id=placed.customer_id,
             items=[
                 OrderLineV1(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
                 for line in placed.lines
             ],
-            total_cents=order.total_cents,
-            currency=order.currency,
-            created_at=order.created_at,
+            total_cents=placed.total_cents,
+            currency=placed.currency,
+            created_at=placed.created_at,
         )
         .model_dump_json()
         .encode()
     )
 
 
-async def _lines_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[OrderLine]]:
-    by_order: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
-    query = select(OrderLine).where(col(OrderLine.order_id).in_(order_ids)).order_by(col(OrderLine.sku))
-    for line in (await session.exec(query)).all():
-        by_order[line.order_id].append(line)
-    return by_order
+def _placed_orders(rows: Iterable[Row[Any]]) -> list[PlacedOrder]:
+    """Orders from rows of `_with_lines`: consecutive rows of one order are that order's lines."""
+    placed = []
+    for _, group in itertools.groupby(rows, key=lambda row: row.order_id):
+        order_rows = list(group)
+        first = order_rows[0]
+        placed.append(
+            PlacedOrder(
+                order_id=first.order_id,
+                customer_id=first.customer_id,
+                status=OrderStatus(first.status),
+                total_cents=first.total_cents,
+                currency=first.currency,
+                created_at=first.created_at,
+                client_request_id=first.client_request_id,
+                lines=tuple(
+                    PricedLine(row.sku, row.quantity, row.unit_price_cents) for row in order_rows if row.sku is not None
+                ),
+            )
+        )
+    return placed

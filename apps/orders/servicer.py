@@ -43,18 +43,17 @@ class OrderServicer:
 
 
 def _order_message(placed: PlacedOrder) -> orders_pb2.Order:
-    order = placed.order
     created_at = Timestamp()
-    created_at.FromDatetime(order.created_at)
+    created_at.FromDatetime(placed.created_at)
     return orders_pb2.Order(
-        order_id=str(order.order_id),
-        customer_id=order.customer_id,
-        status=_STATUSES[order.status],
+        order_id=str(placed.order_id),
+        customer_id=placed.customer_id,
+        status=_STATUSES[placed.status],
         items=[
             orders_pb2.OrderLine(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
             for line in placed.lines
         ],
-        total_cents=order.total_cents,
-        currency=order.currency,
+        total_cents=placed.total_cents,
+        currency=placed.currency,
         created_at=created_at,
     )

@@ -13,16 +13,16 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
-from orders.outbox import add_to_outbox, new_event
+from orders.models import OUTBOX
+from orders.outbox import NOTIFY_CHANNEL, new_event
 
 # The catalog of the real inventory the tests order from.
 CATALOG = [
@@ -93,15 +93,28 @@ def order_created() -> CloudEvent:
     return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
 
 
-async def stage(engine: AsyncEngine, count: int) -> list[CloudEvent]:
-    """Commit `count` events through the outbox's write side (which NOTIFYs the relay)."""
+async def stage(engine: AsyncEngine, count: int, *, notify: bool = True) -> list[CloudEvent]:
+    """Commit `count` events to the outbox, as placing an order does, with the NOTIFY that wakes
+    the relay; without it (`notify=False`), as if the relay's LISTEN connection had missed it."""
     events = [order_created() for _ in range(count)]
-    async with AsyncSession(engine) as session, session.begin():
-        for event in events:
-            assert event.subject is not None
-            await add_to_outbox(
-                session, event, aggregate_id=uuid.UUID(event.subject), nats_subject=ORDER_CREATED_SUBJECT
-            )
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(OUTBOX),
+            [
+                {
+                    "id": uuid.UUID(event.id),
+                    "aggregate_id": uuid.UUID(str(event.subject)),
+                    "event_type": event.type,
+                    "subject": ORDER_CREATED_SUBJECT,
+                    "payload": event.data,
+                    "headers": event.to_headers(),
+                    "created_at": event.time,
+                }
+                for event in events
+            ],
+        )
+        if notify:
+            await connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return events
 
 

@@ -161,7 +161,7 @@ async def test_copies_that_lose_the_race_release_their_own_reservations(
         )
         await orders.finish_unfinished_work(within=10.0)
 
-    [winner] = {str(answer.order.order_id) for answer in placed}
+    [winner] = {str(answer.order_id) for answer in placed}
     assert len(fake_inventory.reserve_requests) == 5
     assert sorted(fake_inventory.release_requests) == sorted(set(fake_inventory.reserve_requests) - {winner})
     assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
@@ -192,8 +192,8 @@ async def test_a_racing_copy_with_other_items_is_refused_and_releases_its_reserv
     [placed] = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
     [refused] = [outcome for outcome in outcomes if isinstance(outcome, ServiceError)]
     assert (refused.kind, refused.code) == (ErrorKind.FAILED_PRECONDITION, "CLIENT_REQUEST_ID_REUSED")
-    assert refused.metadata == {"order_id": str(placed.order.order_id)}
+    assert refused.metadata == {"order_id": str(placed.order_id)}
     assert fake_inventory.release_requests == [
-        order_id for order_id in fake_inventory.reserve_requests if order_id != str(placed.order.order_id)
+        order_id for order_id in fake_inventory.reserve_requests if order_id != str(placed.order_id)
     ]
     assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}

@@ -6,12 +6,12 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.grpc_client import ErrorDetail
-from orders.models import Order, OrderStatus
+from orders.models import ORDERS, OrderStatus
 from tests.integration.orders.helpers import new_customer
 from tests.support.rpc_errors import rpc_error
 
@@ -86,17 +86,20 @@ async def test_orders_created_at_the_same_instant_are_paged_by_id_without_skippi
     customer = new_customer()
     instant = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     order_ids = [uuid.uuid4() for _ in range(7)]
-    async with AsyncSession(orders_engine) as session, session.begin():
-        session.add_all(
-            Order(
-                order_id=order_id,
-                customer_id=customer,
-                status=OrderStatus.CREATED,
-                total_cents=0,
-                currency="EUR",
-                created_at=instant,
-            )
-            for order_id in order_ids
+    async with orders_engine.begin() as connection:
+        await connection.execute(
+            insert(ORDERS),
+            [
+                {
+                    "order_id": order_id,
+                    "customer_id": customer,
+                    "status": OrderStatus.CREATED.value,
+                    "total_cents": 0,
+                    "currency": "EUR",
+                    "created_at": instant,
+                }
+                for order_id in order_ids
+            ],
         )
 
     pages = await all_pages(order_service, customer, page_size=3)

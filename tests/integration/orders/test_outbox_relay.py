@@ -3,7 +3,6 @@ that relays running side by side publish each event once."""
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import nats
@@ -11,17 +10,14 @@ import pytest
 from nats.aio.msg import Msg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit.infra import Infrastructure
 from orderflow_kit.request_context import new_traceparent, traceparent_var
-from orders.models import OutboxEvent
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from tests.integration.orders.helpers import (
     next_stream_seq,
-    order_created,
     pending_events,
     stage,
     stream_messages,
@@ -31,25 +27,6 @@ from tests.support.polling import eventually
 
 # Longer than any test here: a relay configured with it can only be woken by NOTIFY.
 NEVER_POLLS = 60.0
-
-
-async def stage_without_notify(engine: AsyncEngine) -> CloudEvent:
-    """An event committed with no NOTIFY: as if the relay's LISTEN connection had missed it."""
-    event = order_created()
-    assert event.subject is not None
-    async with AsyncSession(engine) as session, session.begin():
-        session.add(
-            OutboxEvent(
-                id=uuid.UUID(event.id),
-                aggregate_id=uuid.UUID(event.subject),
-                event_type=event.type,
-                subject=ORDER_CREATED_SUBJECT,
-                payload=event.data,
-                headers=event.to_headers(),
-                created_at=event.time,
-            )
-        )
-    return event
 
 
 @contextlib.asynccontextmanager
@@ -127,7 +104,7 @@ async def test_polling_publishes_an_event_whose_notification_was_missed(
     async with running(OutboxRelay(orders_engine, infra.nats_url, poll_seconds=0.2)):
         await eventually(lambda: _listening(orders_engine, orders_database))
 
-        events = [await stage_without_notify(orders_engine)]
+        events = await stage(orders_engine, 1, notify=False)
 
         await eventually(lambda: all_published(orders_engine, events), within=3.0)
 
@@ -176,6 +153,30 @@ async def test_two_relays_over_one_outbox_publish_each_event_once(
 
     assert sorted(on_the_wire) == sorted(ids)
     assert sorted(message.headers["ce-id"] for message in stored if message.headers) == sorted(ids)
+
+
+async def test_an_event_the_broker_refuses_stays_pending_while_the_rest_of_its_batch_is_published(
+    infra: Infrastructure, orders_engine: AsyncEngine
+) -> None:
+    """The refused event is the oldest of the batch; it is published once its cause is fixed."""
+    refused, *others = await stage(orders_engine, 4)
+    await set_subject(orders_engine, refused, "nowhere.created")  # no stream stores this subject
+
+    relay = OutboxRelay(orders_engine, infra.nats_url, publish_timeout=0.5, retry_max_seconds=0.2)
+    async with running(relay):
+        await eventually(lambda: all_published(orders_engine, others))
+        assert await pending_events(orders_engine, [refused.id]) == 1
+
+        await set_subject(orders_engine, refused, ORDER_CREATED_SUBJECT)
+
+        await eventually(lambda: all_published(orders_engine, [refused]))
+
+
+async def set_subject(engine: AsyncEngine, event: CloudEvent, subject: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE outbox SET subject = :subject WHERE id = :id"), {"subject": subject, "id": event.id}
+        )
 
 
 @pytest.mark.parametrize("batch_size", [1, 7])
