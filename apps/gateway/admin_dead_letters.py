@@ -118,10 +118,10 @@ class Replayed(BaseModel):
     msg_id: str = Field(description="The new Nats-Msg-Id.", examples=["replay.8.ORDERS.1042"])
 
 
-def json_if_any_body(request: Request) -> None:
+async def json_if_any_body(request: Request) -> None:
     """The body is optional; one that is there must be JSON (415 otherwise)."""
     if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
-        require_json(request)
+        await require_json(request)
 
 
 @contextlib.contextmanager

@@ -9,9 +9,10 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from gateway import admin_dead_letters, health, live_events, restock, routes
-from gateway.auth import TokenVerifier
+from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RequestContextMiddleware
@@ -57,6 +58,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="REST in front of the orderflow gRPC services. Every error is application/problem+json.",
         version="1",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry looks in os.environ for a provider on every request, and
+        # orderflow has no tracing or metrics yet: off until it does.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # Any request may be refused for its size (a declared Content-Length is checked before routing).
         responses=problem_responses(413, 500),
     )
@@ -66,7 +70,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX)
+    public = [route.path for route in routes.router.routes if isinstance(route, APIRoute)]
+    app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)

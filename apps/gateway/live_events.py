@@ -38,7 +38,7 @@ router = APIRouter(
 )
 
 
-def _settings(request: Request) -> GatewaySettings:
+async def _settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
 
@@ -73,7 +73,7 @@ class OpenFeeds:
             del self._open[customer_id]
 
 
-def _open_feeds(request: Request) -> OpenFeeds:
+async def _open_feeds(request: Request) -> OpenFeeds:
     feeds: OpenFeeds = request.app.state.open_feeds
     return feeds
 

@@ -49,6 +49,9 @@ async def main() -> None:
         host=settings.listen_host,
         port=settings.gateway_port,
         lifespan="on",
+        # The C parser: the pure-Python h11 one cost more CPU than a route. (The loop is uvloop's:
+        # __main__ runs main() on it.)
+        http="httptools",
         access_log=False,  # the middleware writes one line per request
         log_config=None,  # keep the logging configure_logging set up
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),

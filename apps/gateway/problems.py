@@ -15,7 +15,7 @@ import grpc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -257,7 +257,7 @@ def internal_error() -> Problem:
     )
 
 
-def problem_response(problem: Problem, instance: str) -> JSONResponse:
+def problem_response(problem: Problem, instance: str) -> Response:
     body = ProblemDetails(
         type=problem_type(problem.code),
         title=PROBLEM_TYPES[problem.code].title if problem.code in PROBLEM_TYPES else HTTPStatus(problem.status).phrase,
@@ -270,8 +270,8 @@ def problem_response(problem: Problem, instance: str) -> JSONResponse:
         skus=problem.skus,
         checks=problem.checks,
     )
-    return JSONResponse(
-        body.model_dump(mode="json", exclude_none=True),
+    return Response(
+        body.model_dump_json(exclude_none=True),
         status_code=problem.status,
         headers=problem.headers,
         media_type=PROBLEM_MEDIA_TYPE,
@@ -323,19 +323,19 @@ def allowed_methods(request: Request) -> str:
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
-    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+    async def on_problem(request: Request, problem: Problem) -> Response:
         return problem_response(problem, request.url.path)
 
     @app.exception_handler(grpc.aio.AioRpcError)
-    async def on_grpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
+    async def on_grpc_error(request: Request, error: grpc.aio.AioRpcError) -> Response:
         return problem_response(problem_from_grpc_error(error), request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def on_validation_error(request: Request, error: RequestValidationError) -> Response:
         return problem_response(problem_from_validation(error), request.url.path)
 
     @app.exception_handler(HTTPException)
-    async def on_http_exception(request: Request, error: HTTPException) -> JSONResponse:
+    async def on_http_exception(request: Request, error: HTTPException) -> Response:
         problem = problem_from_http_exception(error, request.method)
         if problem.status == HTTPStatus.METHOD_NOT_ALLOWED:
             problem.headers = {"Allow": allowed_methods(request)}

@@ -3,10 +3,16 @@ token's `sub`) for every authenticated request, kept in Redis so that all gatewa
 
 Each budget is GCRA (the generic cell rate algorithm: a token bucket kept as one timestamp per
 client): a client may send `burst` requests at once and earns them back at `per_second`. A Lua
-script reads, decides and writes the client's key in one step, on Redis's clock, so replicas
+script reads, decides and writes the clients' keys in one step, on Redis's clock, so replicas
 neither race nor disagree about the time. Not the `limits` library: it offers fixed, moving and
 sliding windows, none with a sustained rate and a burst set apart, and its async Redis storage
 opens a connection pool of its own beside the gateway's client. A refused request costs nothing.
+
+One Redis call per request: RateLimitMiddleware counts the address, and the customer too when the
+request's bearer token is one the gateway accepted lately (a cache look-up, gateway.auth; no token
+is verified before the address's budget says yes). A token seen for the first time is verified by
+gateway.auth.authenticate, which then counts its customer (`limit_customer`): a second call, once
+per token. Public operations (the catalog) count the address only.
 
 Over a budget: 429 RATE_LIMITED with `Retry-After`. Every answer under /v1, success or problem,
 carries the budgets it was counted against as the RateLimit-Policy and RateLimit fields of
@@ -26,6 +32,7 @@ import asyncio
 import ipaddress
 import math
 import time
+from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -47,22 +54,29 @@ REDIS_RETRY_SECONDS: Final = 2.0
 # An IPv6 client is counted by its /64: one subscriber usually holds all of it.
 IPV6_PREFIX_LENGTH: Final = 64
 
-# KEYS[1]: the client's key, holding its theoretical arrival time (TAT) in microseconds.
-# ARGV: the emission interval (microseconds per request) and the burst.
-# Returns: allowed (1/0), remaining, retry after and reset (microseconds).
+# KEYS: each client's key, holding its theoretical arrival time (TAT) in microseconds.
+# ARGV: for each key in turn, the emission interval (microseconds per request) and the burst.
+# Counts the request against each key in order and stops at the first that refuses it, so a request
+# refused for its address is not counted against its customer. Returns, for each key counted:
+# allowed (1/0), remaining, retry after and reset (microseconds).
 _GCRA: Final = """
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-local allow_at = tat + interval - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+local decisions = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = math.max(tonumber(redis.call('GET', key) or now), now)
+  local allow_at = tat + interval - burst * interval
+  if now < allow_at then
+    decisions[i] = {0, 0, allow_at - now, tat - now}
+    return decisions
+  end
+  local new_tat = tat + interval
+  redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+  decisions[i] = {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
 end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+return decisions
 """
 
 log = structlog.get_logger()
@@ -125,19 +139,24 @@ class RateLimiter:
             settings.rate_limit_redis_timeout_seconds,
         )
 
-    async def hit(self, policy: Policy, client: str) -> Decision | None:
-        """Count one request of `client` against `policy`; None when Redis does not answer."""
+    async def hit(self, *counted: tuple[Policy, str]) -> list[Decision] | None:
+        """Count one request against each (policy, client) in turn, in one Redis call, up to the
+        first that refuses it: the decisions made, a refusal last; None when Redis does not answer."""
         if self._down_since is not None and time.monotonic() < self._retry_at:
             return None
+        keys = [policy.key(client) for policy, client in counted]
+        args = [value for policy, _ in counted for value in (policy.interval_us, policy.burst)]
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                answer = await self._script(keys=[policy.key(client)], args=[policy.interval_us, policy.burst])
+                answers = await self._script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as error:
             self._unavailable(error)
             return None
         self._available()
-        allowed, remaining, retry_after_us, reset_us = (int(value) for value in answer)
-        return Decision(policy, bool(allowed), remaining, _seconds(retry_after_us), _seconds(reset_us))
+        return [
+            Decision(policy, bool(allowed), int(remaining), _seconds(int(retry_after_us)), _seconds(int(reset_us)))
+            for (policy, _), (allowed, remaining, retry_after_us, reset_us) in zip(counted, answers, strict=False)
+        ]
 
     def _unavailable(self, error: Exception) -> None:
         now = time.monotonic()
@@ -187,18 +206,33 @@ def client_address(scope: Scope) -> str:
 
 class RateLimitMiddleware:
     """Counts every request under `prefix` against its client address's budget before anything
-    reads it, and adds the fields of every budget the request was counted against to its answer."""
+    reads it, and against its customer's with the same call when `known_customer` names one (not
+    on `public_paths`), and adds the fields of every budget the request was counted against to its
+    answer."""
 
-    def __init__(self, app: ASGIApp, prefix: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        prefix: str,
+        public_paths: Collection[str],
+        known_customer: Callable[[Scope], Awaitable[str | None]],
+    ) -> None:
         self.app = app
         self.prefix = prefix
+        self.public_paths = frozenset(public_paths)
+        self.known_customer = known_customer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter: RateLimiter | None = scope["app"].state.rate_limiter if scope["type"] == "http" else None
-        if limiter is None or not is_limited(scope["path"], self.prefix):
+        path = scope["path"] if limiter is not None else ""
+        if limiter is None or not is_limited(path, self.prefix):
             await self.app(scope, receive, send)
             return
-        decisions: list[Decision] = []
+        counted = [(limiter.ip, client_address(scope))]
+        customer = None if path in self.public_paths else await self.known_customer(scope)
+        if customer is not None:
+            counted.append((limiter.customer, customer))
+        decisions = await limiter.hit(*counted) or []
 
         async def send_with_fields(message: Message) -> None:
             if message["type"] == "http.response.start" and decisions:
@@ -207,32 +241,30 @@ class RateLimitMiddleware:
                 headers.append("RateLimit", ", ".join(decision.field() for decision in decisions))
             await send(message)
 
+        if decisions and not decisions[-1].allowed:
+            whom = "this address" if decisions[-1].policy is limiter.ip else "this customer"
+            await problem_response(too_many_requests(decisions[-1], whom), path)(scope, receive, send_with_fields)
+            return
         token = _decisions.set(decisions)
         try:
-            decision = await limiter.hit(limiter.ip, client_address(scope))
-            if decision is not None:
-                decisions.append(decision)
-                if not decision.allowed:
-                    refusal = problem_response(too_many_requests(decision, "this address"), scope["path"])
-                    await refusal(scope, receive, send_with_fields)
-                    return
             await self.app(scope, receive, send_with_fields)
         finally:
             _decisions.reset(token)
 
 
 async def limit_customer(request: Request, customer_id: str) -> None:
-    """Count an authenticated request against its customer's budget: a 429 once it is spent."""
+    """Count an authenticated request against its customer's budget, unless RateLimitMiddleware
+    did already: a 429 once it is spent."""
     limiter: RateLimiter | None = request.app.state.rate_limiter
     decisions = _decisions.get()
-    if limiter is None or decisions is None:
+    if limiter is None or decisions is None or any(decision.policy is limiter.customer for decision in decisions):
         return
-    decision = await limiter.hit(limiter.customer, customer_id)
-    if decision is None:
+    answer = await limiter.hit((limiter.customer, customer_id))
+    if not answer:
         return
-    decisions.append(decision)
-    if not decision.allowed:
-        raise too_many_requests(decision, "this customer")
+    decisions.extend(answer)
+    if not answer[-1].allowed:
+        raise too_many_requests(answer[-1], "this customer")
 
 
 def is_limited(path: str, prefix: str) -> bool:

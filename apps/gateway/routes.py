@@ -3,11 +3,11 @@ here: they propagate to problems.py, which turns each into problem+json. Who may
 gateway.auth's call: routes only ask it."""
 
 import email.message
+import functools
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from gateway import auth, idempotency, mapping
 from gateway.auth import CustomerPrincipal, auth_responses, authenticate
@@ -35,13 +35,19 @@ authenticated = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)], r
 OrderId = Annotated[str, Path(pattern=ORDER_ID_PATTERN, examples=["0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23"])]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """FastAPI would read a non-JSON body as bytes and report a 422; the honest answer is 415."""
-    content_type = email.message.Message()
-    content_type["content-type"] = request.headers.get("content-type", "")
-    subtype = content_type.get_content_subtype()
-    if content_type.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+    if not _is_json(request.headers.get("content-type", "")):
         raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request body as application/json.")
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json(content_type: str) -> bool:
+    """Parsed as email does it (parameters, case); clients send one or two values, so each is parsed once."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 @authenticated.post(
@@ -65,7 +71,7 @@ async def create_order(
         order = await upstreams.call(upstreams.orders.CreateOrder, request)
         structlog.contextvars.bind_contextvars(order_id=order.order_id)
         location = {"Location": f"{PREFIX}/orders/{order.order_id}"}
-        return JSONResponse(mapping.order_out(order).model_dump(mode="json"), status_code=201, headers=location)
+        return Response(mapping.order_out(order).model_dump_json(), 201, location, media_type="application/json")
 
     return await idempotent.once(customer_id, mapping.understood_order(customer_id, body), place)
 

@@ -116,7 +116,7 @@ def _grpc_upstream(
     return GrpcUpstream(name, contract.services_by_name[service].full_name, channel(target, credentials=tls))
 
 
-def _upstreams(request: Request) -> Upstreams:
+async def _upstreams(request: Request) -> Upstreams:
     upstreams: Upstreams = request.app.state.upstreams
     return upstreams
 

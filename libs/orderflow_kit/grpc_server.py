@@ -57,83 +57,93 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     It also decodes the requests itself: grpc would answer bytes that are not the method's message
     (corrupt, or a string that is not UTF-8) with UNKNOWN and the parser's exception text; a
     client's mistake is INVALID_ARGUMENT. In a stream, each message is decoded as the servicer
-    reads it."""
+    reads it.
+
+    A method's wrapped handler is made at its first call and kept: the services are registered
+    before the server starts, so every later call of the method gets the same handler, and a call
+    pays for neither the lookup nor new closures."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith("/grpc."):
-            return handler
         method = handler_call_details.method
-        incoming = dict(handler_call_details.invocation_metadata or ())
-        deserialize = handler.request_deserializer
-
-        def decoded(raw: bytes) -> Any:
-            if deserialize is None:
-                return raw
-            try:
-                return deserialize(raw)
-            except DecodeError:
-                raise invalid_argument(f"the request body is not a valid message for {method}") from None
-
-        async def decoded_each(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-            async for raw in raw_messages:
-                yield decoded(raw)
-
-        # grpc-stubs types handlers as synchronous; on a grpc.aio server they are coroutines.
-        if handler.unary_unary is not None:
-            unary = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)
-
-            async def unary_call(raw: bytes, context: Context) -> Any:
-                return await _observed(method, incoming, lambda: unary(decoded(raw), context), context)
-
-            return grpc.unary_unary_rpc_method_handler(unary_call, response_serializer=handler.response_serializer)
-        if handler.stream_unary is not None:
-            streaming = cast("Callable[[AsyncIterator[Any], Context], Awaitable[Any]]", handler.stream_unary)
-
-            async def stream_call(raw_messages: AsyncIterator[bytes], context: Context) -> Any:
-                return await _observed(
-                    method, incoming, lambda: streaming(decoded_each(raw_messages), context), context
-                )
-
-            return grpc.stream_unary_rpc_method_handler(stream_call, response_serializer=handler.response_serializer)
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:  # no such method: nothing to keep, grpc answers UNIMPLEMENTED
+                return handler
+            handler = self._handlers[method] = handler if method.startswith("/grpc.") else _observed(method, handler)
         return handler
 
 
-async def _observed(method: str, incoming: dict[str, Any], call: Callable[[], Awaitable[Any]], context: Context) -> Any:
+def _observed(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with its requests decoded here and each call run by `_observe`."""
+    deserialize = handler.request_deserializer
+
+    def decoded(raw: bytes) -> Any:
+        if deserialize is None:
+            return raw
+        try:
+            return deserialize(raw)
+        except DecodeError:
+            raise invalid_argument(f"the request body is not a valid message for {method}") from None
+
+    async def decoded_each(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for raw in raw_messages:
+            yield decoded(raw)
+
+    # grpc-stubs types handlers as synchronous; on a grpc.aio server they are coroutines.
+    if handler.unary_unary is not None:
+        unary = cast("Callable[[Any, Context], Awaitable[Any]]", handler.unary_unary)
+
+        async def unary_call(raw: bytes, context: Context) -> Any:
+            return await _observe(method, lambda: unary(decoded(raw), context), context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_call, response_serializer=handler.response_serializer)
+    if handler.stream_unary is not None:
+        streaming = cast("Callable[[AsyncIterator[Any], Context], Awaitable[Any]]", handler.stream_unary)
+
+        async def stream_call(raw_messages: AsyncIterator[bytes], context: Context) -> Any:
+            return await _observe(method, lambda: streaming(decoded_each(raw_messages), context), context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_call, response_serializer=handler.response_serializer)
+    return handler
+
+
+async def _observe(method: str, call: Callable[[], Awaitable[Any]], context: Context) -> Any:
     """Run one call with the caller's request id and trace context bound; log it; abort with a
-    rich status on a ServiceError."""
-    request_id = str(incoming.get(REQUEST_ID_HEADER) or new_request_id())
-    token = request_id_var.set(request_id)
-    trace_token = traceparent_var.set(incoming.get(TRACEPARENT_HEADER))
+    rich status on a ServiceError. grpc.aio serves each call in a task of its own, on a copy of
+    the context: whatever the call binds (these variables, structlog's) ends with it, unreset."""
+    incoming = dict(context.invocation_metadata() or ())
+    request_id_var.set(str(incoming.get(REQUEST_ID_HEADER) or new_request_id()))
+    traceparent_var.set(incoming.get(TRACEPARENT_HEADER))
     started = time.perf_counter()
     outcome = "OK"
     error_code: str | None = None
     try:
-        with structlog.contextvars.bound_contextvars():
-            try:
-                return await call()
-            except ServiceError as error:
-                outcome, error_code = error.kind.value, error.code
-                status = rpc_status.to_status(to_rpc_status(error))
-                await context.abort(status.code, status.details, status.trailing_metadata)
-            except asyncio.CancelledError:
-                outcome = "CANCELLED"
-                raise
-            except Exception:
-                outcome = "INTERNAL"
-                log.exception("rpc failed", method=method)
-                raise
-            finally:
-                elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-                extra = {"error_code": error_code} if error_code else {}
-                log.info("rpc", method=method, code=outcome, ms=elapsed_ms, **extra)
+        return await call()
+    except ServiceError as error:
+        outcome, error_code = error.kind.value, error.code
+        status = rpc_status.to_status(to_rpc_status(error))
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    except asyncio.CancelledError:
+        outcome = "CANCELLED"
+        raise
+    except Exception:
+        outcome = "INTERNAL"
+        log.exception("rpc failed", method=method)
+        raise
     finally:
-        request_id_var.reset(token)
-        traceparent_var.reset(trace_token)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        if error_code is None:
+            log.info("rpc", method=method, code=outcome, ms=elapsed_ms)
+        else:
+            log.info("rpc", method=method, code=outcome, ms=elapsed_ms, error_code=error_code)
 
 
 async def serve(

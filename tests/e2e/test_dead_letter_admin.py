@@ -41,9 +41,10 @@ def access_line(pipeline: Pipeline, request_id: str) -> dict[str, Any] | None:
     """The gateway's access line for request `request_id`, once it is written."""
     for line in (pipeline.log_dir / "gateway.log").read_text().splitlines():
         _, _, logged = line.partition("| ")
-        if request_id in logged and '"event": "request"' in logged:
+        if request_id in logged and logged.startswith("{"):
             entry: dict[str, Any] = json.loads(logged)
-            return entry
+            if entry.get("event") == "request":
+                return entry
     return None
 
 

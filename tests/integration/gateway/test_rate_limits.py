@@ -1,7 +1,8 @@
 """Rate limits (gateway.rate_limits) over real HTTP (uvicorn) with the session's real Redis: a
 customer over its limit gets a 429 problem with Retry-After and the RateLimit fields while another
 customer is served; a client address over its limit likewise on a public endpoint, while another
-address is served; a spent budget comes back after Retry-After; health is never limited; and
+address is served; a request counts once against its customer, and the public catalog not at all;
+a spent budget comes back after Retry-After; health is never limited; and
 without Redis every request is served, and that is logged once (test_readiness: what /readyz says).
 
 Each test limits its own customers and addresses (a client connects from its own 127.x.y.z), so
@@ -144,6 +145,25 @@ async def test_an_address_over_its_limit_is_refused_before_its_token_is_looked_a
     assert fields(refused) == ('"ip";q=1;w=100', '"ip";r=0;t=100')
 
 
+async def test_a_request_counts_once_against_its_customer_and_the_public_catalog_not_at_all(gateway: Gateway) -> None:
+    """A token's first request is counted after it is verified, the next ones with the address
+    (the token is remembered): either way once; the catalog counts the address only."""
+    customer = new_customer()
+    headers = as_customer(customer)
+    async with (
+        gateway(rate_limit_customer_per_second=TRICKLE, rate_limit_customer_burst=BURST) as url,
+        client(url) as api,
+    ):
+        first = await api.get(f"/v1/customers/{customer}/loyalty", headers=headers)
+        catalog = await api.get("/v1/products", headers=headers)
+        second = await api.get(f"/v1/customers/{customer}/loyalty", headers=headers)
+
+    assert [first.status_code, catalog.status_code, second.status_code] == [200, 200, 200]
+    assert fields(first)[1].endswith('"customer";r=2;t=100')
+    assert fields(catalog)[0] == '"ip";q=100000;w=1'
+    assert fields(second)[1].endswith('"customer";r=1;t=200')
+
+
 async def test_a_spent_budget_comes_back_after_retry_after(gateway: Gateway) -> None:
     customer = new_customer()
     async with (
@@ -209,11 +229,11 @@ async def test_gateways_with_other_limits_over_one_redis_never_judge_a_client_by
     limiter = RateLimiter(redis, ip=strict, customer=strict, timeout_seconds=1.0)
     client = f"c-policies-{uuid.uuid4().hex[:8]}"
     try:
-        spent = [await limiter.hit(strict, client) for _ in range(2)]
-        under_the_generous_policy = await limiter.hit(generous, client)
+        spent = [await limiter.hit((strict, client)) for _ in range(2)]
+        under_the_generous_policy = await limiter.hit((generous, client))
     finally:
         await redis.aclose()
 
-    assert [decision.allowed for decision in spent if decision is not None] == [True, False]
+    assert [[decision.allowed for decision in decisions or []] for decisions in spent] == [[True], [False]]
     assert under_the_generous_policy is not None
-    assert under_the_generous_policy.allowed
+    assert [decision.allowed for decision in under_the_generous_policy] == [True]

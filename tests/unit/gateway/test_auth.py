@@ -1,12 +1,18 @@
 """The gateway's token rules without a request: which configurations it starts with, what a
-principal may read, and challenges that stay valid header syntax whatever a token's error says."""
+principal may read, challenges that stay valid header syntax whatever a token's error says, and
+which tokens it remembers (only accepted ones, only until they expire)."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from gateway.auth import AuthNotConfigured, Principal, TokenVerifier, invalid_token
+from gateway.auth import LEEWAY_SECONDS, AuthNotConfigured, Principal, TokenVerifier, invalid_token
+from gateway.problems import Problem
 from gateway.settings import GatewaySettings
+from orderflow_contracts.scopes import ORDERS_SCOPE
+from tests.support.polling import eventually
+from tests.support.tokens import claims, signed
 
 SECRET = "a-development-secret-of-at-least-32-bytes"
 JWKS = {"jwt_jwks_url": "https://id.example.test/jwks.json"}
@@ -77,3 +83,29 @@ def test_a_challenge_never_carries_a_quote_a_backslash_or_a_control_character() 
         )
     }
     assert problem.detail == 'The bearer token was refused: Token is missing the "exp" claim\\\r\n\u00e9.'
+
+
+async def test_an_accepted_token_is_remembered_and_a_refused_one_is_not() -> None:
+    verifier = TokenVerifier.from_settings(settings(jwt_secret=SECRET))
+    token = signed(claims("c-1"), SECRET)
+    forged = signed(claims("c-1"), "another-secret-of-at-least-32-bytes!!")
+
+    assert verifier.remembered(token) is None
+    principal = await verifier.principal(token)
+    with pytest.raises(Problem):
+        await verifier.principal(forged)
+
+    assert verifier.remembered(token) == principal == Principal("c-1", frozenset({ORDERS_SCOPE}))
+    assert verifier.remembered(forged) is None
+
+
+async def test_a_remembered_token_is_refused_again_once_past_its_exp_and_the_leeway() -> None:
+    verifier = TokenVerifier.from_settings(settings(jwt_secret=SECRET))
+    # Accepted for clock skew, for about one more second.
+    token = signed(claims("c-1", expires_in=-timedelta(seconds=LEEWAY_SECONDS - 1)), SECRET)
+    await verifier.principal(token)
+
+    await eventually(lambda: verifier.remembered(token) is None, within=5, what="the token forgotten")
+    with pytest.raises(Problem) as refused:
+        await verifier.principal(token)
+    assert refused.value.code == "INVALID_TOKEN"
