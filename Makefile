@@ -61,7 +61,7 @@ stubs: $(VENV)/.synced
 openapi: $(VENV)/.synced
 	$(BIN)/python -m gateway.openapi_document > docs/openapi.json
 
-# The protocols alone, in Python on this machine (about 80 s); `orderflow bench-protocols --help` for options.
+# The protocols alone, in Python on this machine (about 100 s); `orderflow bench-protocols --help` for options.
 .PHONY: bench-protocols
 bench-protocols: $(VENV)/.synced
 	$(BIN)/orderflow bench-protocols

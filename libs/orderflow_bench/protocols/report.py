@@ -202,9 +202,9 @@ def markdown(report: Report) -> str:
             for figure in report.article_figures
         ),
         "",
-        "What one operation is, per row:",
+        "What one operation is, per row, and how many were measured:",
         "",
-        *(f"- **{row.name}**: {row.operation}." for row in report.rows),
+        *(f"- **{row.name}**: {row.operation}. {row.ops:,} in {row.seconds:.1f} s." for row in report.rows),
         "",
     ]
     return "\n".join(lines)

@@ -171,7 +171,7 @@ ROWS = (
         True,
         lambda s: f"{s.concurrency} pullers x {s.batch}",
         "one message of the stream the publish rows filled, from the fetch that brought it to its ack "
-        "(durable pull consumer, explicit ack)",
+        "(durable pull consumer, explicit ack); the row ends early once they are all consumed",
         lambda t, payload, s: jetstream_pull_consume(t.nats, s.concurrency, s.batch),
     ),
 )
