@@ -18,6 +18,7 @@ help:
 	@echo "make chaos  the fault-injection suite: break the running pipeline, then reconcile"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
 	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
+	@echo "make bench-protocols  gRPC, HTTP/1.1 JSON, NATS and JetStream alone: docs/benchmarks.md, Protocols"
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
@@ -59,6 +60,11 @@ stubs: $(VENV)/.synced
 # The gateway's API as committed: tests/unit/gateway/test_openapi_document.py fails when it drifts.
 openapi: $(VENV)/.synced
 	$(BIN)/python -m gateway.openapi_document > docs/openapi.json
+
+# The protocols alone, in Python on this machine (about 100 s); `orderflow bench-protocols --help` for options.
+.PHONY: bench-protocols
+bench-protocols: $(VENV)/.synced
+	$(BIN)/orderflow bench-protocols
 
 clean:
 	rm -rf $(VENV) .venv-tools $(STATE) .mypy_cache .pytest_cache .ruff_cache

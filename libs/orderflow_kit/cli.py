@@ -1,6 +1,6 @@
 """The `orderflow` command: `orderflow up` runs the whole pipeline locally (`make up`),
-`orderflow token` mints a development bearer token for the gateway, and `orderflow dlq ...`
-inspects and replays dead letters."""
+`orderflow token` mints a development bearer token for the gateway, `orderflow dlq ...`
+inspects and replays dead letters, and `orderflow bench-protocols` compares the protocols alone."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -55,3 +55,32 @@ def token(
         typer.echo(f"orderflow token: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(mint_token(secret, customer, scopes, ttl))
+
+
+@app.command("bench-protocols")
+def bench_protocols(
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds each protocol is measured, after a warm-up. Default 8, or 1 with --smoke.", min=0.1),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Operations in flight, the same for every protocol. Default 32, or 4 with --smoke.", min=1),
+    ] = None,
+    payload_bytes: Annotated[int | None, typer.Option(help="Bytes in every message. Default 1024.", min=1)] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="Every row for a second at low concurrency: a check that all run.")
+    ] = False,
+    output_dir: Annotated[
+        Path, typer.Option(help="Where <date>-protocols.json and .md are written (-protocols-smoke with --smoke).")
+    ] = Path("docs/benchmarks"),
+) -> None:
+    """Compare gRPC, HTTP/1.1 JSON, NATS and JetStream alone, in Python on this machine: ops/s, p50,
+    p99 and CPU per operation, beside the seed article's Go figures (make bench-protocols)."""
+    # Imported here: the benchmark's servers and clients are no business of the services or of `orderflow up`.
+    from orderflow_bench.protocols.run import run_from_command_line
+
+    code = run_from_command_line(
+        smoke=smoke, duration=duration, concurrency=concurrency, payload_bytes=payload_bytes, output_dir=output_dir
+    )
+    raise typer.Exit(code)
