@@ -3,9 +3,12 @@
 Each name (a service, postgres, nats, redis, the load generator) stands for a process and all its
 descendants: PostgreSQL's postmaster with its backends, a service with any workers it forks."""
 
+import time
 from collections.abc import Iterator, Mapping
 
 import psutil
+
+from orderflow_bench.stats import CpuSample
 
 LOAD_GENERATOR = "load generator"
 
@@ -34,13 +37,15 @@ def tree_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def sample_cpu(processes: Mapping[str, psutil.Process]) -> dict[str, float]:
-    """Cumulative CPU seconds of each process tree; a process gone meanwhile is left out."""
-    sample: dict[str, float] = {}
-    for name, process in processes.items():
-        if process.is_running():
-            sample[name] = tree_cpu_seconds(process)
-    return sample
+def sample_cpu(processes: Mapping[str, psutil.Process]) -> CpuSample:
+    """Cumulative CPU seconds of each process tree (a process gone meanwhile is left out), and of
+    the whole machine."""
+    at = time.monotonic()
+    return CpuSample(
+        {name: tree_cpu_seconds(process) for name, process in processes.items() if process.is_running()},
+        machine_busy_seconds(),
+        at,
+    )
 
 
 def rss_mb(process: psutil.Process) -> float | None:
@@ -75,3 +80,10 @@ def listening_processes(ports: Mapping[str, int]) -> dict[str, psutil.Process]:
             except psutil.NoSuchProcess:
                 continue
     return found
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy so far, all cores together (neither idle nor
+    waiting for I/O): what the pipeline used, and what everything else running here did."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)

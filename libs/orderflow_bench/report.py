@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from rich.console import Console
 from rich.table import Table
 
@@ -47,6 +47,11 @@ class ScenarioReport:
     cpu_ms_per_order: dict[str, float]
     # Summed over every process but the load generator.
     cpu_ms_per_order_total: float
+    # Over the same window, in cores busy on average: the pipeline (every process but the load
+    # generator), and every other process on the machine (the load generator not included either):
+    # how much of the machine the pipeline had, on a machine it shares.
+    pipeline_cores: float
+    other_processes_cores: float
     # Resident memory of each service at the end, MiB.
     rss_mb: dict[str, float]
 
@@ -82,6 +87,8 @@ class BenchReport:
     # Whether the bench started the pipeline or found one running, and how it found its processes.
     pipeline: str
     options: dict[str, object]
+    # CPU milliseconds per second of each process at idle: the background in every order's figure.
+    idle_cpu_ms_per_s: dict[str, float]
     # Event latency of single orders placed one at a time on an idle pipeline.
     lone_orders_ms: list[float]
     lone_order_latency_ms: Percentiles | None
@@ -160,10 +167,15 @@ _MAIN_COLUMNS = (
 def _cpu_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     processes = _processes(report)
     rows = [
-        [scenario.name, *(f"{scenario.cpu_ms_per_order.get(name, float('nan')):.2f}" for name in processes)]
+        [
+            scenario.name,
+            *(f"{scenario.cpu_ms_per_order.get(name, float('nan')):.2f}" for name in processes),
+            f"{scenario.pipeline_cores:.2f}",
+            f"{scenario.other_processes_cores:.2f}",
+        ]
         for scenario in report.scenarios
     ]
-    return ["CPU ms per order", *processes], rows
+    return ["CPU ms per order", *processes, "pipeline cores", "other processes' cores"], rows
 
 
 def _rss_line(report: BenchReport) -> str:
@@ -171,6 +183,12 @@ def _rss_line(report: BenchReport) -> str:
         return ""
     rss = report.scenarios[-1].rss_mb
     return "RSS at the end: " + ", ".join(f"{name} {value:.0f} MiB" for name, value in rss.items())
+
+
+def _idle_line(report: BenchReport) -> str:
+    idle = report.idle_cpu_ms_per_s
+    names = [name for name in PROCESS_ORDER if name in idle] + sorted(set(idle) - set(PROCESS_ORDER))
+    return "CPU at idle, ms per second: " + ", ".join(f"{name} {idle[name]:.1f}" for name in names)
 
 
 def _lone_line(report: BenchReport) -> str:
@@ -188,10 +206,11 @@ def print_report(report: BenchReport, console: Console) -> None:
         main.add_row(*_main_row(scenario, scenario.name))
     console.print(main)
     header, rows = _cpu_rows(report)
-    cpu = Table(*header, title=f"CPU per accepted order ({LOAD_GENERATOR}: apart, not in the total)")
+    cpu = Table(*header, title=f"CPU per accepted order ({LOAD_GENERATOR}: apart, in no total), and cores busy")
     for row in rows:
         cpu.add_row(*row)
     console.print(cpu)
+    console.print(_idle_line(report))
     console.print(_lone_line(report))
     console.print(_rss_line(report))
     console.print(f"Processes {report.pipeline}.")
@@ -219,6 +238,8 @@ def markdown(report: BenchReport) -> str:
         "",
         *table(*_cpu_rows(report)),
         "",
+        _idle_line(report) + ".",
+        "",
         _lone_line(report) + ".",
         "",
         _rss_line(report) + ".",
@@ -245,6 +266,7 @@ def plot(report: BenchReport, path: Path) -> None:
     if open_loop:
         latency.set_yscale("log")
         latency.yaxis.set_major_formatter(ScalarFormatter())
+        latency.yaxis.set_minor_formatter(NullFormatter())
         latency.legend()
     else:
         latency.text(0.5, 0.5, "no open-loop scenario", ha="center", va="center", transform=latency.transAxes)

@@ -25,7 +25,7 @@ from orderflow_bench.load import LoadGenerator, LoadResult, LoadSetup
 from orderflow_bench.measured import LOAD_GENERATOR, rss_mb, sample_cpu
 from orderflow_bench.report import BenchReport, Machine, ScenarioReport, print_report, write_report
 from orderflow_bench.scenarios import Kind, Scenario, plan
-from orderflow_bench.stats import cpu_ms_per_order, percentiles_ms, total_ms
+from orderflow_bench.stats import cpu_ms_per, cpu_use, percentiles_ms
 from orderflow_bench.target import HOT_SKU, SKUS, Target, customer_tokens, own_pipeline, running_gateway, stock_up
 from orderflow_kit.infra import Infrastructure
 
@@ -45,6 +45,8 @@ class BenchOptions:
     # A closed loop this long before anything is measured: pools open, code paths warm.
     warmup: float = 5.0
     lone_orders: int = 10
+    # Seconds of nothing, to measure the pipeline's background CPU (polling, housekeeping).
+    idle: float = 5.0
     customers: int = 200
     # How long a scenario's drain may take before its unawarded orders are reported as such.
     drain_timeout: float = 120.0
@@ -55,7 +57,9 @@ class BenchOptions:
 
     def smoke(self) -> "BenchOptions":
         """A few seconds of every kind at a low rate: proves the bench works, measures nothing."""
-        return replace(self, duration=2.0, connections=4, rates=(20.0,), warmup=1.0, lone_orders=2, drain_timeout=30.0)
+        return replace(
+            self, duration=2.0, connections=4, rates=(20.0,), warmup=1.0, lone_orders=2, idle=1.0, drain_timeout=30.0
+        )
 
 
 def run_bench(
@@ -84,12 +88,13 @@ def run_bench(
             TextColumn("{task.fields[detail]}"),
             console=console,
         ) as progress:
-            lone, scenarios = asyncio.run(bench.measure(progress))
+            idle, lone, scenarios = asyncio.run(bench.measure(progress))
     report = BenchReport(
         started_at.isoformat(timespec="seconds"),
         Machine.this_one(),
         target.found_by,
         _options_record(options),
+        idle,
         [round(seconds * 1000, 2) for seconds in lone],
         percentiles_ms(lone),
         scenarios,
@@ -113,6 +118,7 @@ def _options_record(options: BenchOptions) -> dict[str, object]:
         "scenarios": [str(kind) for kind in options.kinds],
         "warmup_s": options.warmup,
         "lone_orders": options.lone_orders,
+        "idle_s": options.idle,
         "customers": options.customers,
         "skus": len(SKUS),
         "hot_sku": HOT_SKU,
@@ -135,22 +141,37 @@ class _Bench:
         self._processes = processes
         self._lone_token = lone_token
 
-    async def measure(self, progress: Progress) -> tuple[list[float], list[ScenarioReport]]:
+    async def measure(self, progress: Progress) -> tuple[dict[str, float], list[float], list[ScenarioReport]]:
         options, target = self._options, self._target
         async with EventTimes.connect(target.postgres_url, target.orders_database, target.loyalty_database) as events:
             if options.warmup > 0:
                 warmup = Scenario("warm-up", Kind.CLOSED, options.warmup, options.connections)
                 await self._scenario(warmup, events, progress)
+            idle = await self._idle_cpu(progress)
             lone = await self._lone_orders(events, progress)
             scenarios = plan(
                 options.kinds, duration=options.duration, connections=options.connections, rates=options.rates
             )
             reports = [await self._scenario(scenario, events, progress) for scenario in scenarios]
-        return lone, reports
+        return idle, lone, reports
+
+    async def _idle_cpu(self, progress: Progress) -> dict[str, float]:
+        """CPU milliseconds per second each process uses while nobody orders anything: the
+        background (polling, housekeeping, health checks) a share of which is in every order's
+        CPU, a larger share the fewer orders per second."""
+        seconds = self._options.idle
+        task = progress.add_task("idle", total=seconds, detail="")
+        before = sample_cpu(self._processes)
+        await asyncio.sleep(seconds)
+        after = sample_cpu(self._processes)
+        progress.update(task, completed=seconds)
+        return cpu_ms_per(before.processes, after.processes, after.at - before.at)
 
     async def _lone_orders(self, events: EventTimes, progress: Progress) -> list[float]:
         """Orders placed one at a time on the idle pipeline, each once the previous one's points are in."""
         count = self._options.lone_orders
+        if count == 0:
+            return []
         task = progress.add_task("lone orders at idle", total=count, detail="")
         gaps = random.Random("lone orders")
         latencies: list[float] = []
@@ -180,10 +201,9 @@ class _Bench:
             progress.update(task, detail=f"{len(order_ids)} accepted, awaiting points: {awarded} awarded")
 
         awarded = await events.wait_for_awards(mark, order_ids, within=self._options.drain_timeout, progress=drained)
-        after = sample_cpu(self._processes)
+        cpu = cpu_use(before, sample_cpu(self._processes), len(order_ids), load_generator=LOAD_GENERATOR)
         awards = await events.awards(mark, order_ids)
         progress.update(task, detail=f"{len(order_ids)} accepted, {awarded} awarded, {result.errors.total()} errors")
-        cpu = cpu_ms_per_order(before, after, len(order_ids))
         drain = None
         if awards.unawarded == 0 and awards.last_awarded_at is not None:
             drain = round(max(0.0, awards.last_awarded_at.timestamp() - result.ended_at), 3)
@@ -202,8 +222,10 @@ class _Bench:
             awarded=awards.awarded,
             unawarded=awards.unawarded,
             drain_s=drain,
-            cpu_ms_per_order=cpu,
-            cpu_ms_per_order_total=total_ms(cpu, excluding=LOAD_GENERATOR),
+            cpu_ms_per_order=cpu.per_order,
+            cpu_ms_per_order_total=cpu.per_order_total,
+            pipeline_cores=cpu.pipeline_cores,
+            other_processes_cores=cpu.other_processes_cores,
             rss_mb={name: value for name in SERVICES if (value := self._rss(name)) is not None},
         )
 

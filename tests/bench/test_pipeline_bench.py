@@ -33,7 +33,9 @@ def test_a_smoke_run_reports_every_scenario_kind_whole(infra: Infrastructure, tm
         assert scenario.drain_s is not None
         assert set(scenario.cpu_ms_per_order) == MEASURED, scenario.name
         assert all(value >= 0 for value in scenario.cpu_ms_per_order.values())
+        assert scenario.pipeline_cores > 0
         assert set(scenario.rss_mb) == set(SERVICES)
+    assert set(report.idle_cpu_ms_per_s) == MEASURED
     assert len(report.lone_orders_ms) == options.lone_orders
     assert [path.name for path in written] == [
         f"{report.started_at[:10]}-pipeline.{kind}" for kind in ("json", "md", "png")
