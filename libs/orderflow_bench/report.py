@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from rich.console import Console
 from rich.table import Table
 
@@ -265,13 +265,16 @@ def plot(report: BenchReport, path: Path) -> None:
     latency.set(title="Open loop: latency from intended start", xlabel="offered orders/s", ylabel="ms")
     if open_loop:
         latency.set_yscale("log")
+        latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         latency.yaxis.set_major_formatter(ScalarFormatter())
         latency.yaxis.set_minor_formatter(NullFormatter())
         latency.legend()
     else:
         latency.text(0.5, 0.5, "no open-loop scenario", ha="center", va="center", transform=latency.transAxes)
     names = [scenario.name for scenario in report.scenarios]
-    throughput.barh(names, [scenario.orders_per_second for scenario in report.scenarios], color="tab:green")
+    bars = throughput.barh(names, [scenario.orders_per_second for scenario in report.scenarios], color="tab:green")
+    throughput.bar_label(bars, fmt="%.0f", padding=3)
+    throughput.margins(x=0.1)
     throughput.invert_yaxis()
     throughput.set(title="Orders accepted per second", xlabel="orders/s")
     machine = report.machine
