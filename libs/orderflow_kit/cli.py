@@ -65,7 +65,10 @@ def bench(
     rate: Annotated[
         list[float] | None,
         typer.Option(
-            "--rate", min=0.1, help="Open loop: orders offered per second; repeat for several.  [default: 50 200 400]"
+            "--rate",
+            min=0.1,
+            help="Open loop: orders offered per second; repeat for several.",
+            show_default="50 200 400",
         ),
     ] = None,
     scenario: Annotated[
@@ -73,7 +76,8 @@ def bench(
         typer.Option(
             "--scenario",
             help="closed (N connections, 100 SKUs), hot (one SKU), idempotent (Idempotency-Key), open (each rate); "
-            "repeat for several.  [default: all]",
+            "repeat for several.",
+            show_default="all",
         ),
     ] = None,
     warmup: Annotated[float, typer.Option(min=0, help="Seconds of unmeasured load first.")] = 5.0,
@@ -84,7 +88,9 @@ def bench(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Where the JSON, Markdown and PNG go.  [default: docs/benchmarks; --smoke: a temp dir]"),
+        typer.Option(
+            help="Where the JSON, Markdown and PNG go.", show_default="docs/benchmarks; with --smoke a temp dir"
+        ),
     ] = None,
     smoke: Annotated[
         bool,
