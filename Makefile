@@ -16,6 +16,7 @@ help:
 	@echo "make test   lint, type-check, import rules, contract drift, then every test"
 	@echo "make lint   only the static checks"
 	@echo "make chaos  the fault-injection suite: break the running pipeline, then reconcile"
+	@echo "make bench  the pipeline under load: orders/s, latency, CPU per order (docs/benchmarks.md)"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
 	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
 	@echo "make bench-protocols  gRPC, HTTP/1.1 JSON, NATS and JetStream alone: docs/benchmarks.md, Protocols"
@@ -53,6 +54,12 @@ e2e: $(VENV)/.synced
 # Only the fault-injection suite (also part of `make test`): break the running pipeline, reconcile.
 chaos: $(VENV)/.synced
 	$(BIN)/pytest tests/chaos -s
+
+# The pipeline under load (docs/benchmarks.md); flags in BENCH_ARGS, e.g. BENCH_ARGS="--duration 10 --scenario open"
+# or BENCH_ARGS="--gateway http://127.0.0.1:8000" to bench a `make up` started with ORDERFLOW_RATE_LIMITS_ENABLED=false.
+.PHONY: bench
+bench: $(VENV)/.synced
+	$(BIN)/orderflow bench $(BENCH_ARGS)
 
 stubs: $(VENV)/.synced
 	$(BIN)/python -m grpc_tools.protoc -I libs --python_out=libs --pyi_out=libs --grpc_python_out=libs $(PROTOS)

@@ -2,6 +2,7 @@
 `orderflow token` mints a development bearer token for the gateway, `orderflow dlq ...`
 inspects and replays dead letters, and `orderflow bench-protocols` compares the protocols alone."""
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -84,3 +85,74 @@ def bench_protocols(
         smoke=smoke, duration=duration, concurrency=concurrency, payload_bytes=payload_bytes, output_dir=output_dir
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    duration: Annotated[float, typer.Option(min=0.5, help="Seconds of load in each scenario.")] = 30.0,
+    connections: Annotated[int, typer.Option(min=1, help="Closed loop: requests in flight at once.")] = 32,
+    rate: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--rate",
+            min=0.1,
+            help="Open loop: orders offered per second; repeat for several.",
+            show_default="50 200 400",
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            help="closed (N connections, 100 SKUs), hot (one SKU), idempotent (Idempotency-Key), open (each rate); "
+            "repeat for several.",
+            show_default="all",
+        ),
+    ] = None,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds of unmeasured load first.")] = 5.0,
+    lone_orders: Annotated[int, typer.Option(min=0, help="Single orders at idle, for their event latency.")] = 10,
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="Bench the pipeline running at this URL (make up, rate limits off) instead of starting one."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the JSON, Markdown and PNG go.", show_default="docs/benchmarks; with --smoke a temp dir"
+        ),
+    ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="Every scenario for 2 s at a low rate: does it work? (ignores the figures above)"),
+    ] = False,
+    state_dir: StateDir = Path(".state"),
+) -> None:
+    """Measure the pipeline under load (make bench): orders/s, latency, event latency, drain, CPU per
+    order per process, memory; a table here, and JSON, Markdown and a PNG plot in --out."""
+    # Imported here: the services share this package, and none of them should load the bench.
+    from orderflow_bench.run import BenchOptions, run_bench, smoke_out_dir
+    from orderflow_bench.scenarios import Kind
+    from orderflow_bench.target import BenchError
+
+    try:
+        kinds = tuple(Kind(name) for name in scenario) if scenario else tuple(Kind)
+    except ValueError:
+        raise typer.BadParameter(f"choose among {', '.join(Kind)}", param_hint="--scenario") from None
+    options = BenchOptions(
+        duration=duration,
+        connections=connections,
+        rates=tuple(rate) if rate else BenchOptions.rates,
+        kinds=kinds,
+        warmup=warmup,
+        lone_orders=lone_orders,
+        gateway_url=gateway,
+        state_dir=state_dir,
+    )
+    if smoke:
+        options = options.smoke()
+    options = replace(options, out_dir=out or (smoke_out_dir() if smoke else options.out_dir))
+    try:
+        run_bench(options)
+    except BenchError as error:
+        typer.echo(f"orderflow bench: {error}", err=True)
+        raise typer.Exit(1) from None

@@ -1,40 +1,27 @@
-"""The whole pipeline for tests that drive it from outside: the four services as separate
-processes, on free ports, wired to the session's real servers, with databases, a catalog and a
-loyalty consumer of their own, so suites sharing those servers never see each other's data."""
+"""The whole pipeline for tests that drive it from outside (orderflow_kit.pipeline), as every suite
+starts it: tokens from tests.support.tokens, generous rate limits (tests.support.rate_limits: these
+suites send bursts from one address) and quick consumer retries."""
 
-import dataclasses
-import json
-import time
-import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure, free_port
-from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
+from orderflow_kit import pipeline as kit_pipeline
+from orderflow_kit.infra import Infrastructure
+from orderflow_kit.pipeline import Pipeline
 from orderflow_kit.supervision import Supervisor
 from tests.support.rate_limits import GENEROUS_RATE_LIMITS_ENV
 from tests.support.tokens import JWT_SECRET
 
-READY_TIMEOUT = 90.0
+__all__ = ["Pipeline", "pytest_runtest_makereport", "running_pipeline"]
 
-
-@dataclass(frozen=True)
-class Pipeline:
-    gateway_url: str
-    nats_url: str
-    consumer: str
-    infra: Infrastructure
-    services: dict[str, ServiceProcess]
-    log_dir: Path
-    # Each service's database on infra.postgres_url.
-    databases: dict[str, str]
-    inventory_consumer: str
+_TEST_SETTINGS = {
+    "ORDERFLOW_LOYALTY_RETRY_BASE_SECONDS": "0.2",
+    "ORDERFLOW_LOYALTY_RETRY_MAX_SECONDS": "1",
+    **GENEROUS_RATE_LIMITS_ENV,
+}
 
 
 @contextmanager
@@ -48,82 +35,18 @@ def running_pipeline(
     replicas: Mapping[str, int] | None = None,
     supervisor: Supervisor | None = None,
 ) -> Iterator[Pipeline]:
-    """Start the four services (logs in `work/<service>.log`), wait until each serves, and stop
-    them at the end. Databases are `<prefix>_<run>_<service>`, the consumer `loyalty-<prefix>-<run>`;
-    the gateway verifies tokens from tests.support.tokens, and its rate limits are generous
-    (tests.support.rate_limits): these suites send bursts from one address.
-
-    `env` adds or overrides settings of every service; `replicas` runs more copies of a gRPC
-    service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die."""
-    run = uuid.uuid4().hex[:8]
-    catalog_file = work / "catalog.json"
-    catalog_file.write_text(json.dumps(list(catalog)))
-    consumer = f"loyalty-{prefix}-{run}"
-    databases = {name: f"{prefix}_{run}_{name}" for name in ("inventory", "orders", "loyalty")}
-    own = {
-        **{f"ORDERFLOW_{name.upper()}_DATABASE": database for name, database in databases.items()},
-        "ORDERFLOW_LOYALTY_CONSUMER": consumer,
-        "ORDERFLOW_LOYALTY_DELIVER_POLICY": "new",
-        "ORDERFLOW_INVENTORY_CONSUMER": f"inventory-{prefix}-{run}",
-        "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
-        "ORDERFLOW_LOYALTY_RETRY_BASE_SECONDS": "0.2",
-        "ORDERFLOW_LOYALTY_RETRY_MAX_SECONDS": "1",
-        "ORDERFLOW_LOG_FORMAT": "json",
-        **GENEROUS_RATE_LIMITS_ENV,
-        **(env or {}),
-    }
-    ports = TopologyPorts.free()
-    specs = [
-        dataclasses.replace(spec, env={**spec.env, **own})
-        for spec in topology(infra, ports, catalog=catalog_file, jwt_secret=JWT_SECRET)
-    ]
-    copies = [
-        _replica(next(spec for spec in specs if spec.name == name), number)
-        for name, count in (replicas or {}).items()
-        for number in range(2, count + 1)
-    ]
-    specs = [_calling_every_replica(spec, [*specs, *copies]) for spec in specs] + copies
-    make = supervisor.service if supervisor is not None else ServiceProcess
-    services = {spec.name: make(spec, (work / f"{spec.name}.log").open("w", encoding="utf-8")) for spec in specs}
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        for service in services.values():
-            service.start()
-        for service in services.values():
-            service.wait_ready(deadline)
-        yield Pipeline(
-            f"http://127.0.0.1:{ports.gateway}",
-            infra.nats_url,
-            consumer,
-            infra,
-            services,
-            work,
-            databases,
-            own["ORDERFLOW_INVENTORY_CONSUMER"],
-        )
-    finally:
-        for service in reversed(services.values()):
-            service.stop()
-
-
-def _replica(spec: ServiceSpec, number: int) -> ServiceSpec:
-    """Another copy of a gRPC service: same databases and consumers, a port of its own."""
-    port = free_port()
-    return dataclasses.replace(
-        spec,
-        name=f"{spec.name}-{number}",
-        env={**spec.env, f"ORDERFLOW_{spec.name.upper()}_PORT": str(port)},
-        ready=partial(grpc_serving, f"127.0.0.1:{port}"),
-    )
-
-
-def _calling_every_replica(spec: ServiceSpec, specs: Sequence[ServiceSpec]) -> ServiceSpec:
-    """Point `spec`'s clients at every copy of each service (the channels balance round-robin)."""
-    env = dict(spec.env)
-    for name in ("inventory", "orders", "loyalty"):
-        ports = [copy.env[f"ORDERFLOW_{name.upper()}_PORT"] for copy in specs if copy.module == name]
-        env[f"ORDERFLOW_{name.upper()}_ADDR"] = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
-    return dataclasses.replace(spec, env=env)
+    """orderflow_kit.pipeline.running_pipeline with the tests' settings; `env` overrides them."""
+    with kit_pipeline.running_pipeline(
+        infra,
+        work,
+        catalog,
+        prefix=prefix,
+        jwt_secret=JWT_SECRET,
+        env={**_TEST_SETTINGS, **(env or {})},
+        replicas=replicas,
+        supervisor=supervisor,
+    ) as running:
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)
@@ -135,7 +58,7 @@ def pytest_runtest_makereport(
     report = yield
     pipelines = [value for value in getattr(item, "funcargs", {}).values() if isinstance(value, Pipeline)]
     if report.failed:
-        for pipeline in pipelines:
-            for name, service in pipeline.services.items():
+        for running in pipelines:
+            for name, service in running.services.items():
                 report.sections.append((f"{name} log (tail)", "\n".join(service.tail(40))))
     return report
