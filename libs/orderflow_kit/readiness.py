@@ -49,15 +49,28 @@ class Dependency:
 
 def postgres(engine: AsyncEngine) -> Dependency:
     """The service's database answers `SELECT 1`. A connection of the probe's own, so a busy
-    connection pool never reads as an outage."""
+    connection pool never reads as an outage.
+
+    The pool is not pinged before each use (orderflow_kit.db), so when the database answers again
+    after an outage, the pool's connections from before it are dropped here, before the service
+    reports SERVING again: the first calls after a restart do not meet dead connections."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    was_down = False
 
     async def select_1() -> None:
-        connection = await asyncpg.connect(dsn, server_settings={"application_name": PROBE_APPLICATION_NAME})
+        nonlocal was_down
         try:
-            await connection.fetchval("SELECT 1")
-        finally:
-            await connection.close(timeout=PROBE_TIMEOUT_SECONDS)  # a hung server must not hang the watcher
+            connection = await asyncpg.connect(dsn, server_settings={"application_name": PROBE_APPLICATION_NAME})
+            try:
+                await connection.fetchval("SELECT 1")
+            finally:
+                await connection.close(timeout=PROBE_TIMEOUT_SECONDS)  # a hung server must not hang the watcher
+        except BaseException:
+            was_down = True
+            raise
+        if was_down:
+            was_down = False
+            await engine.dispose()
 
     return Dependency("postgres", select_1)
 
