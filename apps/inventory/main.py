@@ -13,6 +13,7 @@ from inventory.order_events import consume_order_events
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from orderflow_kit.db import create_engine, migrate, open_pool
+from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
@@ -62,6 +63,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             credentials=server_credentials(settings),
+            keepalive=Keepalive.from_settings(settings),
         )
     finally:
         await engine.dispose()

@@ -11,6 +11,7 @@ from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
 from orderflow_kit.db import create_engine, migrate, open_pool
+from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
@@ -51,6 +52,7 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             credentials=server_credentials(settings),
+            keepalive=Keepalive.from_settings(settings),
         )
     finally:
         await engine.dispose()

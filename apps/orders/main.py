@@ -9,6 +9,7 @@ from pathlib import Path
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import create_engine, migrate, open_pool
 from orderflow_kit.grpc_client import channel
+from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import GrpcService, serve
 from orderflow_kit.grpc_tls import channel_credentials, server_credentials
 from orderflow_kit.housekeeping import purge_periodically
@@ -37,7 +38,11 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
     await migrate(settings.postgres_url, settings.orders_database, MIGRATIONS)
     engine = create_engine(settings.postgres_url, settings.orders_database, pool_size=settings.database_pool_size)
     await open_pool(engine)
-    inventory_channel = channel(settings.inventory_addr, credentials=channel_credentials(settings))
+    inventory_channel = channel(
+        settings.inventory_addr,
+        credentials=channel_credentials(settings),
+        keepalive=Keepalive.from_settings(settings),
+    )
     orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
     relay = OutboxRelay(
         engine,
@@ -69,6 +74,7 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
             grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             credentials=server_credentials(settings),
+            keepalive=Keepalive.from_settings(settings),
         )
         await orders.finish_unfinished_work(within=settings.shutdown_grace_seconds)
     finally:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from orderflow_kit.errors import ServiceError, invalid_argument
+from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE, Keepalive
 from orderflow_kit.readiness import Dependency, Readiness
 from orderflow_kit.request_context import (
     REQUEST_ID_HEADER,
@@ -156,6 +157,7 @@ async def serve(
     grace_seconds: float = 10.0,
     stop: asyncio.Event | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
 
@@ -163,8 +165,9 @@ async def serve(
     fails the process stops with that error, so a supervisor can restart it. `dependencies` are
     watched (orderflow_kit.readiness): the health status is NOT_SERVING while a required one is
     down. Setting `stop` ends it like a signal does: how a test stops a server it runs in-process.
-    With `credentials` (orderflow_kit.grpc_tls.server_credentials) the port serves TLS only."""
-    server = grpc.aio.server(interceptors=[_CallInterceptor()])
+    With `credentials` (orderflow_kit.grpc_tls.server_credentials) the port serves TLS only;
+    `keepalive` (orderflow_kit.grpc_keepalive) pings and ages out its connections."""
+    server = grpc.aio.server(interceptors=[_CallInterceptor()], options=keepalive.server_options())
     for service in services:
         service.add(service.servicer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
 
 # Where `make up` writes the servers' URLs, passwords included, for the tools run beside it.
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     grpc_tls_require_client_cert: bool = False
     grpc_tls_client_cert: Path | None = None
     grpc_tls_client_key: Path | None = None
+
+    # gRPC keepalive (orderflow_kit.grpc_keepalive, docs/operations.md#grpc-keepalive): clients ping
+    # every connection this often, idle or not, and drop it when a ping is unanswered this long;
+    # servers close each connection after its max age (GOAWAY, then a grace for calls in flight).
+    grpc_keepalive_seconds: float = Field(default=DEFAULT_KEEPALIVE.time_seconds, gt=0)
+    grpc_keepalive_timeout_seconds: float = Field(default=DEFAULT_KEEPALIVE.timeout_seconds, gt=0)
+    grpc_max_connection_age_seconds: float = Field(default=DEFAULT_KEEPALIVE.max_connection_age_seconds, gt=0)
+    grpc_max_connection_age_grace_seconds: float = Field(
+        default=DEFAULT_KEEPALIVE.max_connection_age_grace_seconds, ge=0
+    )
 
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
