@@ -102,7 +102,7 @@ id: 1042.7
 event: order.created
 data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
 "customer_id":"customer-42","items":[{"sku":"SKU-1","quantity":2,"unit_price_cents":1250}],"total_cents":2500,\
-"currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z"}
+"currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z","published_at":"2026-11-20T10:15:00.131002+00:00"}
 
 id: 1043.7
 event: points.awarded
