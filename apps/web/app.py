@@ -37,6 +37,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
         app.state.gateway = gateway
         app.state.stock_watch = StockWatch(levels, settings.web_stock_poll_seconds)
+        app.state.console_rates = console.Rates()
         try:
             yield
         finally:

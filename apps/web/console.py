@@ -1,7 +1,9 @@
-"""The operations console (scope admin): dead letters with show and replay, and restock; every
-action is one call to the gateway's admin API, made with the signed-in admin's token."""
+"""The operations console (scope admin): the pipeline's live figures, dead letters with show and
+replay, and restock; every figure and action is one call to the gateway's admin API, made with the
+signed-in admin's token. Rates (orders/s) come from two readings of the figures."""
 
 import json
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -23,6 +25,27 @@ async def console(request: Request) -> Response:
     signed_in(request, admin=True)
     products = (await api(request, "GET", "/v1/products", admin=True))["products"]
     return render(request, "console.html", {"products": products})
+
+
+@router.get("/figures")
+async def figures(request: Request) -> Response:
+    now = await api(request, "GET", "/v1/admin/pipeline", admin=True)
+    rates: Rates = request.app.state.console_rates
+    return render(request, "_figures.html", {"figures": now, "orders_per_second": rates.orders_per_second(now)})
+
+
+class Rates:
+    """Orders/s from this reading and the previous one this process made (any admin's)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime, int] | None = None
+
+    def orders_per_second(self, figures: dict[str, Any]) -> float | None:
+        at, published = datetime.fromisoformat(figures["read_at"]), int(figures["orders_published"])
+        last, self._last = self._last, (at, published)
+        if last is None or at <= last[0] or published < last[1]:
+            return None
+        return (published - last[1]) / (at - last[0]).total_seconds()
 
 
 @router.get("/dead-letters")
