@@ -57,11 +57,11 @@ async def pipeline_figures(_admin: AdminPrincipal, upstreams: UpstreamsDep, requ
     settings: GatewaySettings = request.app.state.settings
     js = await upstreams.broker.jetstream()
     with broker_errors():
-        orders, dead_letters, *consumers = await asyncio.gather(
-            js.stream_info(ORDERS_STREAM, subjects_filter="orders.>"),
-            js.stream_info(DEAD_LETTER_STREAM),
-            *(_consumer(js, name) for name in (settings.loyalty_consumer, settings.inventory_consumer)),
+        orders, dead_letters = await asyncio.gather(
+            js.stream_info(ORDERS_STREAM, subjects_filter="orders.>"), js.stream_info(DEAD_LETTER_STREAM)
         )
+        names = (settings.loyalty_consumer, settings.inventory_consumer)
+        consumers = list(await asyncio.gather(*(_consumer(js, name) for name in names)))
     subjects = orders.state.subjects or {}
     return PipelineFigures(
         read_at=datetime.now(UTC),

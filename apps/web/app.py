@@ -95,5 +95,7 @@ def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         title = "Not found" if error.status_code == 404 else "Request refused"
-        problem = ApiProblem(error.status_code, "NOT_FOUND" if error.status_code == 404 else "REFUSED", title, str(error.detail))
+        problem = ApiProblem(
+            error.status_code, "NOT_FOUND" if error.status_code == 404 else "REFUSED", title, str(error.detail)
+        )
         return problem_page(request, problem)

@@ -66,7 +66,9 @@ async def dead_letter(request: Request, sequence: Sequence) -> Response:
 async def replay(request: Request, sequence: Sequence) -> Response:
     replayed = await api(request, "POST", f"/v1/admin/dead-letters/{sequence}/replay", admin=True)
     page = await api(request, "GET", "/v1/admin/dead-letters", admin=True, params={"page_size": DEAD_LETTERS_SHOWN})
-    notice = f"Dead letter #{sequence} replayed to {replayed['subject']} (stream sequence {replayed['stream_sequence']})."
+    notice = (
+        f"Dead letter #{sequence} replayed to {replayed['subject']} (stream sequence {replayed['stream_sequence']})."
+    )
     return render(request, "_dead_letters.html", {"page": page, "notice": notice})
 
 
@@ -79,5 +81,6 @@ async def restock(
     body: dict[str, Any] = {"lines": [{"sku": sku, "quantity": quantity}]}
     summary = await api(request, "POST", "/v1/admin/restock", admin=True, json=body)
     product = summary["products"][0]
-    notice = f"Restocked {product['units_added']} × {product['sku']}: {product['available']} available now."
+    added = f"{product['units_added']} \N{MULTIPLICATION SIGN} {product['sku']}"
+    notice = f"Restocked {added}: {product['available']} available now."
     return render(request, "_notice.html", {"notice": notice})

@@ -117,7 +117,8 @@ def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, st
 async def parse_events(lines: AsyncIterator[str]) -> AsyncIterator[ServerSentEvent]:
     """The event stream format (HTML, Server-sent events): fields until a blank line; comments
     (heartbeats) and `retry:` are skipped."""
-    event, data, last_id = "message", [], None
+    event, last_id = "message", None
+    data: list[str] = []
     async for line in lines:
         if not line:
             if data:

@@ -60,7 +60,9 @@ async def api(request: Request, method: str, path: str, *, admin: bool = False, 
     return await gateway_of(request).call(method, path, token=token_for(request, who), **kwargs)
 
 
-def render(request: Request, template: str, context: Mapping[str, Any] | None = None, status: int = 200) -> HTMLResponse:
+def render(
+    request: Request, template: str, context: Mapping[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
     settings = settings_of(request)
     base = {
         "me": session.identity(request),

@@ -8,6 +8,7 @@ with what there is now), so a slow browser costs nothing but its own connection.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 import structlog
 
@@ -38,7 +39,7 @@ class StockWatch:
             seen = -1
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self._version != seen)
+                    await self._changed.wait_for(partial(self._newer_than, seen))
                     seen, levels = self._version, dict(self._levels)
                 changed = {sku: level for sku, level in levels.items() if sent.get(sku) != level}
                 if changed:
@@ -46,6 +47,9 @@ class StockWatch:
                     yield changed
         finally:
             self._watchers -= 1
+
+    def _newer_than(self, version: int) -> bool:
+        return self._version != version
 
     async def close(self) -> None:
         if self._reader is not None:

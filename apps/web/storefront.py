@@ -94,7 +94,7 @@ async def cart_page(request: Request) -> Response:
     ]
     context = {
         "lines": lines,
-        "total_cents": sum(line["cents"] for line in lines),
+        "total_cents": sum(_price(products, sku) * quantity for sku, quantity in cart.items()),
         "currency": next((product["currency"] for product in products.values()), "EUR"),
         "idempotency_key": str(uuid.uuid4()),
     }
@@ -114,7 +114,9 @@ async def checkout(
     quantity: Annotated[list[int], Form(min_length=1, max_length=100)],
 ) -> Response:
     who = signed_in(request)
-    items = [{"sku": line_sku, "quantity": line_quantity} for line_sku, line_quantity in zip(sku, quantity, strict=False)]
+    items = [
+        {"sku": line_sku, "quantity": line_quantity} for line_sku, line_quantity in zip(sku, quantity, strict=False)
+    ]
     # The trace id follows from the key: a repeat of this checkout belongs to the first one's trace.
     trace_id = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     headers = {"Idempotency-Key": idempotency_key, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
@@ -177,9 +179,7 @@ async def journey_events(request: Request, order_id: str) -> EventSourceResponse
 
 
 @router.get("/orders")
-async def my_orders(
-    request: Request, page_token: Annotated[str | None, Query(max_length=1024)] = None
-) -> Response:
+async def my_orders(request: Request, page_token: Annotated[str | None, Query(max_length=1024)] = None) -> Response:
     who = signed_in(request)
     params: dict[str, str | int] = {"customer_id": who.customer_id, "page_size": ORDERS_PAGE_SIZE}
     if page_token:
@@ -196,7 +196,9 @@ async def my_points(request: Request) -> Response:
 
 
 @router.get("/signin")
-async def sign_in_page(request: Request, next: Annotated[str, Query(max_length=256)] = "/", admin: bool = False) -> Response:
+async def sign_in_page(
+    request: Request, next: Annotated[str, Query(max_length=256)] = "/", admin: bool = False
+) -> Response:
     suggestion = "ops-1" if admin else f"c-{secrets.token_hex(3)}"
     return render(request, "signin.html", {"next": _local(next), "suggestion": suggestion, "admin": admin})
 

@@ -61,7 +61,7 @@ def test_an_admin_restocks_and_the_catalog_shows_it(page: Page, web_pipeline: Pi
     page.get_by_label("Product").select_option("WEB-PRINT")
     page.get_by_label("Units received").fill("7")
     page.get_by_role("button", name="Restock").click()
-    expect(page.locator("#notices")).to_contain_text("Restocked 7 × WEB-PRINT")
+    expect(page.locator("#notices")).to_contain_text("Restocked 7 \N{MULTIPLICATION SIGN} WEB-PRINT")
     page.goto("/")
     expect(page.locator("#stock-WEB-PRINT data")).to_have_attribute("value", str(before + 7))
 
