@@ -35,7 +35,7 @@ log = structlog.get_logger()
 
 # No `<name>_created` timestamp beside every counter and histogram: Prometheus does not need them,
 # and they would double what each scrape carries.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Every metric of orderflow's own starts with this.
 NAMESPACE = "orderflow"
