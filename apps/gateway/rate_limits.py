@@ -53,6 +53,8 @@ from orderflow_kit.metrics import child
 REFUSALS = Counter(
     "orderflow_rate_limit_refusals_total", "Requests refused with 429, by budget: ip or customer", ["policy"]
 )
+for _policy in ("ip", "customer"):
+    child(REFUSALS, _policy)  # each at 0 from the start
 
 KEY_PREFIX: Final = "orderflow:rate-limit"
 # While Redis does not answer, requests pass without asking it for this long.

@@ -169,9 +169,9 @@ class TopologyPorts:
         defaults = cls()
         return dataclasses.replace(
             defaults,
-            inventory_metrics=_documented_or_free(defaults.inventory_metrics),
-            orders_metrics=_documented_or_free(defaults.orders_metrics),
-            loyalty_metrics=_documented_or_free(defaults.loyalty_metrics),
+            inventory_metrics=documented_or_free(defaults.inventory_metrics),
+            orders_metrics=documented_or_free(defaults.orders_metrics),
+            loyalty_metrics=documented_or_free(defaults.loyalty_metrics),
         )
 
     def metrics_urls(self, host: str = _HOST) -> dict[str, str]:
@@ -184,7 +184,8 @@ class TopologyPorts:
         }
 
 
-def _documented_or_free(port: int) -> int:
+def documented_or_free(port: int) -> int:
+    """`port` when nobody listens on it, else a free one."""
     with socket.socket() as probe:
         try:
             probe.bind((_HOST, port))
