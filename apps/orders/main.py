@@ -38,7 +38,12 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
     engine = create_engine(settings.postgres_url, settings.orders_database, pool_size=settings.database_pool_size)
     await open_pool(engine)
     inventory_channel = channel(settings.inventory_addr, credentials=channel_credentials(settings))
-    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    orders = Orders(
+        engine,
+        InventoryClient(inventory_channel),
+        inventory_timeout=settings.inventory_timeout_seconds,
+        placement_lease=settings.placement_lease_seconds,
+    )
     relay = OutboxRelay(
         engine,
         settings.nats_url,
