@@ -44,7 +44,12 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         credentials=channel_credentials(settings),
         keepalive=Keepalive.from_settings(settings),
     )
-    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    orders = Orders(
+        engine,
+        InventoryClient(inventory_channel),
+        inventory_timeout=settings.inventory_timeout_seconds,
+        placement_lease=settings.placement_lease_seconds,
+    )
     relay = OutboxRelay(
         engine,
         settings.nats_url,

@@ -10,6 +10,11 @@ from orderflow_kit.settings import Settings
 class OrdersSettings(Settings):
     # The longest a ReserveStock call may take; a caller with less time left passes its own deadline on.
     inventory_timeout_seconds: float = 2.0
+    # How long a placement with a client_request_id holds it: until then a repeat is answered
+    # CLIENT_REQUEST_IN_FLIGHT, after it the repeat takes over (a placement that dies leaves its claim).
+    # Safety does not depend on it (a taken-over placement cannot record its order), only how long
+    # a repeat waits after a crash. Keep it above inventory_timeout_seconds.
+    placement_lease_seconds: float = Field(default=30.0, gt=0)
     # Events the relay takes (and locks) per transaction.
     outbox_batch_size: int = 100
     # How often the relay looks for pending events when no NOTIFY woke it (notifications get lost).
