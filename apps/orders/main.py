@@ -38,7 +38,8 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
     engine = create_engine(settings.postgres_url, settings.orders_database, pool_size=settings.database_pool_size)
     await open_pool(engine)
     inventory_channel = channel(settings.inventory_addr, credentials=channel_credentials(settings))
-    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    inventory = InventoryClient(inventory_channel, release_within=settings.inventory_release_within_seconds)
+    orders = Orders(engine, inventory, inventory_timeout=settings.inventory_timeout_seconds)
     relay = OutboxRelay(
         engine,
         settings.nats_url,
