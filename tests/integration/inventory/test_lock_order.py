@@ -11,7 +11,7 @@ one already (a NOWAIT probe fails), having locked in byte order, not in the coll
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -149,25 +149,25 @@ async def lines(*items: RestockLine) -> AsyncIterator[RestockLine]:
         yield item
 
 
-Operation = Callable[[AsyncEngine, str, str], Awaitable[Callable[[], Awaitable[object]]]]
+Operation = Callable[[AsyncEngine, str, str], Awaitable[Callable[[], Coroutine[Any, Any, object]]]]
 
 
-async def reserving(engine: AsyncEngine, first: str, second: str) -> Callable[[], Awaitable[object]]:
+async def reserving(engine: AsyncEngine, first: str, second: str) -> Callable[[], Coroutine[Any, Any, object]]:
     order = str(uuid.uuid4())
     return lambda: reserve_stock(engine, order, [StockLine(second, 1), StockLine(first, 1)])
 
 
-async def releasing(engine: AsyncEngine, first: str, second: str) -> Callable[[], Awaitable[object]]:
+async def releasing(engine: AsyncEngine, first: str, second: str) -> Callable[[], Coroutine[Any, Any, object]]:
     order = str(await reserved(engine, first, second))
     return lambda: release_stock(engine, order)
 
 
-async def expiring(engine: AsyncEngine, first: str, second: str) -> Callable[[], Awaitable[object]]:
+async def expiring(engine: AsyncEngine, first: str, second: str) -> Callable[[], Coroutine[Any, Any, object]]:
     await held_since_an_hour(engine, await reserved(engine, first, second))
     return lambda: expire_reservations(engine, ttl=timedelta(minutes=1), limit=1000)
 
 
-async def confirming_late(engine: AsyncEngine, first: str, second: str) -> Callable[[], Awaitable[object]]:
+async def confirming_late(engine: AsyncEngine, first: str, second: str) -> Callable[[], Coroutine[Any, Any, object]]:
     order = await reserved(engine, first, second)
     await release_stock(engine, str(order))
 
@@ -179,7 +179,7 @@ async def confirming_late(engine: AsyncEngine, first: str, second: str) -> Calla
     return confirm
 
 
-async def restocking(engine: AsyncEngine, first: str, second: str) -> Callable[[], Awaitable[object]]:
+async def restocking(engine: AsyncEngine, first: str, second: str) -> Callable[[], Coroutine[Any, Any, object]]:
     return lambda: restock(engine, lines(RestockLine(second, 1), RestockLine(first, 1)))
 
 
