@@ -31,12 +31,14 @@ from typing import Annotated, Any, Final
 import grpc
 import structlog
 from fastapi import Depends, Header, Request, Response
+from prometheus_client import Counter
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.problems import Problem, idempotency_key_reused, problem_from_grpc_error, problem_response
 from gateway.settings import GatewaySettings
+from orderflow_kit.metrics import child
 
 KEY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -72,6 +74,14 @@ return 1
 """
 
 log = structlog.get_logger()
+
+REPLAYS = Counter("orderflow_idempotency_replays_total", "Requests answered with the stored answer of their key")
+# reused: the key came with another request (422); in_flight: its first request was still running (409).
+CONFLICTS = Counter(
+    "orderflow_idempotency_conflicts_total", "Requests refused for their Idempotency-Key, by reason", ["reason"]
+)
+for _reason in ("reused", "in_flight"):
+    child(CONFLICTS, _reason)  # each at 0 from the start
 
 
 class _Record(BaseModel):
@@ -251,14 +261,17 @@ def _answered(claim: _Record, response: Response) -> _Record:
 
 def _repeat(earlier: _Record, fingerprint: str) -> Response:
     if earlier.fingerprint != fingerprint:
+        child(CONFLICTS, "reused").inc()
         raise idempotency_key_reused()
     if earlier.status is None:
+        child(CONFLICTS, "in_flight").inc()
         raise Problem(
             HTTPStatus.CONFLICT,
             "IDEMPOTENCY_KEY_IN_FLIGHT",
             "A request with this Idempotency-Key is still being processed; repeat it in a moment for its answer.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    REPLAYS.inc()
     structlog.contextvars.bind_contextvars(idempotency="replayed")
     return Response(earlier.body, status_code=earlier.status, headers={**earlier.headers, REPLAYED_HEADER: "true"})
 

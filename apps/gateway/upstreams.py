@@ -23,6 +23,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.grpc_client import channel
+from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.request_context import outgoing_metadata
 
@@ -56,11 +57,14 @@ class Upstreams:
     def open(cls, settings: GatewaySettings) -> "Upstreams":
         """Call inside the running event loop: grpc.aio channels belong to the loop they were made in."""
         tls = channel_credentials(settings)
-        orders = _grpc_upstream("orders", orders_pb2.DESCRIPTOR, "OrderService", settings.orders_addr, tls)
+        keepalive = Keepalive.from_settings(settings)
+        orders = _grpc_upstream("orders", orders_pb2.DESCRIPTOR, "OrderService", settings.orders_addr, tls, keepalive)
         inventory = _grpc_upstream(
-            "inventory", inventory_pb2.DESCRIPTOR, "InventoryService", settings.inventory_addr, tls
+            "inventory", inventory_pb2.DESCRIPTOR, "InventoryService", settings.inventory_addr, tls, keepalive
         )
-        loyalty = _grpc_upstream("loyalty", loyalty_pb2.DESCRIPTOR, "LoyaltyService", settings.loyalty_addr, tls)
+        loyalty = _grpc_upstream(
+            "loyalty", loyalty_pb2.DESCRIPTOR, "LoyaltyService", settings.loyalty_addr, tls, keepalive
+        )
         timeout = settings.readiness_timeout_seconds
         return cls(
             orders=orders_pb2_grpc.OrderServiceStub(orders.channel),
@@ -111,9 +115,15 @@ class Upstreams:
 
 
 def _grpc_upstream(
-    name: str, contract: FileDescriptor, service: str, target: str, tls: grpc.ChannelCredentials | None
+    name: str,
+    contract: FileDescriptor,
+    service: str,
+    target: str,
+    tls: grpc.ChannelCredentials | None,
+    keepalive: Keepalive,
 ) -> GrpcUpstream:
-    return GrpcUpstream(name, contract.services_by_name[service].full_name, channel(target, credentials=tls))
+    connection = channel(target, credentials=tls, keepalive=keepalive)
+    return GrpcUpstream(name, contract.services_by_name[service].full_name, connection)
 
 
 async def _upstreams(request: Request) -> Upstreams:

@@ -36,6 +36,10 @@ client is away. How it stays correct under any concurrency:
   reservation row (FOR NO KEY UPDATE) makes no insert wait.
   Should PostgreSQL roll one back for a deadlock or a serialization failure all the same, it is
   run again (`database.retried_on_conflict`): each transition is a whole transaction, idempotent.
+
+Measured: each transition as it commits (`orderflow_inventory_reservations_total` by the state it
+entered), and the reservations held now with the oldest one's age, read on scrape through the
+partial index on held reservations (`reservation_gauges`).
 """
 
 import uuid
@@ -46,6 +50,9 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,11 +61,19 @@ from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
+from orderflow_kit.metrics import Source, child
 
 log = structlog.get_logger()
 
 # The most SKUs one refusal names (see _why_not_taken).
 MAX_NAMED_SKUS = 10
+
+# Reservations that entered a state: RESERVED (stock taken), CONFIRMED (late ones too), RELEASED, EXPIRED.
+TRANSITIONS = Counter(
+    "orderflow_inventory_reservations_total", "Reservations that entered a state, by that state", ["state"]
+)
+for _state in ReservationStatus:
+    child(TRANSITIONS, _state.value)  # each at 0 from the start
 
 
 @dataclass(frozen=True)
@@ -297,6 +312,7 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
         async with autocommit(engine) as connection:
             outcome = (await connection.execute(_RESERVE, request)).all()
             if all(line.price_cents is not None for line in outcome):
+                child(TRANSITIONS, ReservationStatus.RESERVED.value).inc()
                 return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
             # Nothing was taken: the order was reserved (or released) before, or the stock is short.
             # Read with a new snapshot: a request for the same order that this one waited for is
@@ -337,7 +353,10 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
             f"order {order} is confirmed (the order exists): its stock cannot be released",
             order_id=str(order),
         )
-    return status == ReservationStatus.RESERVED
+    released = status == ReservationStatus.RESERVED
+    if released:
+        child(TRANSITIONS, ReservationStatus.RELEASED.value).inc()
+    return released
 
 
 class Confirmation(StrEnum):
@@ -394,6 +413,8 @@ async def confirm_reservations(
             outcomes[order] = Confirmation.ALREADY_CONFIRMED
         else:
             outcomes[order] = await _confirm_late(engine, order)
+    confirmed = sum(outcome in (Confirmation.CONFIRMED, Confirmation.CONFIRMED_LATE) for outcome in outcomes.values())
+    child(TRANSITIONS, ReservationStatus.CONFIRMED.value).inc(confirmed)
     answered: set[uuid.UUID] = set()
     results: list[Confirmation | PermanentFailure] = []
     for order in orders:
@@ -447,10 +468,37 @@ async def expire_reservations(engine: AsyncEngine, *, ttl: timedelta, limit: int
 
     async def expire() -> list[uuid.UUID]:
         async with autocommit(engine) as connection:
-            expired = await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})
-            return list(expired.scalars())
+            return list((await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})).scalars())
 
-    return await retried_on_conflict(expire)
+    expired = await retried_on_conflict(expire)
+    child(TRANSITIONS, ReservationStatus.EXPIRED.value).inc(len(expired))
+    return expired
+
+
+# Through the partial index reservations_held_since: as cheap as the number of reservations held.
+_HELD = text(
+    "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) "
+    "FROM reservations WHERE status = 'RESERVED'"
+)
+
+
+def reservation_gauges(engine: AsyncEngine) -> Source:
+    """Reservations held (RESERVED) now and the oldest one's age, read when Prometheus scrapes.
+    (The other states only grow, so their counters say more than a count of rows would.)"""
+
+    async def measure() -> list[Metric]:
+        async with engine.connect() as connection:
+            held, oldest_age = (await connection.execute(_HELD)).one()
+        return [
+            GaugeMetricFamily("orderflow_inventory_reservations_held", "Reservations holding stock now", value=held),
+            GaugeMetricFamily(
+                "orderflow_inventory_oldest_held_reservation_age_seconds",
+                "How long the oldest reservation still held has waited for its order (0 when none is held)",
+                value=float(oldest_age),
+            ),
+        ]
+
+    return measure
 
 
 def _parse_order_id(order_id: str) -> uuid.UUID:

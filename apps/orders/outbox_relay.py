@@ -15,12 +15,18 @@ to JetStream, at least once, in the order they were created.
 - `FOR UPDATE SKIP LOCKED` lets several relays (replicas) share the table: each pending row is
   taken by one transaction at a time.
 - It wakes on `NOTIFY outbox` from the transaction that wrote the event, and polls as well,
-  because notifications sent while its LISTEN connection is down are lost for good."""
+  because notifications sent while its LISTEN connection is down are lost for good.
+
+Measured: events published (acked by the broker) and publishes that failed, by error class; how
+long each event waited in the outbox (created to acked). The backlog itself (rows pending, the
+oldest one's age) is read from the table on scrape (orders.outbox.outbox_gauges)."""
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 
 import asyncpg
@@ -30,6 +36,7 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from prometheus_client import Counter, Histogram
 from sqlalchemy import ARRAY, Row, any_, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit import faults
 from orderflow_kit.faults import Fault
+from orderflow_kit.metrics import LAG_BUCKETS, child
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams
 from orders.models import OUTBOX
 from orders.outbox import NOTIFY_CHANNEL
@@ -46,18 +54,35 @@ LISTENER_APPLICATION_NAME = "orders-outbox-listener"
 
 log = structlog.get_logger()
 
+PUBLISHED = Counter("orderflow_outbox_published_total", "Outbox events the broker acknowledged (duplicates included)")
+# One per failed attempt at a batch (the relay then backs off and tries again), including "NATS is not connected".
+PUBLISH_FAILURES = Counter(
+    "orderflow_outbox_publish_failures_total", "Relay attempts that left events unpublished, by error class", ["error"]
+)
+PUBLISH_LAG = Histogram(
+    "orderflow_outbox_publish_lag_seconds",
+    "From an event's commit to the outbox to the broker's PubAck",
+    buckets=LAG_BUCKETS,
+)
+
 # The oldest pending events, locked; rows another relay holds are skipped, not waited for.
 _TAKE_PENDING = (
     select(
-        OUTBOX.c.id, OUTBOX.c.aggregate_id, OUTBOX.c.event_type, OUTBOX.c.subject, OUTBOX.c.payload, OUTBOX.c.headers
+        OUTBOX.c.id,
+        OUTBOX.c.aggregate_id,
+        OUTBOX.c.event_type,
+        OUTBOX.c.subject,
+        OUTBOX.c.payload,
+        OUTBOX.c.headers,
+        OUTBOX.c.created_at,
     )
     .where(OUTBOX.c.published_at.is_(None))
     .order_by(OUTBOX.c.created_at)
     .limit(bindparam("batch_size"))
     .with_for_update(skip_locked=True)
 )
-# A row of _TAKE_PENDING: id, aggregate_id, event_type, subject, payload, headers.
-_PendingEvent = Row[uuid.UUID, uuid.UUID, str, str, bytes, dict[str, str]]
+# A row of _TAKE_PENDING: id, aggregate_id, event_type, subject, payload, headers, created_at.
+_PendingEvent = Row[uuid.UUID, uuid.UUID, str, str, bytes, dict[str, str], datetime]
 _MARK_PUBLISHED = (
     update(OUTBOX)
     .where(OUTBOX.c.id == any_(bindparam("event_ids", type_=ARRAY(OUTBOX.c.id.type))))
@@ -127,6 +152,7 @@ class OutboxRelay:
         When a publish fails, the events the broker acked are still marked (fewer duplicates
         later), the others stay pending, and the failure is raised for the caller to back off."""
         if not broker.is_connected:
+            child(PUBLISH_FAILURES, BrokerAway.__name__).inc()
             raise BrokerAway("NATS is not connected")
         async with self._engine.begin() as connection:
             pending = (await connection.execute(_TAKE_PENDING, {"batch_size": self._batch_size})).all()
@@ -139,7 +165,10 @@ class OutboxRelay:
                 await faults.publish_twice(partial(self._publish, js, event), event.headers, event_id=str(event.id))
             if acked:
                 await connection.execute(_MARK_PUBLISHED, {"event_ids": [event.id for event, _ in acked]})
+        PUBLISHED.inc(len(acked))
+        now = time.time()
         for event, ack in acked:
+            PUBLISH_LAG.observe(max(0.0, now - event.created_at.timestamp()))
             log.info(
                 "event published",
                 order_id=str(event.aggregate_id),
@@ -150,6 +179,7 @@ class OutboxRelay:
             )
         failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failure is not None:
+            child(PUBLISH_FAILURES, type(failure).__name__).inc()
             raise failure
         return len(pending)
 

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import FromClause, Row, Select, bindparam, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -79,6 +80,9 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 log = structlog.get_logger()
+
+# Committed new orders (each with its OrderCreated event in the outbox); a repeated request counts once.
+ORDERS_CREATED = Counter("orderflow_orders_created_total", "Orders recorded, each with its OrderCreated event")
 T = TypeVar("T")
 
 
@@ -339,6 +343,7 @@ class Orders:
             )
             # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
             faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
+        ORDERS_CREATED.inc()
 
     async def _release(self, order_id: uuid.UUID, *, reason: str) -> None:
         try:

@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from orderflow_kit.failures import IDEMPOTENT_METHODS, RETRYABLE_STATUS_CODES
+from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE, Keepalive
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,14 @@ def channel(
     *,
     retry: RetryPolicy = RETRY_IDEMPOTENT_CALLS,
     credentials: grpc.ChannelCredentials | None = None,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
 ) -> grpc.aio.Channel:
     """Create inside the running event loop (grpc.aio channels belong to one loop). With
     `credentials` (orderflow_kit.grpc_tls.channel_credentials) the channel speaks TLS only."""
-    options = [
+    options: list[tuple[str, str | int]] = [
         ("grpc.service_config", retry.service_config()),
         ("grpc.enable_retries", 1),
-        ("grpc.keepalive_time_ms", 30_000),
+        *keepalive.client_options(),
         # A peer that was down (restarted by its supervisor) is dialled again within a second or
         # two, not after grpc's default backoff of up to 2 minutes.
         ("grpc.initial_reconnect_backoff_ms", 250),

@@ -24,6 +24,11 @@ ones behind it. Every message logs exactly one line: `event consumed` with the o
 handler's, or `retry` / `dead-lettered`), the consumer, ce_id, ce_subject, stream_seq, deliveries,
 and the request id that created the event.
 
+And every message counts once in `orderflow_consumer_events_total` by outcome: processed,
+duplicate (the handler's "duplicate"), retried or dead_lettered. The durable consumer's backlog
+(pending, ack pending, redelivered) and its dead letters stored are asked of the broker when
+Prometheus scrapes (orderflow_kit.metrics), on the consumer's own connection.
+
 FastStream traps handled here: its default handler policy (REJECT_ON_ERROR) would TERM a message
 on any exception, never to be redelivered, so the consumer acks and NAKs each message itself
 (AckPolicy.MANUAL) and lets no error escape; it must not decode the bodies either (a body that is
@@ -32,6 +37,7 @@ reused with its old settings unless it is updated (`ensure_consumer`)."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,11 +52,15 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from orderflow_contracts.cloudevents import REQUEST_ID
 from orderflow_kit import faults
-from orderflow_kit.dead_letters import Failed, Reason, publish_dead_letter
+from orderflow_kit.dead_letters import Failed, Reason, count_dead_letters, dead_letter_filter, publish_dead_letter
 from orderflow_kit.failures import PERMANENT_ERRORS, Failure, classify, describe, error_class, retry_delay
+from orderflow_kit.metrics import DURATION_BUCKETS, LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, ensure_streams
 
 log = structlog.get_logger()
@@ -69,6 +79,27 @@ NATS_UNREACHABLE: tuple[type[Exception], ...] = (
     nats.errors.ConnectionClosedError,
     nats.js.errors.ServiceUnavailableError,
 )
+
+EVENTS = Counter(
+    "orderflow_consumer_events_total",
+    "Messages a durable consumer settled, by outcome: processed, duplicate, retried, dead_lettered",
+    ["consumer", "outcome"],
+)
+HANDLER_DURATION = Histogram(
+    "orderflow_consumer_handler_duration_seconds",
+    "Time the handler took for one batch (one transaction), by consumer",
+    ["consumer"],
+    buckets=DURATION_BUCKETS,
+)
+EVENT_LAG = Histogram(
+    "orderflow_consumer_event_lag_seconds",
+    "From the broker storing a message to the consumer settling it as processed or duplicate",
+    ["consumer"],
+    buckets=LAG_BUCKETS,
+)
+# The handler's outcome that counts as a duplicate; every other success is `processed`.
+DUPLICATE = "duplicate"
+OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
 
 # One message's result: its outcome for the log line ("awarded", "duplicate", ...), or the
 # exception it failed with.
@@ -218,6 +249,7 @@ class BatchHandling:
         return [result for result in results if result is not None]
 
     async def _run(self, messages: list[Msg]) -> list[Result]:
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._spec.handler_timeout_seconds):
                 results = list(await self._handler(messages))
@@ -227,6 +259,7 @@ class BatchHandling:
             if classify(error) is Failure.DEPENDENCY and not isinstance(error, TimeoutError):
                 return [error] * len(messages)
             return await self._run_alone(messages)
+        observe_seconds(HANDLER_DURATION, time.perf_counter() - started, self._spec.durable)
         if len(results) != len(messages):
             raise RuntimeError(f"the handler answered {len(results)} results for {len(messages)} messages")
         return results
@@ -252,6 +285,9 @@ class BatchHandling:
             return
         await message.ack()
         self._first_failures.forget(message)
+        durable = self._spec.durable
+        child(EVENTS, durable, "duplicate" if result == DUPLICATE else "processed").inc()
+        observe_seconds(EVENT_LAG, max(0.0, time.time() - message.metadata.timestamp.timestamp()), durable)
         log.info("event consumed", **_described(self._spec, message), outcome=result)
 
     async def _handle_failure(self, message: Msg, error: Exception) -> None:
@@ -271,6 +307,7 @@ class BatchHandling:
         spec = self._spec
         delay = retry_delay(message.metadata.num_delivered, spec.retry_base_seconds, spec.retry_max_seconds)
         await message.nak(delay=delay)
+        child(EVENTS, spec.durable, "retried").inc()
         log.warning(
             "event consumed",
             **_described(spec, message),
@@ -288,6 +325,7 @@ class BatchHandling:
         await publish_dead_letter(self._js, message, consumer=self._spec.durable, failed=failed)
         await message.ack()
         self._first_failures.forget(message)
+        child(EVENTS, self._spec.durable, "dead_lettered").inc()
         log.warning(
             "event consumed",
             **_described(self._spec, message),
@@ -392,6 +430,8 @@ async def consume_and_publish(
         # its errors (a failed ack, say) still show.
         logger=logging.getLogger(f"{client_name}.broker"),
     )
+    for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
+        child(EVENTS, spec.durable, outcome)
     try:
         js = await _set_up(broker, spec)
         broker.subscriber(
@@ -408,9 +448,41 @@ async def consume_and_publish(
         log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)
         if subscribed is not None:
             subscribed.set()
-        await asyncio.Event().wait()
+        with measured_on_scrape({f"consumer {spec.durable}": consumer_gauges(js, spec)}):
+            await asyncio.Event().wait()
     finally:
         await broker.stop()
+
+
+def consumer_gauges(js: JetStreamContext, spec: ConsumerSpec) -> Source:
+    """The durable consumer's backlog as the broker counts it, and its dead letters stored."""
+
+    async def measure() -> list[Metric]:
+        info, dead = await asyncio.gather(
+            js.consumer_info(spec.stream, spec.durable),
+            count_dead_letters(js, subject=dead_letter_filter(spec.durable)),
+        )
+        families: list[Metric] = []
+        for name, documentation, value in (
+            (
+                "orderflow_consumer_pending_messages",
+                "Messages in the stream not yet delivered to the consumer",
+                info.num_pending,
+            ),
+            ("orderflow_consumer_ack_pending_messages", "Messages delivered and not yet acked", info.num_ack_pending),
+            (
+                "orderflow_consumer_redelivered_messages",
+                "Messages delivered more than once, not yet acked",
+                info.num_redelivered,
+            ),
+            ("orderflow_dead_letters", "Dead letters of the consumer stored in DEAD_LETTERS now", sum(dead.values())),
+        ):
+            family = GaugeMetricFamily(name, documentation, labels=["consumer"])
+            family.add_metric([spec.durable], value or 0)
+            families.append(family)
+        return families
+
+    return measure
 
 
 async def _set_up(broker: NatsBroker, spec: ConsumerSpec) -> JetStreamContext:

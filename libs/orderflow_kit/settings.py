@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
 
 # Where `make up` writes the servers' URLs, passwords included, for the tools run beside it.
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     orders_port: int = 50052
     loyalty_port: int = 50053
     gateway_port: int = 8000
+    # Each gRPC service's Prometheus metrics, at http://<listen_host>:<port>/metrics (the gateway
+    # serves its own at /metrics on gateway_port); 0 picks a free port, which the log's `metrics` line names.
+    inventory_metrics_port: int = Field(default=9151, ge=0)
+    orders_metrics_port: int = Field(default=9152, ge=0)
+    loyalty_metrics_port: int = Field(default=9153, ge=0)
 
     # gRPC targets; several replicas as `ipv4:host:port,host:port` or `dns:///name:port` (calls
     # are balanced round-robin over every address, and skip one that is down).
@@ -54,6 +60,16 @@ class Settings(BaseSettings):
     grpc_tls_require_client_cert: bool = False
     grpc_tls_client_cert: Path | None = None
     grpc_tls_client_key: Path | None = None
+
+    # gRPC keepalive (orderflow_kit.grpc_keepalive, docs/operations.md#grpc-keepalive): clients ping
+    # every connection this often, idle or not, and drop it when a ping is unanswered this long;
+    # servers close each connection after its max age (GOAWAY, then a grace for calls in flight).
+    grpc_keepalive_seconds: float = Field(default=DEFAULT_KEEPALIVE.time_seconds, gt=0)
+    grpc_keepalive_timeout_seconds: float = Field(default=DEFAULT_KEEPALIVE.timeout_seconds, gt=0)
+    grpc_max_connection_age_seconds: float = Field(default=DEFAULT_KEEPALIVE.max_connection_age_seconds, gt=0)
+    grpc_max_connection_age_grace_seconds: float = Field(
+        default=DEFAULT_KEEPALIVE.max_connection_age_grace_seconds, ge=0
+    )
 
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
