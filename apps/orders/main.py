@@ -44,9 +44,10 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         credentials=channel_credentials(settings),
         keepalive=Keepalive.from_settings(settings),
     )
+    inventory = InventoryClient(inventory_channel, release_within=settings.inventory_release_within_seconds)
     orders = Orders(
         engine,
-        InventoryClient(inventory_channel),
+        inventory,
         inventory_timeout=settings.inventory_timeout_seconds,
         placement_lease=settings.placement_lease_seconds,
     )

@@ -8,9 +8,13 @@ Placing an order:
    INVENTORY_UNAVAILABLE, a slow one INVENTORY_TIMEOUT.
 3. The order, its lines (at inventory's prices) and its OrderCreated event in the outbox commit
    in ONE transaction: no order without its event, no event without its order.
-4. Whenever stock may be held for an order that was not recorded (inventory timed out, or the
-   write failed: ORDERS_STORE_UNAVAILABLE), the reservation is released. ReleaseStock is
-   idempotent, and inventory refuses a reservation that arrives after its release.
+4. Whenever stock may be held for an order that was not recorded (inventory timed out, failed
+   or could not be reached, since it may have committed and lost its answer; or the write failed:
+   ORDERS_STORE_UNAVAILABLE), the reservation is released, in the background: the caller gets
+   its answer at once. The release is retried until inventory confirms it (ReleaseStock is
+   idempotent, and inventory refuses a reservation that arrives after its release), for as long
+   as orders runs, up to `inventory_release_within_seconds`; if orders stops first, inventory's
+   sweeper expires the reservation after its TTL.
 
 Once inventory may hold stock for an order, steps 2 to 4 run to the end even if the caller gives
 up (its deadline passes, it cancels): they run in a task of their own that the caller's
@@ -422,6 +426,9 @@ class Orders:
         try:
             reservation = await self._inventory.reserve(order_id, quantities, time_limit=time_limit)
         except InventoryUnavailable as error:
+            # Perhaps it reserved and its answer was lost (killed, a reset connection): give back
+            # whatever it may hold for this order; it costs nothing when it holds nothing.
+            self._run_to_the_end(self._release(order_id, reason="inventory failed to answer"))
             raise unavailable("INVENTORY_UNAVAILABLE", "inventory is unavailable; nothing was ordered") from error
         except ReservationOutcomeUnknown as error:
             self._run_to_the_end(self._release(order_id, reason="inventory timed out"))
@@ -507,7 +514,8 @@ class Orders:
         try:
             await self._inventory.release(order_id)
         except InventoryUnavailable as error:
-            # The stock stays held. ReleaseStock is idempotent: an operator can repeat it safely.
+            # The stock stays held until inventory's sweeper expires the reservation (its TTL).
+            # ReleaseStock is idempotent: an operator can repeat it safely.
             log.error("reservation NOT released", order_id=str(order_id), reason=reason, error=str(error))
         else:
             log.info("reservation released", order_id=str(order_id), reason=reason)

@@ -4,7 +4,10 @@ and put back on their original subject when someone has fixed the cause.
 A dead letter of consumer C for a message on subject S is stored on `dlq.C.S` with the original
 body and ALL the original headers, plus `dlq-*` headers saying why and where from. The broker's
 own `Nats-*` headers (Nats-Msg-Id, Nats-Expected-Stream, ...) are kept renamed to
-`dlq-original-Nats-*`, so that they do not act again on the dead-letter publish. Its
+`dlq-original-Nats-*`, so that they do not act again on the dead-letter publish. A header whose
+name nats-py would refuse to publish (it receives any name, but publishes only RFC 7230 tokens)
+is kept, with its value, in one `unpublishable-headers` header (a JSON object), so that any
+message can be dead-lettered and replayed. Its
 `Nats-Msg-Id` is derived from (consumer, original stream, original sequence), so when a consumer
 crashes between storing the dead letter and acking the original, the redelivered message's
 dead letter is dropped by the broker's duplicate window instead of being stored twice.
@@ -48,6 +51,12 @@ ORIGINAL_BROKER_HEADER_PREFIX = "dlq-original-"
 DELIVERIES = "dlq-deliveries"
 DEAD_LETTERED_AT = "dlq-at"
 FIRST_FAILURE_AT = "dlq-first-failure-at"
+
+# The original headers whose names nats-py will not publish (not RFC 7230 tokens, like `x(y)`),
+# as a JSON object {name: value}. Not a `dlq-*` header: a replay carries it along.
+UNPUBLISHABLE_HEADERS = "unpublishable-headers"
+# The header names nats-py publishes (its own check, `nats.aio.client._HEADER_KEY_RE`).
+_publishable_name = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 MAX_ERROR_CHARS = 1000
 ALL_DEAD_LETTERS = "dlq.>"
@@ -204,10 +213,12 @@ class Failed:
 def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: datetime | None = None) -> dict[str, str]:
     """The original headers, the `dlq-*` ones, and a Nats-Msg-Id unique to this message and consumer."""
     metadata = message.metadata
-    headers = {
-        (ORIGINAL_BROKER_HEADER_PREFIX + name if _is_broker_header(name) else name): value
-        for name, value in (message.headers or {}).items()
-    }
+    headers = publishable_headers(
+        {
+            (ORIGINAL_BROKER_HEADER_PREFIX + name if _is_broker_header(name) else name): value
+            for name, value in (message.headers or {}).items()
+        }
+    )
     headers.update(
         {
             REASON: failed.reason.value,
@@ -224,6 +235,41 @@ def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: dat
         }
     )
     return headers
+
+
+def publishable_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` as nats-py will publish them: those whose names it refuses go, with their values,
+    into the one `unpublishable-headers` header (merged with the one `headers` may already carry,
+    from an earlier dead letter of the same message). Names are stripped, as nats-py does."""
+    kept: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for name, value in headers.items():
+        stripped = name.strip()
+        if not stripped:
+            continue
+        if _publishable_name.fullmatch(stripped):
+            kept[stripped] = value
+        else:
+            refused[stripped] = value
+    if not refused:
+        return kept
+    earlier = kept.pop(UNPUBLISHABLE_HEADERS, None)
+    if earlier is not None:
+        refused = {**_unpublishable(earlier), **refused}
+    # ensure_ascii: one line of ASCII, whatever the names and values hold.
+    kept[UNPUBLISHABLE_HEADERS] = json.dumps(refused, ensure_ascii=True, separators=(",", ":"))
+    return kept
+
+
+def _unpublishable(value: str) -> dict[str, str]:
+    """An `unpublishable-headers` value read back; one that is not ours is kept under its own name."""
+    try:
+        earlier = json.loads(value)
+    except ValueError:
+        earlier = None
+    if isinstance(earlier, dict) and all(isinstance(item, str) for item in earlier.values()):
+        return {str(name): item for name, item in earlier.items()}
+    return {UNPUBLISHABLE_HEADERS: value}
 
 
 async def publish_dead_letter(js: JetStreamContext, message: Msg, *, consumer: str, failed: Failed) -> PubAck:
@@ -371,7 +417,8 @@ async def _replay(js: JetStreamContext, letter: DeadLetter, payload: bytes | Non
         subject,
         letter.body if payload is None else payload,
         stream=stream,
-        headers={**letter.original_headers(), NATS_MSG_ID: msg_id},
+        # Publishable whatever the dead letter holds (one stored before `publishable_headers` existed, say).
+        headers={**publishable_headers(letter.original_headers()), NATS_MSG_ID: msg_id},
     )
     if ack.duplicate and payload is not None:
         # The broker kept an earlier replay of this dead letter, not this payload: say so.
