@@ -42,11 +42,13 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
+from opentelemetry.trace import SpanKind
 from sqlalchemy import FromClause, Row, Select, bindparam, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
@@ -57,7 +59,7 @@ from orderflow_contracts.identifiers import (
     is_sku,
 )
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
-from orderflow_kit import faults
+from orderflow_kit import faults, tracing
 from orderflow_kit.errors import deadline_exceeded, failed_precondition, invalid_argument, not_found, unavailable
 from orderflow_kit.faults import Fault
 from orders import page_tokens
@@ -304,10 +306,20 @@ class Orders:
         return found[0] if found else None
 
     async def _record(self, placed: PlacedOrder) -> None:
-        """The order, its lines and its OrderCreated event: one transaction, all or nothing."""
-        event = new_event(
-            OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
-        )
+        """The order, its lines and its OrderCreated event: one transaction, all or nothing. The
+        event is made inside its *create* span (the outbox write): the context it carries."""
+        with tracing.span(
+            f"create {ORDER_CREATED_SUBJECT}",
+            kind=SpanKind.PRODUCER,
+            attributes=tracing.messaging_attributes("create", ORDER_CREATED_SUBJECT, order_id=str(placed.order_id)),
+        ) as creating:
+            event = new_event(
+                OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
+            )
+            creating.set_attribute("messaging.message.id", event.id)
+            await self._write(placed, event)
+
+    async def _write(self, placed: PlacedOrder, event: CloudEvent) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(
                 _RECORD_ORDER,
