@@ -16,6 +16,7 @@ from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,7 +24,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = LoyaltySettings()
     configure_logging("loyalty", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("loyalty")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:

@@ -37,6 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.util.types import Attributes
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Standard variable names (OpenTelemetry SDK configuration).
@@ -91,12 +92,53 @@ def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> 
     # The code's name wins over OTEL_SERVICE_NAME (one environment is often shared by all four
     # services); OTEL_RESOURCE_ATTRIBUTES adds to it.
     resource = Resource.create({"service.name": service, "service.namespace": "orderflow"})
-    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER(_ARG)
+    provider = TracerProvider(resource=resource)  # its sampler is OTEL_TRACES_SAMPLER(_ARG)'s
     provider.add_span_processor(BatchSpanProcessor(_exporter(environ)))
     trace.set_tracer_provider(provider)
     _provider, _tracer = provider, provider.get_tracer("orderflow")
     _instrument(provider)
     return True
+
+
+class _ChildSpansOnly(trace.Tracer):
+    """A tracer that records a span only inside a trace: a database statement or Redis command
+    outside any (the relay's polls, housekeeping, readiness checks: every second, for nobody)
+    starts no trace of its own."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> Span:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        started = self.start_span(
+            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+        )
+        with trace.use_span(started, end_on_exit, record_exception, set_status_on_exception) as current:
+            yield current
+
+
+class _ChildSpansOnlyProvider(trace.TracerProvider):
+    def __init__(self, provider: trace.TracerProvider) -> None:
+        self._provider = provider
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _ChildSpansOnly(self._provider.get_tracer(*args, **kwargs))
 
 
 def shutdown_tracing() -> None:
@@ -132,18 +174,18 @@ def _instrument(provider: TracerProvider) -> None:
     not_plumbing = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
     GrpcAioInstrumentorServer(filter_=not_plumbing).instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     GrpcAioInstrumentorClient(filter_=not_plumbing).instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
-    RedisInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    RedisInstrumentor().instrument(tracer_provider=_ChildSpansOnlyProvider(provider))
 
 
 def trace_engine(engine: AsyncEngine) -> None:
     """A span per SQL statement run through `engine`, when tracing is on (orderflow_kit.db)."""
     if _provider is None:
         return
-    from opentelemetry.instrumentation.sqlalchemy import __version__ as version
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
     from opentelemetry.metrics import NoOpMeter
 
-    tracer = _provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", version)
+    tracer = _ChildSpansOnly(_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", version))
     usage = NoOpMeter("orderflow").create_up_down_counter("db.client.connections.usage")  # metrics: prometheus
     EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
@@ -203,16 +245,46 @@ def span(
         yield started
 
 
+def start_span(
+    name: str,
+    *,
+    context: Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    links: Sequence[Link] = (),
+) -> Span:
+    """A span that is not made current, for the caller to end (ending the invalid span is free)."""
+    if _provider is None:
+        return trace.INVALID_SPAN
+    return _tracer.start_span(name, context, kind, attributes, links)
+
+
+def link_to(target: Span) -> list[Link]:
+    """A link to `target`, when it is a real span."""
+    span_context = target.get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
 def messaging_attributes(
-    operation: str, destination: str, *, message_id: str | None = None, batch_size: int | None = None, **extra: Any
+    operation: str,
+    destination: str,
+    *,
+    message_id: str | None = None,
+    batch_size: int | None = None,
+    operation_name: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The messaging.* attributes of the OpenTelemetry conventions for a NATS span."""
+    """The messaging.* attributes of the OpenTelemetry conventions for a NATS span: `operation` is
+    the type (create, send, process, settle), `operation_name` orderflow's word for it (relay,
+    dead_letter, replay, announce); `extra` adds orderflow.* attributes (order_id=...)."""
     attributes: dict[str, Any] = {
         "messaging.system": MESSAGING_SYSTEM,
         "messaging.operation.type": operation,
         "messaging.destination.name": destination,
-        **extra,
+        **{f"orderflow.{name}": value for name, value in extra.items()},
     }
+    if operation_name is not None:
+        attributes["messaging.operation.name"] = operation_name
     if message_id is not None:
         attributes["messaging.message.id"] = message_id
     if batch_size is not None:
