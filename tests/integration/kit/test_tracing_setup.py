@@ -54,10 +54,12 @@ async def test_spans_reach_the_receiver_over_the_configured_protocol(receiver: O
     spans = await eventually(receiver.spans, lambda spans: len(spans) == 2, what="both spans")
     outer, inner = sorted(spans, key=lambda span: span.name != "outer")
     assert (outer.name, inner.name) == ("outer", "inner")
-    assert inner.trace_id == outer.trace_id and inner.parent_span_id == outer.span_id
+    assert inner.trace_id == outer.trace_id
+    assert inner.parent_span_id == outer.span_id
     assert {span.service for span in spans} == {"probe"}
     # The log line inside the inner span names it.
-    assert f'"trace_id":"{inner.trace_id}"' in done.stderr and f'"span_id":"{inner.span_id}"' in done.stderr
+    assert f'"trace_id":"{inner.trace_id}"' in done.stderr
+    assert f'"span_id":"{inner.span_id}"' in done.stderr
 
 
 def test_without_an_endpoint_nothing_is_installed() -> None:
