@@ -251,7 +251,7 @@ def _tracing_line(report: BenchReport) -> str:
     tracing = report.tracing
     if tracing is None:
         return ""
-    idle = {name: value for name, value in tracing.idle_cpu_ms_per_s.items() if name in PROCESS_ORDER[:4]}
+    idle = {name: tracing.idle_cpu_ms_per_s[name] for name in PROCESS_ORDER[:4] if name in tracing.idle_cpu_ms_per_s}
     return (
         f"Tracing on: OTLP {tracing.protocol} to a receiver in the bench, sampler {tracing.sampler}; CPU at idle, "
         "ms per second: " + ", ".join(f"{name} {value:.1f}" for name, value in idle.items())
