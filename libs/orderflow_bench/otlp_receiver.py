@@ -3,7 +3,11 @@ HTTP/protobuf (`POST /v1/traces`) and over gRPC (TraceService/Export), as a coll
 would, and keeps what it received, decoded, or only counts it (the bench: tracing's cost is the
 services' CPU, not what a back end does with the spans).
 
-Both listen on 127.0.0.1, on free ports; point a service at it with `environment(protocol)`."""
+Both listen on 127.0.0.1, on free ports; point a service at it with `environment(protocol)`.
+
+The gRPC endpoint runs only when asked for (`serve_grpc=True`), and a process that runs it should start
+no subprocess meanwhile: with gRPC's threads running, a fork can kill the child before its exec
+(grpc/grpc#43055: the child's poller finds its epoll descriptor closed)."""
 
 from __future__ import annotations
 
@@ -45,8 +49,9 @@ class ReceivedSpan:
 
 
 class OtlpReceiver:
-    def __init__(self, *, keep: bool = True) -> None:
+    def __init__(self, *, keep: bool = True, serve_grpc: bool = False) -> None:
         self._keep = keep
+        self._with_grpc = serve_grpc
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
         self._count = 0
@@ -54,19 +59,23 @@ class OtlpReceiver:
         self.grpc_port = free_port()
         self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), _handler(self._received))
         self._http.daemon_threads = True
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self._received), self._grpc)  # type: ignore[no-untyped-call]
-        self._grpc.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        self._grpc: grpc.Server | None = None
 
     def __enter__(self) -> OtlpReceiver:
         threading.Thread(target=self._http.serve_forever, name="otlp-http", daemon=True).start()
-        self._grpc.start()
+        if self._with_grpc:
+            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+            service = _TraceService(self._received)
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(service, self._grpc)  # type: ignore[no-untyped-call]
+            self._grpc.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+            self._grpc.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._http.shutdown()
         self._http.server_close()
-        self._grpc.stop(grace=None)
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
 
     def environment(self, protocol: str = "http/protobuf") -> dict[str, str]:
         """OTEL_* variables that send a service's traces here, every span sampled, exported quickly."""

@@ -39,17 +39,40 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield running
 
 
+def _environment(env: Mapping[str, str]) -> dict[str, str]:
+    return {**{name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}, **env}
+
+
 def _run(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
     return subprocess.run(
-        [sys.executable, "-c", _ONE_TRACE], env={**clean, **env}, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _ONE_TRACE],
+        env=_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
 
 
-@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-async def test_spans_reach_the_receiver_over_the_configured_protocol(receiver: OtlpReceiver, protocol: str) -> None:
-    done = _run(receiver.environment(protocol))
+def _start(env: Mapping[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", _ONE_TRACE]
+    return subprocess.Popen(command, env=_environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+async def test_spans_reach_the_receiver_over_the_configured_protocol(protocol: str) -> None:
+    receiver = OtlpReceiver(serve_grpc=protocol == "grpc")
+    # Started before the receiver's gRPC server runs (see otlp_receiver); its exporter retries
+    # until the receiver answers.
+    probe = _start(receiver.environment(protocol))
+    with receiver:
+        stdout, stderr = probe.communicate(timeout=60)
+        assert probe.returncode == 0, stderr
+        done = subprocess.CompletedProcess(probe.args, 0, stdout, stderr)
+        await _check_one_trace(receiver, done)
+
+
+async def _check_one_trace(receiver: OtlpReceiver, done: subprocess.CompletedProcess[str]) -> None:
     assert done.stdout.splitlines()[0] == "configured"
     spans = await eventually(receiver.spans, lambda spans: len(spans) == 2, what="both spans")
     outer, inner = sorted(spans, key=lambda span: span.name != "outer")
