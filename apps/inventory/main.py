@@ -20,6 +20,7 @@ from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -27,11 +28,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = InventorySettings()
     configure_logging("inventory", settings.log_format, settings.log_level)
+    configure_tracing("inventory")  # before any channel, server or engine exists
     try:
         await run(settings)
     except CatalogError as error:
         structlog.get_logger().error("cannot start", error=str(error))
         raise SystemExit(1) from None
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: InventorySettings, stop: asyncio.Event | None = None) -> None:

@@ -18,6 +18,7 @@ from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,7 +26,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = LoyaltySettings()
     configure_logging("loyalty", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("loyalty")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:

@@ -16,6 +16,7 @@ from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 from orders.inventory_client import InventoryClient
 from orders.outbox import outbox_gauges, published_events
 from orders.outbox_relay import OutboxRelay
@@ -30,7 +31,11 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main() -> None:
     settings = OrdersSettings()
     configure_logging("orders", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("orders")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:

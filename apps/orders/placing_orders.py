@@ -57,12 +57,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
-from sqlalchemy import FromClause, Row, Select, bindparam, func, select, text, tuple_
+from sqlalchemy import FromClause, Row, Select, TextClause, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
@@ -73,7 +75,7 @@ from orderflow_contracts.identifiers import (
     is_sku,
 )
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
-from orderflow_kit import faults
+from orderflow_kit import faults, tracing
 from orderflow_kit.errors import (
     ServiceError,
     aborted,
@@ -477,11 +479,20 @@ class Orders:
 
     async def _record(self, placed: PlacedOrder, request: ClientRequest | None) -> None:
         """The order, its lines and its OrderCreated event: one transaction, all or nothing;
-        for a client request, only while its claim is this placement's (else _ClaimLost)."""
-        event = new_event(
-            OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
-        )
-        statement = _RECORD_ANY_ORDER if request is None else _RECORD_REQUESTED_ORDER
+        for a client request, only while its claim is this placement's (else _ClaimLost). The
+        event is made inside its *create* span (the outbox write): the context it carries."""
+        with tracing.span(
+            f"create {ORDER_CREATED_SUBJECT}",
+            kind=SpanKind.PRODUCER,
+            attributes=tracing.messaging_attributes("create", ORDER_CREATED_SUBJECT, order_id=str(placed.order_id)),
+        ) as creating:
+            event = new_event(
+                OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
+            )
+            creating.set_attribute("messaging.message.id", event.id)
+            await self._write(placed, event, _RECORD_ANY_ORDER if request is None else _RECORD_REQUESTED_ORDER)
+
+    async def _write(self, placed: PlacedOrder, event: CloudEvent, statement: TextClause) -> None:
         async with self._engine.begin() as connection:
             recorded = await connection.execute(
                 statement,

@@ -15,7 +15,8 @@ dead letter is dropped by the broker's duplicate window instead of being stored 
 Replay publishes the original headers (without the `dlq-*` and `Nats-*` ones) and body, or a replacement body,
 with a NEW `Nats-Msg-Id` (the original one may still be inside the broker's duplicate window and
 would be silently dropped) but the SAME `ce-id`, so the consumer's dedupe table still recognises
-an event it has already processed. Then it deletes the dead letter.
+an event it has already processed. Then it deletes the dead letter. With tracing on, the replayed
+message carries the replay's own trace context, and the replay's span links to the original one.
 
 Operators work on them one at a time (show, replay, delete) or in bulk, all or one consumer's
 (count, replay, purge). Bulk operations take the stream's last sequence when they start and never
@@ -35,9 +36,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, RawStreamMsg
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 
 from orderflow_contracts.cloudevents import NATS_MSG_ID, TRACEPARENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, dead_letter_subject
+from orderflow_kit import tracing
 
 HEADER_PREFIX = "dlq-"
 REASON = "dlq-reason"
@@ -274,13 +277,25 @@ def _unpublishable(value: str) -> dict[str, str]:
 
 async def publish_dead_letter(js: JetStreamContext, message: Msg, *, consumer: str, failed: Failed) -> PubAck:
     """Store a JetStream message in DEAD_LETTERS. The caller acks the original only after this returns.
-    The publish waits for the broker's ack up to the JetStreamContext's timeout."""
-    return await js.publish(
-        dead_letter_subject(consumer, message.subject),
-        message.data,
-        stream=DEAD_LETTER_STREAM,
-        headers=dead_letter_headers(message, consumer=consumer, failed=failed),
-    )
+    The publish waits for the broker's ack up to the JetStreamContext's timeout.
+
+    Traced as a send span in the current context (the message's process span); the dead letter
+    keeps the original traceparent, the order's creation context, for its replay to link to."""
+    subject = dead_letter_subject(consumer, message.subject)
+    headers = dead_letter_headers(message, consumer=consumer, failed=failed)
+    with tracing.span(
+        f"send {subject}",
+        kind=SpanKind.PRODUCER,
+        attributes=tracing.messaging_attributes(
+            "send",
+            subject,
+            message_id=headers.get("ce-id"),
+            operation_name="dead_letter",
+            reason=failed.reason.value,
+            error_class=failed.error_class,
+        ),
+    ):
+        return await js.publish(subject, message.data, stream=DEAD_LETTER_STREAM, headers=headers)
 
 
 async def list_dead_letters(
@@ -413,13 +428,25 @@ async def _replay(js: JetStreamContext, letter: DeadLetter, payload: bytes | Non
     if not subject or not stream:
         raise NotReplayable(f"dead letter {letter.sequence} has no {ORIGINAL_SUBJECT} or {ORIGINAL_STREAM} header")
     msg_id = f"replay.{letter.sequence}.{stream}.{letter.original_sequence}"
-    ack = await js.publish(
-        subject,
-        letter.body if payload is None else payload,
-        stream=stream,
-        # Publishable whatever the dead letter holds (one stored before `publishable_headers` existed, say).
-        headers={**publishable_headers(letter.original_headers()), NATS_MSG_ID: msg_id},
-    )
+    # Publishable whatever the dead letter holds (one stored before `publishable_headers` existed, say).
+    headers = {**publishable_headers(letter.original_headers()), NATS_MSG_ID: msg_id}
+    # The replay is a new creation of the message, by whoever replays it (its context travels
+    # with it); it links to the original trace, where the order's story began.
+    with tracing.span(
+        f"send {subject}",
+        kind=SpanKind.PRODUCER,
+        links=tracing.links_to([letter.headers]),
+        attributes=tracing.messaging_attributes(
+            "send",
+            subject,
+            message_id=letter.event_id,
+            operation_name="replay",
+            dead_letter_sequence=letter.sequence,
+            replayed_payload=payload is not None,
+        ),
+    ):
+        tracing.inject(headers)
+        ack = await js.publish(subject, letter.body if payload is None else payload, stream=stream, headers=headers)
     if ack.duplicate and payload is not None:
         # The broker kept an earlier replay of this dead letter, not this payload: say so.
         raise NotReplayable(f"dead letter {letter.sequence} was already replayed (stream sequence {ack.seq})")
