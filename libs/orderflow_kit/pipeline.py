@@ -87,7 +87,7 @@ def running_pipeline(
     specs = [_calling_every_replica(spec, [*specs, *copies]) for spec in specs] + copies
     web_url = None
     if web:
-        web_port = free_port()
+        (web_port,) = free_ports(1)
         web_url = f"http://127.0.0.1:{web_port}"
         log_format = {"ORDERFLOW_LOG_FORMAT": own["ORDERFLOW_LOG_FORMAT"]}
         specs.append(web_spec(f"http://127.0.0.1:{ports.gateway}", web_port, jwt_secret=jwt_secret, env=log_format))

@@ -58,20 +58,22 @@ def _chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_pipeline(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("browser")
     with running_pipeline(infra, work, CATALOG, prefix="web", web=True) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+# Playwright's sync API runs an event loop in this thread for as long as it is open: package scope
+# closes it after the last browser test, before any asyncio test of the same session runs.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=str(_chromium()), args=CHROMIUM_ARGS, headless=True)
     yield chromium
