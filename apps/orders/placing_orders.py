@@ -334,7 +334,9 @@ class Orders:
             try:
                 after = page_tokens.decode(page_token)
             except page_tokens.InvalidPageToken:
-                raise invalid_argument("page_token is not a token this API returned", "INVALID_PAGE_TOKEN") from None
+                raise invalid_argument(
+                    "page_token is not a page token: pass next_page_token back as given", "INVALID_PAGE_TOKEN"
+                ) from None
             query = _NEXT_PAGE
             parameters |= {"after_created_at": after.created_at, "after_order_id": after.order_id}
         async with self._reader.connect() as connection:

@@ -7,6 +7,10 @@ CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
 # What `is_order_id` accepts, for schemas: a UUID in its canonical lower-case text form.
 ORDER_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# A page of ListOrders / GET /v1/orders continues after the order a token names: the microseconds
+# from the Unix epoch to its created_at (at most 16 digits, so before the year 2286), a dot, its id.
+# Clients pass tokens back as given; every string of this shape is a token (orders.page_tokens).
+PAGE_TOKEN_PATTERN = r"^(?:0|[1-9][0-9]{0,15})\." + ORDER_ID_PATTERN.removeprefix("^")
 # A client's id for one CreateOrder request (an Idempotency-Key, say): printable ASCII, no spaces.
 CLIENT_REQUEST_ID_PATTERN = r"^[!-~]{1,128}$"
 MAX_QUANTITY = 1000
