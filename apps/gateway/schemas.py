@@ -37,23 +37,19 @@ class CreateOrderIn(_Request):
         default=None, description="The token's customer (its sub) when left out; naming another is a 403."
     )
     items: list[OrderItemIn] = Field(
-        min_length=1, max_length=MAX_ORDER_LINES, description="One line per SKU: a SKU on two lines is a 422."
+        min_length=1,
+        max_length=MAX_ORDER_LINES,
+        description="Lines for the same SKU add up: the order has one line per SKU, with their total quantity.",
     )
 
-    @field_validator("items")
-    @classmethod
-    def _one_line_per_sku(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
-        """The services refuse a repeated SKU; refusing it here keeps it a 422, like every schema mistake."""
-        seen: set[str] = set()
-        for item in items:
-            if item.sku in seen:
-                raise PydanticCustomError(
-                    "duplicate_sku",
-                    "SKU {sku} appears on more than one line; order it once with the total quantity",
-                    {"sku": item.sku},
-                )
-            seen.add(item.sku)
-        return items
+    def quantities(self) -> dict[str, int]:
+        """The units of each SKU, its lines added up, in the order SKUs first appear. A rule a
+        schema can state (JSON Schema cannot say "one line per SKU"), and never more than the
+        services take per item (MAX_SKU_QUANTITY): every request the document allows is served."""
+        quantities: dict[str, int] = {}
+        for item in self.items:
+            quantities[item.sku] = quantities.get(item.sku, 0) + item.quantity
+        return quantities
 
 
 class OrderLineOut(BaseModel):

@@ -68,7 +68,7 @@ from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
-    MAX_QUANTITY,
+    MAX_SKU_QUANTITY,
     is_client_request_id,
     is_customer_id,
     is_order_id,
@@ -558,9 +558,9 @@ def validated_order(customer_id: str, items: Sequence[RequestedItem]) -> dict[st
                 f"items[{index}].sku {item.sku} appears twice; order it once with the total quantity",
                 field=f"items[{index}].sku",
             )
-        if not 1 <= item.quantity <= MAX_QUANTITY:
+        if not 1 <= item.quantity <= MAX_SKU_QUANTITY:
             raise invalid_argument(
-                f"items[{index}].quantity must be between 1 and {MAX_QUANTITY}", field=f"items[{index}].quantity"
+                f"items[{index}].quantity must be between 1 and {MAX_SKU_QUANTITY}", field=f"items[{index}].quantity"
             )
         quantities[item.sku] = item.quantity
     return quantities

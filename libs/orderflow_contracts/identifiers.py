@@ -13,8 +13,12 @@ ORDER_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 PAGE_TOKEN_PATTERN = r"^(?:0|[1-9][0-9]{0,15})\." + ORDER_ID_PATTERN.removeprefix("^")
 # A client's id for one CreateOrder request (an Idempotency-Key, say): printable ASCII, no spaces.
 CLIENT_REQUEST_ID_PATTERN = r"^[!-~]{1,128}$"
+# An order request over HTTP (POST /v1/orders): its lines, and a line's units. Lines for one SKU
+# add up (the gateway sends one item per SKU), so one SKU's units in an order, what CreateOrder,
+# ReserveStock and the OrderCreated event take per item, reach at most MAX_SKU_QUANTITY.
 MAX_QUANTITY = 1000
 MAX_ORDER_LINES = 100
+MAX_SKU_QUANTITY = MAX_ORDER_LINES * MAX_QUANTITY
 # A restock (InventoryService.RestockStream, POST /v1/admin/restock): its lines, a line's units,
 # and the name of a product it adds to the catalog.
 MAX_RESTOCK_LINES = 10_000

@@ -18,7 +18,7 @@ MAX_EXAMPLES = 5
 SEED = 20261203
 
 
-@pytest.mark.skip(
+@pytest.mark.skipif(False,
     reason="issue 9.6 unfinished: st still finds ST202 on POST /v1/orders (422 IDEMPOTENCY_KEY_REUSED when it "
     "reuses the example key with another body; duplicate SKUs), an ST201 (restock over maxItems is 413) and "
     "one more ST202; remove this mark once the document states those rules"
@@ -56,4 +56,5 @@ def test_schemathesis_with_every_check_and_phase_finds_nothing(pipeline: Pipelin
         timeout=240,
         check=False,
     )
+    import os; Path(os.environ.get("ST_OUT","/dev/null")).write_text(run.stdout + run.stderr) if os.environ.get("ST_OUT") else None
     assert run.returncode == 0, run.stdout[-30000:] + run.stderr[-5000:]
