@@ -51,6 +51,14 @@ def _telemetry() -> TelemetryConfig:
     }
 
 
+def _size_and_internal_errors(settings: GatewaySettings) -> dict[int | str, dict[str, Any]]:
+    responses = problem_responses(413, 500)
+    responses[413]["description"] += (
+        f" (a body larger than {settings.max_request_body_bytes} bytes, ORDERFLOW_MAX_REQUEST_BODY_BYTES)"
+    )
+    return responses
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
 
@@ -80,14 +88,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         telemetry=_telemetry(),
         # Any request may be refused for its size (a declared Content-Length is checked before routing).
-        responses=problem_responses(413, 500),
+        responses=_size_and_internal_errors(settings),
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
     app.state.open_feeds = live_events.OpenFeeds(settings.live_events_max_per_customer)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        path_limits={restock.PATH: restock.MAX_BODY_BYTES},
+    )
     public = [route.path for route in routes.router.routes if isinstance(route, APIRoute)]
     app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)

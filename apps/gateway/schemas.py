@@ -3,7 +3,7 @@ fields are mistakes) and follow the id shapes every service accepts, so most mis
 here with a 422 before any service is called."""
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -14,9 +14,10 @@ from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_QUANTITY,
-    MAX_RESTOCK_LINES,
     MAX_RESTOCK_UNITS,
+    PRODUCT_NAME_PATTERN,
     SKU_PATTERN,
+    is_product_name,
 )
 
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
@@ -85,7 +86,24 @@ class ProductList(BaseModel):
     products: list[ProductOut]
 
 
+def _restock_line_schema(schema: dict[str, Any]) -> None:
+    """The document states what RestockLineIn's validators check: a name's characters, and name
+    and price_cents together (both given, or neither, null being none)."""
+    for branch in schema["properties"]["name"]["anyOf"]:
+        if branch.get("type") == "string":
+            branch["pattern"] = PRODUCT_NAME_PATTERN
+    schema["anyOf"] = [
+        {
+            "required": ["name", "price_cents"],
+            "properties": {"name": {"type": "string"}, "price_cents": {"type": "integer"}},
+        },
+        {"properties": {"name": {"type": "null"}, "price_cents": {"type": "null"}}},
+    ]
+
+
 class RestockLineIn(_Request):
+    model_config = ConfigDict(json_schema_extra=_restock_line_schema)
+
     sku: Sku
     quantity: int = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
     name: str | None = Field(
@@ -102,7 +120,7 @@ class RestockLineIn(_Request):
     @field_validator("name")
     @classmethod
     def _printable(cls, name: str | None) -> str | None:
-        if name is not None and not name.isprintable():
+        if name is not None and not is_product_name(name):
             raise PydanticCustomError("not_printable", "a product name is printable characters only")
         return name
 
@@ -113,9 +131,14 @@ class RestockLineIn(_Request):
         return self
 
 
+# Lines of one POST /v1/admin/restock: its JSON body is read whole, so fewer than a RestockStream
+# takes (MAX_RESTOCK_LINES), to keep the largest valid body a few MiB (gateway.restock).
+MAX_RESTOCK_REQUEST_LINES = 1000
+
+
 class RestockIn(_Request):
     lines: list[RestockLineIn] = Field(
-        min_length=1, max_length=MAX_RESTOCK_LINES, description="Applied all together, or none of them."
+        min_length=1, max_length=MAX_RESTOCK_REQUEST_LINES, description="Applied all together, or none of them."
     )
 
 

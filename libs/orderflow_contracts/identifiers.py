@@ -24,12 +24,22 @@ MAX_SKU_QUANTITY = MAX_ORDER_LINES * MAX_QUANTITY
 MAX_RESTOCK_LINES = 10_000
 MAX_RESTOCK_UNITS = 1_000_000
 MAX_PRODUCT_NAME_LENGTH = 200
+# A product name is printable: none of the characters below, which are, in the Basic Multilingual
+# Plane, those Python's str.isprintable refuses (control, format, separator but the space,
+# surrogate, private use), as of Unicode 14. Written out, not taken from unicodedata, so that the
+# rule (and the OpenAPI document's pattern) is the same whatever Python runs it.
+_UNPRINTABLE = (
+    r"\x00-\x1f\x7f-\x9f\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ud800-\udfff\ue000-\uf8ff\ufeff\ufff9-\ufffb"
+)
+PRODUCT_NAME_PATTERN = rf"^[^{_UNPRINTABLE}]+$"
 # Money is integer cents, stored as BIGINT: no amount of any event or message is larger.
 MAX_CENTS = 2**63 - 1
 
 _customer_id = re.compile(CUSTOMER_ID_PATTERN)
 _sku = re.compile(SKU_PATTERN)
 _client_request_id = re.compile(CLIENT_REQUEST_ID_PATTERN)
+_product_name = re.compile(PRODUCT_NAME_PATTERN)
 
 
 def is_customer_id(value: str) -> bool:
@@ -42,6 +52,11 @@ def is_sku(value: str) -> bool:
 
 def is_client_request_id(value: str) -> bool:
     return bool(_client_request_id.fullmatch(value))
+
+
+def is_product_name(value: str) -> bool:
+    """1 to MAX_PRODUCT_NAME_LENGTH characters, all printable (PRODUCT_NAME_PATTERN)."""
+    return len(value) <= MAX_PRODUCT_NAME_LENGTH and bool(_product_name.fullmatch(value))
 
 
 def is_order_id(value: str) -> bool:
