@@ -5,7 +5,7 @@ here with a 422 before any service is called."""
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from orderflow_contracts.identifiers import (
@@ -20,6 +20,18 @@ from orderflow_contracts.identifiers import (
     is_product_name,
 )
 
+
+def _integral(value: object) -> object:
+    """JSON Schema's integer is any number without a fraction part, so 2.0 is the integer 2 as the
+    document reads it; strict mode still refuses "2" and true. (A number past 2^53 written with a
+    fraction part has lost its last digits in the JSON parser already, as in most clients' own.)"""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Every integer of a request body.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 Sku = Annotated[str, Field(pattern=SKU_PATTERN, examples=["SKU-1"])]
 
@@ -30,7 +42,7 @@ class _Request(BaseModel):
 
 class OrderItemIn(_Request):
     sku: Sku
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: JsonInt = Field(ge=1, le=MAX_QUANTITY)
 
 
 class CreateOrderIn(_Request):
@@ -89,14 +101,14 @@ class ProductList(BaseModel):
 def _restock_line_schema(schema: dict[str, Any]) -> None:
     """The document states what RestockLineIn's validators check: a name's characters, and name
     and price_cents together (both given, or neither, null being none)."""
-    for branch in schema["properties"]["name"]["anyOf"]:
-        if branch.get("type") == "string":
-            branch["pattern"] = PRODUCT_NAME_PATTERN
+    given = {}
+    for field in ("name", "price_cents"):
+        [given[field]] = [branch for branch in schema["properties"][field]["anyOf"] if branch.get("type") != "null"]
+    given["name"]["pattern"] = PRODUCT_NAME_PATTERN
+    # Each branch restates the whole of each field's schema: generators that pick a branch (schemathesis)
+    # need not merge it with `properties` to draw valid values.
     schema["anyOf"] = [
-        {
-            "required": ["name", "price_cents"],
-            "properties": {"name": {"type": "string"}, "price_cents": {"type": "integer"}},
-        },
+        {"required": ["name", "price_cents"], "properties": given},
         {"properties": {"name": {"type": "null"}, "price_cents": {"type": "null"}}},
     ]
 
@@ -105,7 +117,7 @@ class RestockLineIn(_Request):
     model_config = ConfigDict(json_schema_extra=_restock_line_schema)
 
     sku: Sku
-    quantity: int = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
+    quantity: JsonInt = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
     name: str | None = Field(
         default=None,
         min_length=1,
@@ -113,8 +125,8 @@ class RestockLineIn(_Request):
         description="With price_cents, adds a SKU new to the catalog; for a SKU already there, its own name.",
         examples=["Enamel mug"],
     )
-    price_cents: int | None = Field(
-        default=None, ge=0, le=MAX_CENTS, description="Comes with name, in the catalog's currency.", examples=[1250]
+    price_cents: Annotated[int, Field(ge=0, le=MAX_CENTS), BeforeValidator(_integral)] | None = Field(
+        default=None, description="Comes with name, in the catalog's currency.", examples=[1250]
     )
 
     @field_validator("name")

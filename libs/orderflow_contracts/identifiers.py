@@ -25,12 +25,14 @@ MAX_RESTOCK_LINES = 10_000
 MAX_RESTOCK_UNITS = 1_000_000
 MAX_PRODUCT_NAME_LENGTH = 200
 # A product name is printable: none of the characters below, which are, in the Basic Multilingual
-# Plane, those Python's str.isprintable refuses (control, format, separator but the space,
-# surrogate, private use), as of Unicode 14. Written out, not taken from unicodedata, so that the
-# rule (and the OpenAPI document's pattern) is the same whatever Python runs it.
+# Plane, those Python's str.isprintable refuses (control, format, separator but the space, private
+# use), as of Unicode 14. Written out, not taken from unicodedata, so that the rule (and the OpenAPI
+# document's pattern) is the same whatever Python runs it. Lone surrogates are no text at all:
+# protobuf strings cannot hold them, and the gateway refuses them in any string (pydantic's
+# string_unicode); a surrogate range here would make the pattern one Rust-based validators refuse.
 _UNPRINTABLE = (
     r"\x00-\x1f\x7f-\x9f\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
-    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ud800-\udfff\ue000-\uf8ff\ufeff\ufff9-\ufffb"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ue000-\uf8ff\ufeff\ufff9-\ufffb"
 )
 PRODUCT_NAME_PATTERN = rf"^[^{_UNPRINTABLE}]+$"
 # Money is integer cents, stored as BIGINT: no amount of any event or message is larger.

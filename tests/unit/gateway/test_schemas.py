@@ -28,6 +28,14 @@ def item(**changes: Any) -> dict[str, Any]:
     return order(items=[{"sku": "SKU-1", "quantity": 1, **changes}])
 
 
+def test_a_number_without_a_fraction_part_is_an_integer_as_json_schema_says() -> None:
+    body = CreateOrderIn.model_validate(item(quantity=2.0))
+    restock = RestockIn.model_validate({"lines": [{"sku": "S", "quantity": 3.0, "name": "Mug", "price_cents": 5.0}]})
+
+    assert (body.items[0].quantity, restock.lines[0].quantity, restock.lines[0].price_cents) == (2, 3, 5)
+    assert type(body.items[0].quantity) is int
+
+
 def test_a_well_formed_order_is_accepted() -> None:
     body = CreateOrderIn.model_validate(order(items=[{"sku": "SKU-1", "quantity": MAX_QUANTITY}]))
 
@@ -44,7 +52,7 @@ def test_the_customer_may_be_left_out_for_the_token_to_name() -> None:
     ("body", "mistake"),
     [
         (item(quantity="1"), "int_type"),
-        (item(quantity=1.0), "int_type"),
+        (item(quantity=1.5), "int_type"),
         (item(quantity=True), "int_type"),
         (item(quantity=0), "greater_than_equal"),
         (item(quantity=-1), "greater_than_equal"),
@@ -159,6 +167,10 @@ RESTOCK_LINES = {
     "right-to-left override": {"sku": "SKU-1", "quantity": 1, "name": "Mug\u202e", "price_cents": 1},
     "no-break space": {"sku": "SKU-1", "quantity": 1, "name": "Big\u00a0mug", "price_cents": 1},
     "private use": {"sku": "SKU-1", "quantity": 1, "name": "\ue000", "price_cents": 1},
+    "negative price": {"sku": "SKU-1", "quantity": 1, "name": "Mug", "price_cents": -1},
+    "price 2.0": {"sku": "SKU-1", "quantity": 1, "name": "Mug", "price_cents": 2.0},
+    "quantity 2.5": {"sku": "SKU-1", "quantity": 2.5},
+    "price as text": {"sku": "SKU-1", "quantity": 1, "name": "Mug", "price_cents": "1"},
 }
 
 
