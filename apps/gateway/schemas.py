@@ -10,8 +10,8 @@ from pydantic_core import PydanticCustomError
 
 from orderflow_contracts.identifiers import (
     CUSTOMER_ID_PATTERN,
-    MAX_CENTS,
     MAX_ORDER_LINES,
+    MAX_PRICE_CENTS,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_QUANTITY,
     MAX_RESTOCK_UNITS,
@@ -125,7 +125,7 @@ class RestockLineIn(_Request):
         description="With price_cents, adds a SKU new to the catalog; for a SKU already there, its own name.",
         examples=["Enamel mug"],
     )
-    price_cents: Annotated[int, Field(ge=0, le=MAX_CENTS), BeforeValidator(_integral)] | None = Field(
+    price_cents: Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS), BeforeValidator(_integral)] | None = Field(
         default=None, description="Comes with name, in the catalog's currency.", examples=[1250]
     )
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inventory.database import retried_on_conflict
 from inventory.reservations import MAX_NAMED_SKUS
 from orderflow_contracts.identifiers import (
-    MAX_CENTS,
+    MAX_PRICE_CENTS,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_RESTOCK_LINES,
     MAX_RESTOCK_UNITS,
@@ -228,8 +228,10 @@ def _check(line: RestockLine, where: str) -> None:
         raise invalid_argument(
             f"{where}.name must be 1 to {MAX_PRODUCT_NAME_LENGTH} printable characters", field=f"{where}.name"
         )
-    if line.price_cents is not None and not 0 <= line.price_cents <= MAX_CENTS:
-        raise invalid_argument(f"{where}.price_cents must not be negative", field=f"{where}.price_cents")
+    if line.price_cents is not None and not 0 <= line.price_cents <= MAX_PRICE_CENTS:
+        raise invalid_argument(
+            f"{where}.price_cents must be between 0 and {MAX_PRICE_CENTS}", field=f"{where}.price_cents"
+        )
 
 
 def _too_much(sku: str) -> Exception:

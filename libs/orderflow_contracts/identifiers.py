@@ -37,6 +37,9 @@ _UNPRINTABLE = (
 PRODUCT_NAME_PATTERN = rf"^[^{_UNPRINTABLE}]+$"
 # Money is integer cents, stored as BIGINT: no amount of any event or message is larger.
 MAX_CENTS = 2**63 - 1
+# A product's price, as a restock sets it: the largest integer a JSON number holds exactly in every
+# client (I-JSON, RFC 7493), so the API's bound is the same number wherever it is read.
+MAX_PRICE_CENTS = 2**53 - 1
 
 _customer_id = re.compile(CUSTOMER_ID_PATTERN)
 _sku = re.compile(SKU_PATTERN)

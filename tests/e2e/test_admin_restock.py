@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.schemas import MAX_RESTOCK_REQUEST_LINES
+from orderflow_contracts.identifiers import MAX_PRICE_CENTS
 from tests.support.pipeline import Pipeline
 from tests.support.tokens import as_admin, as_customer
 
@@ -135,7 +136,7 @@ async def test_the_largest_restock_the_schema_allows_is_served_and_one_line_more
     """Over the 64 KiB of other bodies, within the restock's own limit: the document's maxItems is the
     rule, never the size of the body (each name's 200 characters \\u-escaped, 12 bytes apiece)."""
     [sku] = new_skus(1)
-    line = {"sku": sku, "quantity": 1, "name": "\U0001f600" * 200, "price_cents": 2**63 - 1}
+    line = {"sku": sku, "quantity": 1, "name": "\U0001f600" * 200, "price_cents": MAX_PRICE_CENTS}
     headers = {**as_admin(), "content-type": "application/json"}
 
     too_many = json.dumps({"lines": [line] * (MAX_RESTOCK_REQUEST_LINES + 1)}).encode()

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.restocking import MAX_STOCK
-from orderflow_contracts.identifiers import MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
+from orderflow_contracts.identifiers import MAX_PRICE_CENTS, MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from tests.integration.inventory.helpers import add_product, stock_of
@@ -193,6 +193,10 @@ MALFORMED = {
     "name with a NUL": ("lines[0].name", [line("OK-1", 1, name="Mug\x00", price_cents=100)]),
     "name too long": ("lines[0].name", [line("OK-1", 1, name="M" * 201, price_cents=100)]),
     "negative price": ("lines[0].price_cents", [line("OK-1", 1, name="Mug", price_cents=-1)]),
+    "price past what JSON holds exactly": (
+        "lines[0].price_cents",
+        [line("OK-1", 1, name="Mug", price_cents=MAX_PRICE_CENTS + 1)],
+    ),
 }
 
 

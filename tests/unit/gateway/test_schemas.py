@@ -12,8 +12,8 @@ from gateway import restock
 from gateway.openapi_document import openapi_document
 from gateway.schemas import MAX_RESTOCK_REQUEST_LINES, CreateOrderIn, RestockIn
 from orderflow_contracts.identifiers import (
-    MAX_CENTS,
     MAX_ORDER_LINES,
+    MAX_PRICE_CENTS,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_QUANTITY,
     MAX_RESTOCK_UNITS,
@@ -118,7 +118,12 @@ def test_a_malformed_restock_is_rejected(body: dict[str, Any], mistake: str) -> 
 
 # The largest line the schema allows, sent as json.dumps sends it (non-ASCII as \\u escapes: a
 # character outside the BMP is 12 bytes).
-LARGEST_LINE = {"sku": "S" * 64, "quantity": MAX_RESTOCK_UNITS, "name": "\U0001f600" * 200, "price_cents": MAX_CENTS}
+LARGEST_LINE = {
+    "sku": "S" * 64,
+    "quantity": MAX_RESTOCK_UNITS,
+    "name": "\U0001f600" * 200,
+    "price_cents": MAX_PRICE_CENTS,
+}
 
 
 def test_every_restock_the_schema_allows_fits_in_the_restock_body_limit() -> None:
