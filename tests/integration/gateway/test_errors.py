@@ -133,7 +133,7 @@ async def test_a_service_that_is_down_is_a_503(gateway: httpx.AsyncClient, fakes
         ({**AN_ORDER, "discount": 100}, ["body", "discount"]),
         ({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 1, "x": 1}]}, ["body", "items", 0, "x"]),
         ({"customer_id": "customer-1", "items": []}, ["body", "items"]),
-        ({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 1}] * 2}, ["body", "items"]),
+        ({"customer_id": "customer-1", "items": [{"sku": "SKU-1", "quantity": 1}] * 101}, ["body", "items"]),
         ([], ["body"]),
     ],
 )
