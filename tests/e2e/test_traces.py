@@ -211,7 +211,12 @@ async def test_a_replayed_dead_letter_links_to_the_trace_it_began_in(
     assert replay.service == "gateway"
     assert replay.kind == "PRODUCER"
     assert replay.links == ((ORIGINAL_TRACE, ORIGINAL_SPAN),)
-    admin_request = Trace(receiver.spans(), replay.trace_id).by_id(replay.parent_span_id)
+    # The request's span ends (and is exported) after its child, the replay's.
+    admin_request = await eventually(
+        lambda: Trace(receiver.spans(), replay.trace_id).by_id(replay.parent_span_id),
+        lambda found: found is not None,
+        what="the admin request's span",
+    )
     assert admin_request is not None
     assert (admin_request.service, admin_request.kind) == ("gateway", "SERVER")
     assert admin_request.name.startswith("POST /v1/admin/dead-letters")
