@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from gateway import admin_dead_letters, health, live_events, restock, routes
+from gateway import admin_dead_letters, admin_faults, health, live_events, restock, routes
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -79,5 +79,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(restock.router)
     app.include_router(live_events.router)
     app.include_router(admin_dead_letters.router)
+    app.include_router(admin_faults.router)
     app.include_router(health.router)
     return app
