@@ -166,7 +166,7 @@ def use_bucket_spec(spec: str, *, source: str) -> None:
     One that does not parse puts none in force: never half a list."""
     global _bucket_entries
     _bucket_entries = _parsed_or_nothing(spec, source=source)
-    current()
+    _announce(current())  # current() alone says nothing when no source sets a flag any more
 
 
 def canonical(values: Mapping[str, str]) -> dict[str, str]:
