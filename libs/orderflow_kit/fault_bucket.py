@@ -113,8 +113,10 @@ async def watch_fault_flags(
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # whatever it is, the service keeps running
-                delay = min(retry_max_seconds, 0.1 * 2 ** follower.failed()) * random.uniform(0.5, 1.0)
-                log.warning(
+                failures = follower.failed()
+                delay = min(retry_max_seconds, 0.1 * 2**failures) * random.uniform(0.5, 1.0)
+                # Said once per outage (then at debug level): "nats disconnected" says the rest.
+                (log.warning if failures == 1 else log.debug)(
                     "fault flags unreachable; the last ones stay in force",
                     bucket=bucket,
                     error_class=type(error).__name__,
@@ -150,6 +152,8 @@ class _Follower:
         return self._failures
 
     def reset_failures(self) -> None:
+        if self._failures:
+            log.info("fault flags watched again", bucket=self._bucket, after_failures=self._failures)
         self._failures = 0
 
     async def follow(self, js: JetStreamContext, resync_seconds: float, *, on_watching: Callable[[], None]) -> None:
