@@ -38,6 +38,11 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy apps libs tests
 	$(BIN)/lint-imports
+	$(BIN)/buf lint
+	@# Breaking changes to the protos, against the main branch as committed (buf.yaml says which rules).
+	@if git rev-parse --verify --quiet main >/dev/null; then \
+		$(BIN)/buf breaking --against '.git#branch=main,subdir=libs'; \
+	else echo "buf breaking skipped: no main branch in this clone"; fi
 
 test: lint
 	$(BIN)/pytest

@@ -36,4 +36,8 @@ def infra(infra_state_dir: Path) -> Iterator[Infrastructure]:
         environment.setenv("ORDERFLOW_NATS_URL", infrastructure.nats_url)
         environment.setenv("ORDERFLOW_POSTGRES_URL", infrastructure.postgres_url)
         environment.setenv("ORDERFLOW_REDIS_URL", infrastructure.redis_url)
+        # Likewise the metrics ports (9151-9153 by default, which `make up` or another run may hold):
+        # a service a test starts serves its metrics on a free port unless the test names one.
+        for service in ("INVENTORY", "ORDERS", "LOYALTY"):
+            environment.setenv(f"ORDERFLOW_{service}_METRICS_PORT", "0")
         yield infrastructure

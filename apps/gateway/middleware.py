@@ -1,6 +1,7 @@
-"""What every request gets, in one ASGI middleware: a request id and a W3C traceparent (the
-caller's when well-formed, else new) in the context for log lines and outgoing gRPC metadata, the
-X-Request-Id response header, one access log line, and a 500 problem, never a traceback, when
+"""What every request gets, in one ASGI middleware: a request id and, when tracing is off, a W3C
+traceparent (the caller's when well-formed, else new) in the context for log lines and outgoing gRPC
+metadata, the X-Request-Id response header, one access log line, its duration in the request metric
+(gateway.metrics), and a 500 problem, never a traceback, when
 something unexpected escapes a route.
 
 It wraps the app directly (not BaseHTTPMiddleware) so a route runs in the same context: an
@@ -15,7 +16,10 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.metrics import HTTP_DURATION, KNOWN_METHODS, UNROUTED
 from gateway.problems import internal_error, problem_response
+from orderflow_kit import tracing
+from orderflow_kit.metrics import observe_seconds
 from orderflow_kit.request_context import (
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
@@ -46,7 +50,11 @@ class RequestContextMiddleware:
             return
         headers = Headers(scope=scope)
         request_id = _accepted(headers.get(REQUEST_ID_HEADER), _SANE_REQUEST_ID) or new_request_id()
-        traceparent = _accepted(headers.get(TRACEPARENT_HEADER), _TRACEPARENT) or new_traceparent()
+        # With tracing on, the request's server span (FastAPI's telemetry, around this) is the trace
+        # context; without it, the caller's traceparent (or a new one) travels on as it is.
+        traceparent = (
+            None if tracing.enabled() else _accepted(headers.get(TRACEPARENT_HEADER), _TRACEPARENT) or new_traceparent()
+        )
         structlog.contextvars.clear_contextvars()
         request_id_token = request_id_var.set(request_id)
         traceparent_token = traceparent_var.set(traceparent)
@@ -71,8 +79,18 @@ class RequestContextMiddleware:
                 raise
             await problem_response(internal_error(), scope["path"])(scope, receive, send_with_request_id)
         finally:
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            line = {"method": scope["method"], "path": scope["path"], "status": status, "ms": ms}
+            elapsed = time.perf_counter() - started
+            method = scope["method"]
+            route = scope.get("route")
+            observe_seconds(
+                HTTP_DURATION,
+                elapsed,
+                method if method in KNOWN_METHODS else "OTHER",
+                getattr(route, "path", UNROUTED),
+                str(status),
+            )
+            ms = round(elapsed * 1000, 1)
+            line = {"method": method, "path": scope["path"], "status": status, "ms": ms}
             if failure is not None:
                 log.error("request", **line, exc_info=failure)
             elif status >= HTTPStatus.INTERNAL_SERVER_ERROR:

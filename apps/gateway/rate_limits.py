@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import structlog
 from fastapi import Request
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.datastructures import MutableHeaders
@@ -47,6 +48,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import PROBLEM_MEDIA_TYPE, Problem, problem_response
 from gateway.settings import GatewaySettings
+from orderflow_kit.metrics import child
+
+REFUSALS = Counter(
+    "orderflow_rate_limit_refusals_total", "Requests refused with 429, by budget: ip or customer", ["policy"]
+)
+for _policy in ("ip", "customer"):
+    child(REFUSALS, _policy)  # each at 0 from the start
 
 KEY_PREFIX: Final = "orderflow:rate-limit"
 # While Redis does not answer, requests pass without asking it for this long.
@@ -180,6 +188,7 @@ _decisions: ContextVar[list[Decision] | None] = ContextVar("rate_limit_decisions
 
 
 def too_many_requests(decision: Decision, whom: str) -> Problem:
+    child(REFUSALS, decision.policy.name).inc()
     wait = max(1, decision.retry_after_seconds)
     return Problem(
         HTTPStatus.TOO_MANY_REQUESTS,

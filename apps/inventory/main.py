@@ -11,15 +11,18 @@ import structlog
 from inventory.catalog import CatalogError, load_catalog_if_empty
 from inventory.expiry import sweep_expired_reservations
 from inventory.order_events import consume_order_events
+from inventory.reservations import reservation_gauges
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
-from orderflow_kit.db import create_engine, migrate, open_pool
+from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -27,11 +30,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = InventorySettings()
     configure_logging("inventory", settings.log_format, settings.log_level)
+    configure_tracing("inventory")  # before any channel, server or engine exists
     try:
         await run(settings)
     except CatalogError as error:
         structlog.get_logger().error("cannot start", error=str(error))
         raise SystemExit(1) from None
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: InventorySettings, stop: asyncio.Event | None = None) -> None:
@@ -40,33 +46,35 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
     engine = create_engine(settings.postgres_url, settings.inventory_database, pool_size=settings.database_pool_size)
     await open_pool(engine)
     subscribed = asyncio.Event()
+    measured = {"reservations": reservation_gauges(engine), "database pool": pool_gauges(engine)}
     try:
         await load_catalog_if_empty(engine, settings.catalog)
-        await serve(
-            host=settings.listen_host,
-            port=settings.inventory_port,
-            services=[inventory_service(engine, settings.currency)],
-            background=[
-                partial(consume_order_events, settings, engine, subscribed),
-                partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
-                partial(
-                    sweep_expired_reservations,
-                    engine,
-                    ttl_seconds=settings.reservation_ttl_seconds,
-                    every_seconds=settings.reservation_sweep_seconds,
-                    batch_size=settings.reservation_sweep_batch_size,
-                ),
-            ],
-            # Reservations need only the database; NATS and the consumer are reported, not required.
-            dependencies=[
-                postgres(engine),
-                nats_server(settings.nats_url, required=False),
-                consumer_started(subscribed, required=False),
-            ],
-            grace_seconds=settings.shutdown_grace_seconds,
-            stop=stop,
-            credentials=server_credentials(settings),
-            keepalive=Keepalive.from_settings(settings),
-        )
+        with metrics_endpoint(settings.listen_host, settings.inventory_metrics_port, measured):
+            await serve(
+                host=settings.listen_host,
+                port=settings.inventory_port,
+                services=[inventory_service(engine, settings.currency)],
+                background=[
+                    partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
+                    partial(
+                        sweep_expired_reservations,
+                        engine,
+                        ttl_seconds=settings.reservation_ttl_seconds,
+                        every_seconds=settings.reservation_sweep_seconds,
+                        batch_size=settings.reservation_sweep_batch_size,
+                    ),
+                ],
+                # Reservations need only the database; NATS and the consumer are reported, not required.
+                dependencies=[
+                    postgres(engine),
+                    nats_server(settings.nats_url, required=False),
+                    consumer_started(subscribed, required=False),
+                ],
+                grace_seconds=settings.shutdown_grace_seconds,
+                stop=stop,
+                credentials=server_credentials(settings),
+                keepalive=Keepalive.from_settings(settings),
+            )
     finally:
         await engine.dispose()

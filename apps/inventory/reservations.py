@@ -27,12 +27,19 @@ client is away. How it stays correct under any concurrency:
   release and any number of sweepers racing for one reservation change it once: exactly one of
   them gives the stock back, or none.
 - No deadlock. A statement that takes or gives back stock locks all the product rows it needs at
-  once, in SKU order (`ORDER BY sku COLLATE "C"`, the order Python sorts SKUs in, which restocking
-  uses too), so two of them never wait for each other's products. A reservation holds its products
+  once, in SKU byte order (`ORDER BY sku COLLATE "C"`, whatever the database's collation: the
+  order Python sorts SKUs in, which restocking uses too), so two of them never wait for each
+  other's products. A reservation holds its products
   while it inserts its reservation row, and that insert waits for any transaction changing a row
   of the same order: so a statement changes reservation rows only once it holds every lock it
   needs (the CTEs `enough`, `shelved`, `locked`), and then waits for nothing. Merely locking a
   reservation row (FOR NO KEY UPDATE) makes no insert wait.
+  Should PostgreSQL roll one back for a deadlock or a serialization failure all the same, it is
+  run again (`database.retried_on_conflict`): each transition is a whole transaction, idempotent.
+
+Measured: each transition as it commits (`orderflow_inventory_reservations_total` by the state it
+entered), and the reservations held now with the oldest one's age, read on scrape through the
+partial index on held reservations (`reservation_gauges`).
 """
 
 import uuid
@@ -43,19 +50,30 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.database import autocommit
+from inventory.database import autocommit, retried_on_conflict
 from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
+from orderflow_kit.metrics import Source, child
 
 log = structlog.get_logger()
 
 # The most SKUs one refusal names (see _why_not_taken).
 MAX_NAMED_SKUS = 10
+
+# Reservations that entered a state: RESERVED (stock taken), CONFIRMED (late ones too), RELEASED, EXPIRED.
+TRANSITIONS = Counter(
+    "orderflow_inventory_reservations_total", "Reservations that entered a state, by that state", ["state"]
+)
+for _state in ReservationStatus:
+    child(TRANSITIONS, _state.value)  # each at 0 from the start
 
 
 @dataclass(frozen=True)
@@ -289,17 +307,22 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
         "skus": [line.sku for line in lines],
         "quantities": [line.quantity for line in lines],
     }
-    async with autocommit(engine) as connection:
-        outcome = (await connection.execute(_RESERVE, request)).all()
-        if all(line.price_cents is not None for line in outcome):
-            return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
-        # Nothing was taken: the order was reserved (or released) before, or the stock is short.
-        # Read with a new snapshot: a request for the same order that this one waited for is
-        # committed now, and visible.
-        stored = (await connection.execute(_STORED, {"order_id": order})).all()
-    if not stored:
-        raise _why_not_taken(outcome)
-    return _stored_reservation(order, stored, lines)
+
+    async def reserve() -> list[ReservedLine]:
+        async with autocommit(engine) as connection:
+            outcome = (await connection.execute(_RESERVE, request)).all()
+            if all(line.price_cents is not None for line in outcome):
+                child(TRANSITIONS, ReservationStatus.RESERVED.value).inc()
+                return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
+            # Nothing was taken: the order was reserved (or released) before, or the stock is short.
+            # Read with a new snapshot: a request for the same order that this one waited for is
+            # committed now, and visible.
+            stored = (await connection.execute(_STORED, {"order_id": order})).all()
+        if not stored:
+            raise _why_not_taken(outcome)
+        return _stored_reservation(order, stored, lines)
+
+    return await retried_on_conflict(reserve)
 
 
 async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
@@ -312,19 +335,28 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
     (RESERVATION_CONFIRMED): its order exists, so its stock is sold and stays taken."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = _parse_order_id(order_id)
-    async with autocommit(engine) as connection:
-        if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
-            return False
-        # The row existed (or a reservation in flight committed it while the insert waited): a
-        # new statement, so a new snapshot, sees it.
-        status = ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+
+    async def release() -> ReservationStatus | None:
+        async with autocommit(engine) as connection:
+            if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
+                return None
+            # The row existed (or a reservation in flight committed it while the insert waited): a
+            # new statement, so a new snapshot, sees it.
+            return ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+
+    status = await retried_on_conflict(release)
+    if status is None:
+        return False
     if status == ReservationStatus.CONFIRMED:
         raise failed_precondition(
             "RESERVATION_CONFIRMED",
             f"order {order} is confirmed (the order exists): its stock cannot be released",
             order_id=str(order),
         )
-    return status == ReservationStatus.RESERVED
+    released = status == ReservationStatus.RESERVED
+    if released:
+        child(TRANSITIONS, ReservationStatus.RELEASED.value).inc()
+    return released
 
 
 class Confirmation(StrEnum):
@@ -361,11 +393,15 @@ async def confirm_reservations(
     stock is there (all or none, like a reservation), in a transaction of its own. If it is not,
     StockGone: stock is never taken below zero, and the order is left for an operator."""
     distinct = list(dict.fromkeys(orders))
-    async with autocommit(engine) as connection:
-        found = {
-            row.order_id: ReservationStatus(row.status)
-            for row in await connection.execute(_CONFIRM, {"orders": distinct})
-        }
+
+    async def confirm() -> dict[uuid.UUID, ReservationStatus]:
+        async with autocommit(engine) as connection:
+            return {
+                row.order_id: ReservationStatus(row.status)
+                for row in await connection.execute(_CONFIRM, {"orders": distinct})
+            }
+
+    found = await retried_on_conflict(confirm)
     outcomes: dict[uuid.UUID, Confirmation | PermanentFailure] = {}
     for order in distinct:
         status = found.get(order)
@@ -377,6 +413,8 @@ async def confirm_reservations(
             outcomes[order] = Confirmation.ALREADY_CONFIRMED
         else:
             outcomes[order] = await _confirm_late(engine, order)
+    confirmed = sum(outcome in (Confirmation.CONFIRMED, Confirmation.CONFIRMED_LATE) for outcome in outcomes.values())
+    child(TRANSITIONS, ReservationStatus.CONFIRMED.value).inc(confirmed)
     answered: set[uuid.UUID] = set()
     results: list[Confirmation | PermanentFailure] = []
     for order in orders:
@@ -398,11 +436,17 @@ async def confirm_reservation(engine: AsyncEngine, order: uuid.UUID) -> Confirma
 
 async def _confirm_late(engine: AsyncEngine, order: uuid.UUID) -> Confirmation | PermanentFailure:
     """Take the stock of an EXPIRED or RELEASED reservation again, all or none, and confirm it."""
-    async with engine.begin() as connection:
-        status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
-        if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
-            return Confirmation.ALREADY_CONFIRMED
-        outcome = (await connection.execute(_TAKE_AGAIN, {"order_id": order})).all()
+
+    async def take_again() -> tuple[ReservationStatus, list[Row[Any]]]:
+        async with engine.begin() as connection:
+            status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
+            if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
+                return status, []
+            return status, list((await connection.execute(_TAKE_AGAIN, {"order_id": order})).all())
+
+    status, outcome = await retried_on_conflict(take_again)
+    if status == ReservationStatus.CONFIRMED:
+        return Confirmation.ALREADY_CONFIRMED
     if not outcome:
         return NoReservation(f"order {order} was released before it reserved anything")
     if any(line.price_cents is None for line in outcome):
@@ -421,9 +465,40 @@ async def expire_reservations(engine: AsyncEngine, *, ttl: timedelta, limit: int
 
     Safe with any number of sweepers at once: each locks the rows it takes and skips those locked
     by another (SKIP LOCKED), and the status check makes a second expiry of a row impossible."""
-    async with autocommit(engine) as connection:
-        expired = await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})
-        return list(expired.scalars())
+
+    async def expire() -> list[uuid.UUID]:
+        async with autocommit(engine) as connection:
+            return list((await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})).scalars())
+
+    expired = await retried_on_conflict(expire)
+    child(TRANSITIONS, ReservationStatus.EXPIRED.value).inc(len(expired))
+    return expired
+
+
+# Through the partial index reservations_held_since: as cheap as the number of reservations held.
+_HELD = text(
+    "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) "
+    "FROM reservations WHERE status = 'RESERVED'"
+)
+
+
+def reservation_gauges(engine: AsyncEngine) -> Source:
+    """Reservations held (RESERVED) now and the oldest one's age, read when Prometheus scrapes.
+    (The other states only grow, so their counters say more than a count of rows would.)"""
+
+    async def measure() -> list[Metric]:
+        async with engine.connect() as connection:
+            held, oldest_age = (await connection.execute(_HELD)).one()
+        return [
+            GaugeMetricFamily("orderflow_inventory_reservations_held", "Reservations holding stock now", value=held),
+            GaugeMetricFamily(
+                "orderflow_inventory_oldest_held_reservation_age_seconds",
+                "How long the oldest reservation still held has waited for its order (0 when none is held)",
+                value=float(oldest_age),
+            ),
+        ]
+
+    return measure
 
 
 def _parse_order_id(order_id: str) -> uuid.UUID:

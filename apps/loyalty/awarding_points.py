@@ -22,6 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy.exc
+from prometheus_client import Counter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
@@ -34,6 +35,9 @@ from orderflow_kit.errors import invalid_argument, unavailable
 from orderflow_kit.failures import PermanentFailure, is_dependency_failure
 
 CENTS_PER_POINT = 100
+
+# Counted after the commit, for new awards only: equal to the ledger's sum while the process lives.
+POINTS_AWARDED = Counter("orderflow_loyalty_points_awarded_total", "Loyalty points awarded (duplicates not counted)")
 # PostgreSQL's SQLSTATE when a BIGINT balance would overflow.
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
@@ -77,12 +81,14 @@ async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> l
         return []
     try:
         async with engine.begin() as connection:
-            return await _award(connection, events)
+            awards = await _award(connection, events)
     except sqlalchemy.exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
             raise
         customers = ", ".join(sorted({event.order.customer_id for event in events}))
         raise PermanentFailure(f"the balance of customer {customers} would exceed {MAX_POINTS} points") from error
+    POINTS_AWARDED.inc(sum(award.points for award in awards if award.outcome is Outcome.AWARDED))
+    return awards
 
 
 _ADD_TO_BALANCES = text(

@@ -10,14 +10,16 @@ from loyalty.consumer import consume_order_events
 from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
-from orderflow_kit.db import create_engine, migrate, open_pool
+from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,7 +27,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = LoyaltySettings()
     configure_logging("loyalty", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("loyalty")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:
@@ -35,26 +41,29 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
     await open_pool(engine)
     subscribed = asyncio.Event()
     try:
-        await serve(
-            host=settings.listen_host,
-            port=settings.loyalty_port,
-            services=[loyalty_service(engine)],
-            background=[
-                partial(consume_order_events, settings, engine, subscribed),
-                partial(watch_fault_flags, settings.nats_url, service="loyalty", bucket=settings.faults_bucket),
-                partial(
-                    purge_periodically,
-                    engine,
-                    expired_claims(timedelta(seconds=settings.loyalty_dedupe_retention_seconds)),
-                    every_seconds=settings.loyalty_dedupe_purge_interval_seconds,
-                ),
-            ],
-            # No points are awarded without the consumer, so NATS and the consumer are required as well.
-            dependencies=[postgres(engine), nats_server(settings.nats_url), consumer_started(subscribed)],
-            grace_seconds=settings.shutdown_grace_seconds,
-            stop=stop,
-            credentials=server_credentials(settings),
-            keepalive=Keepalive.from_settings(settings),
-        )
+        with metrics_endpoint(
+            settings.listen_host, settings.loyalty_metrics_port, {"database pool": pool_gauges(engine)}
+        ):
+            await serve(
+                host=settings.listen_host,
+                port=settings.loyalty_port,
+                services=[loyalty_service(engine)],
+                background=[
+                    partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="loyalty", bucket=settings.faults_bucket),
+                    partial(
+                        purge_periodically,
+                        engine,
+                        expired_claims(timedelta(seconds=settings.loyalty_dedupe_retention_seconds)),
+                        every_seconds=settings.loyalty_dedupe_purge_interval_seconds,
+                    ),
+                ],
+                # No points are awarded without the consumer, so NATS and the consumer are required as well.
+                dependencies=[postgres(engine), nats_server(settings.nats_url), consumer_started(subscribed)],
+                grace_seconds=settings.shutdown_grace_seconds,
+                stop=stop,
+                credentials=server_credentials(settings),
+                keepalive=Keepalive.from_settings(settings),
+            )
     finally:
         await engine.dispose()

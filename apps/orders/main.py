@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_kit.db import create_engine, migrate, open_pool
+from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
@@ -15,9 +15,11 @@ from orderflow_kit.grpc_server import GrpcService, serve
 from orderflow_kit.grpc_tls import channel_credentials, server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 from orders.inventory_client import InventoryClient
-from orders.outbox import published_events
+from orders.outbox import outbox_gauges, published_events
 from orders.outbox_relay import OutboxRelay
 from orders.placing_orders import Orders
 from orders.servicer import OrderServicer
@@ -30,7 +32,11 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main() -> None:
     settings = OrdersSettings()
     configure_logging("orders", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("orders")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
@@ -44,7 +50,13 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         credentials=channel_credentials(settings),
         keepalive=Keepalive.from_settings(settings),
     )
-    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    inventory = InventoryClient(inventory_channel, release_within=settings.inventory_release_within_seconds)
+    orders = Orders(
+        engine,
+        inventory,
+        inventory_timeout=settings.inventory_timeout_seconds,
+        placement_lease=settings.placement_lease_seconds,
+    )
     relay = OutboxRelay(
         engine,
         settings.nats_url,
@@ -54,30 +66,32 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         retry_max_seconds=settings.outbox_retry_max_seconds,
         duplicate_window_seconds=settings.nats_duplicate_window_seconds,
     )
+    measured = {"outbox": outbox_gauges(engine), "database pool": pool_gauges(engine)}
     try:
-        await serve(
-            host=settings.listen_host,
-            port=settings.orders_port,
-            services=[
-                GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
-            ],
-            background=[
-                relay.run,
-                partial(watch_fault_flags, settings.nats_url, service="orders", bucket=settings.faults_bucket),
-                partial(
-                    purge_periodically,
-                    engine,
-                    published_events(timedelta(seconds=settings.outbox_retention_seconds)),
-                    every_seconds=settings.outbox_purge_interval_seconds,
-                ),
-            ],
-            # Orders are taken while NATS is down (the outbox keeps their events): NATS is reported, not required.
-            dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
-            grace_seconds=settings.shutdown_grace_seconds,
-            stop=stop,
-            credentials=server_credentials(settings),
-            keepalive=Keepalive.from_settings(settings),
-        )
+        with metrics_endpoint(settings.listen_host, settings.orders_metrics_port, measured):
+            await serve(
+                host=settings.listen_host,
+                port=settings.orders_port,
+                services=[
+                    GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
+                ],
+                background=[
+                    relay.run,
+                    partial(watch_fault_flags, settings.nats_url, service="orders", bucket=settings.faults_bucket),
+                    partial(
+                        purge_periodically,
+                        engine,
+                        published_events(timedelta(seconds=settings.outbox_retention_seconds)),
+                        every_seconds=settings.outbox_purge_interval_seconds,
+                    ),
+                ],
+                # Orders are taken while NATS is down (the outbox keeps their events): NATS is reported, not required.
+                dependencies=[postgres(engine), nats_server(settings.nats_url, required=False)],
+                grace_seconds=settings.shutdown_grace_seconds,
+                stop=stop,
+                credentials=server_credentials(settings),
+                keepalive=Keepalive.from_settings(settings),
+            )
         await orders.finish_unfinished_work(within=settings.shutdown_grace_seconds)
     finally:
         await inventory_channel.close(grace=None)

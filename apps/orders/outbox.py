@@ -5,16 +5,21 @@ it afterwards. The statement that records the change writes the event's `outbox`
 (placing_orders: one statement for an order, its lines and its event).
 
 A published row is kept for a retention (for audit and investigations), then housekeeping purges
-it; a row not yet published is never purged."""
+it; a row not yet published is never purged. Its backlog is measured on scrape (`outbox_gauges`)."""
 
 import uuid
 from datetime import datetime, timedelta
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_kit.housekeeping import Retention
-from orderflow_kit.request_context import request_id_var, traceparent_var
+from orderflow_kit.metrics import Source
+from orderflow_kit.request_context import current_traceparent, request_id_var
 from orders.models import OutboxEvent
 
 NOTIFY_CHANNEL = "outbox"
@@ -22,8 +27,9 @@ EVENT_SOURCE = "orderflow/orders"
 
 
 def new_event(event_type: str, subject: str, data: bytes, time: datetime) -> CloudEvent:
-    """A CloudEvent with a fresh id, carrying the current request's id and trace context along."""
-    context = {TRACEPARENT: traceparent_var.get(), REQUEST_ID: request_id_var.get()}
+    """A CloudEvent with a fresh id, carrying the current request's id and trace context along:
+    made inside `creating_event`'s span, that context is the event's creation context."""
+    context = {TRACEPARENT: current_traceparent(), REQUEST_ID: request_id_var.get()}
     return CloudEvent(
         id=str(uuid.uuid4()),
         type=event_type,
@@ -45,3 +51,29 @@ def published_events(keep: timedelta) -> Retention:
         stamp=col(OutboxEvent.published_at),
         keep=keep,
     )
+
+
+# Rows pending and the oldest one's age in one look at the partial index on pending rows.
+_BACKLOG = text(
+    "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) "
+    "FROM outbox WHERE published_at IS NULL"
+)
+
+
+def outbox_gauges(engine: AsyncEngine) -> Source:
+    """The outbox's backlog, read when Prometheus scrapes: a lag the relay's own counters cannot
+    show while it is stuck (or not running at all)."""
+
+    async def measure() -> list[Metric]:
+        async with engine.connect() as connection:
+            pending, oldest_age = (await connection.execute(_BACKLOG)).one()
+        return [
+            GaugeMetricFamily("orderflow_outbox_pending_events", "Outbox events not yet published", value=pending),
+            GaugeMetricFamily(
+                "orderflow_outbox_oldest_pending_age_seconds",
+                "How long the oldest unpublished outbox event has waited (0 when none waits)",
+                value=float(oldest_age),
+            ),
+        ]
+
+    return measure

@@ -4,12 +4,18 @@ its own database on it, creating the database and migrating it before it serves.
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from orderflow_kit import tracing
+from orderflow_kit.metrics import Source
 
 
 def database_url(server_url: str, database: str) -> URL:
@@ -30,13 +36,15 @@ def create_engine(server_url: str, database: str, *, pool_size: int = DEFAULT_PO
     server without it: TLS is off unless the URL asks for it (`?ssl=...` / `?sslmode=...`)."""
     url = database_url(server_url, database)
     asks_for_tls = "ssl" in url.query or "sslmode" in url.query
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
         connect_args={} if asks_for_tls else {"ssl": False},
     )
+    tracing.trace_engine(engine)  # a span per statement, when tracing is on
+    return engine
 
 
 async def open_pool(engine: AsyncEngine) -> None:
@@ -44,6 +52,26 @@ async def open_pool(engine: AsyncEngine) -> None:
     pool_size = engine.pool.size()  # type: ignore[attr-defined]  # QueuePool's
     async with contextlib.AsyncExitStack() as connections:
         await asyncio.gather(*(connections.enter_async_context(engine.connect()) for _ in range(pool_size)))
+
+
+def pool_gauges(engine: AsyncEngine) -> Source:
+    """The pool's connections in use and its size, by database: read from the pool, no query.
+    In use at the size for long means callers queue for a connection."""
+    database = engine.url.database or ""
+
+    async def measure() -> list[Metric]:
+        pool: Any = engine.pool  # QueuePool's counters
+        in_use = GaugeMetricFamily(
+            "orderflow_db_pool_connections_in_use", "Pooled database connections checked out now", labels=["database"]
+        )
+        in_use.add_metric([database], pool.checkedout())
+        size = GaugeMetricFamily(
+            "orderflow_db_pool_connections_max", "The most connections the pool holds", labels=["database"]
+        )
+        size.add_metric([database], pool.size())
+        return [in_use, size]
+
+    return measure
 
 
 async def ensure_database(server_url: str, database: str) -> None:

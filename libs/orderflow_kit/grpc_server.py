@@ -1,6 +1,6 @@
 """How every orderflow gRPC server runs: health and reflection services, one log line per call
-with the request id, ServiceError turned into a rich status, a graceful stop on SIGTERM, and TLS
-when configured (orderflow_kit.grpc_tls)."""
+with the request id and its duration measured (by method and status code), ServiceError turned
+into a rich status, a graceful stop on SIGTERM, and TLS when configured (orderflow_kit.grpc_tls)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from prometheus_client import Histogram
 
 from orderflow_kit.errors import ServiceError, invalid_argument
 from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE, Keepalive
+from orderflow_kit.metrics import DURATION_BUCKETS, observe_seconds
 from orderflow_kit.readiness import Dependency, Readiness
 from orderflow_kit.request_context import (
     REQUEST_ID_HEADER,
@@ -33,6 +35,14 @@ from orderflow_kit.request_context import (
 ERROR_DOMAIN = "orderflow"
 log = structlog.get_logger()
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# Its _count is the number of calls: by method (/package.Service/Method) and status code (OK, NOT_FOUND...).
+GRPC_SERVER_HANDLING = Histogram(
+    "orderflow_grpc_server_handling_seconds",
+    "Time a gRPC server took to answer a call, by method and status code",
+    ["method", "code"],
+    buckets=DURATION_BUCKETS,
+)
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,9 @@ async def _observe(method: str, call: Callable[[], Awaitable[Any]], context: Con
         log.exception("rpc failed", method=method)
         raise
     finally:
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        elapsed = time.perf_counter() - started
+        observe_seconds(GRPC_SERVER_HANDLING, elapsed, method, outcome)
+        elapsed_ms = round(elapsed * 1000, 1)
         if error_code is None:
             log.info("rpc", method=method, code=outcome, ms=elapsed_ms)
         else:

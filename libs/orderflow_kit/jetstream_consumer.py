@@ -24,15 +24,27 @@ ones behind it. Every message logs exactly one line: `event consumed` with the o
 handler's, or `retry` / `dead-lettered`), the consumer, ce_id, ce_subject, stream_seq, deliveries,
 and the request id that created the event.
 
+And every message counts once in `orderflow_consumer_events_total` by outcome: processed,
+duplicate (the handler's "duplicate"), retried or dead_lettered. The durable consumer's backlog
+(pending, ack pending, redelivered) and its dead letters stored are asked of the broker when
+Prometheus scrapes (orderflow_kit.metrics), on the consumer's own connection.
+
 FastStream traps handled here: its default handler policy (REJECT_ON_ERROR) would TERM a message
 on any exception, never to be redelivered, so the consumer acks and NAKs each message itself
 (AckPolicy.MANUAL) and lets no error escape; it must not decode the bodies either (a body that is
 not JSON would fail before the handler could dead-letter it); and an existing durable consumer is
-reused with its old settings unless it is updated (`ensure_consumer`)."""
+reused with its old settings unless it is updated (`ensure_consumer`).
+
+Traced (orderflow_kit.tracing), when on: FastStream's telemetry gives each message a process
+span, a child of the context its traceparent carries; the batch gets a span of its own that
+links every message; each message's settlement (ack, NAK, dead letter) and log line happen in
+its own process span (docs/observability.md, "Traces")."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -43,14 +55,24 @@ import structlog
 from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import Span, SpanKind
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from orderflow_contracts.cloudevents import REQUEST_ID
-from orderflow_kit import faults
-from orderflow_kit.dead_letters import Failed, Reason, publish_dead_letter
+from orderflow_kit import faults, tracing
+from orderflow_kit.dead_letters import Failed, Reason, count_dead_letters, dead_letter_filter, publish_dead_letter
 from orderflow_kit.failures import PERMANENT_ERRORS, Failure, classify, describe, error_class, retry_delay
+from orderflow_kit.metrics import DURATION_BUCKETS, LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, ensure_streams
 
 log = structlog.get_logger()
@@ -69,6 +91,27 @@ NATS_UNREACHABLE: tuple[type[Exception], ...] = (
     nats.errors.ConnectionClosedError,
     nats.js.errors.ServiceUnavailableError,
 )
+
+EVENTS = Counter(
+    "orderflow_consumer_events_total",
+    "Messages a durable consumer settled, by outcome: processed, duplicate, retried, dead_lettered",
+    ["consumer", "outcome"],
+)
+HANDLER_DURATION = Histogram(
+    "orderflow_consumer_handler_duration_seconds",
+    "Time the handler took for one batch (one transaction), by consumer",
+    ["consumer"],
+    buckets=DURATION_BUCKETS,
+)
+EVENT_LAG = Histogram(
+    "orderflow_consumer_event_lag_seconds",
+    "From the broker storing a message to the consumer settling it as processed or duplicate",
+    ["consumer"],
+    buckets=LAG_BUCKETS,
+)
+# The handler's outcome that counts as a duplicate; every other success is `processed`.
+DUPLICATE = "duplicate"
+OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
 
 # One message's result: its outcome for the log line ("awarded", "duplicate", ...), or the
 # exception it failed with.
@@ -196,16 +239,47 @@ class BatchHandling:
         self._js = js
         self._first_failures = FirstFailures()
 
-    async def handle(self, batch: list[Msg]) -> None:
-        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each."""
-        results = await self._results(batch)
-        settled = await asyncio.gather(
-            *(self._settle(one, result) for one, result in zip(batch, results, strict=True)), return_exceptions=True
+    async def handle(self, batch: list[Msg], contexts: Sequence[Context] | None = None) -> None:
+        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each.
+
+        `contexts` (with tracing on): each message's processing context, its process span; what
+        is done for one message alone (its announcement, dead letter, log line) happens in it."""
+        with self._batch_span(batch) as batch_span, tracing.processing_messages(batch, contexts or ()):
+            for message_context in contexts or ():
+                trace.get_current_span(message_context).add_link(batch_span.get_span_context())
+            results = await self._results(batch)
+            settled = await asyncio.gather(
+                *(self._settle_in_its_context(one, result) for one, result in zip(batch, results, strict=True)),
+                return_exceptions=True,
+            )
+            for one, outcome in zip(batch, settled, strict=True):
+                if isinstance(outcome, BaseException):
+                    # Left unacked: the broker redelivers it after ack_wait.
+                    with tracing.in_context_of(one):
+                        log.error("event not settled", **_described(self._spec, one), error=str(outcome))
+
+    def _batch_span(self, batch: list[Msg]) -> AbstractContextManager[Span]:
+        """The batch's span: a root of its own (the batch's transaction serves many orders and
+        belongs to none of their traces) that links every message it carries; each message's
+        process span links back to it."""
+        if not tracing.enabled():
+            return nullcontext(trace.INVALID_SPAN)
+        return tracing.span(
+            f"process {self._spec.subject}",
+            kind=SpanKind.CONSUMER,
+            context=Context(),
+            links=tracing.links_to(one.headers for one in batch),
+            attributes=tracing.messaging_attributes(
+                "process",
+                self._spec.subject,
+                batch_size=len(batch),
+                consumer=self._spec.durable,
+            ),
         )
-        for one, outcome in zip(batch, settled, strict=True):
-            if isinstance(outcome, BaseException):
-                # Left unacked: the broker redelivers it after ack_wait.
-                log.error("event not settled", **_described(self._spec, one), error=str(outcome))
+
+    async def _settle_in_its_context(self, message: Msg, result: Result) -> None:
+        with tracing.in_context_of(message):
+            await self._settle(message, result)
 
     async def _results(self, batch: list[Msg]) -> list[Result]:
         """Each message's result; a delivery the `consumer_fail_first` fault flag fails never reaches the handler."""
@@ -218,6 +292,7 @@ class BatchHandling:
         return [result for result in results if result is not None]
 
     async def _run(self, messages: list[Msg]) -> list[Result]:
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._spec.handler_timeout_seconds):
                 results = list(await self._handler(messages))
@@ -227,6 +302,7 @@ class BatchHandling:
             if classify(error) is Failure.DEPENDENCY and not isinstance(error, TimeoutError):
                 return [error] * len(messages)
             return await self._run_alone(messages)
+        observe_seconds(HANDLER_DURATION, time.perf_counter() - started, self._spec.durable)
         if len(results) != len(messages):
             raise RuntimeError(f"the handler answered {len(results)} results for {len(messages)} messages")
         return results
@@ -252,6 +328,9 @@ class BatchHandling:
             return
         await message.ack()
         self._first_failures.forget(message)
+        durable = self._spec.durable
+        child(EVENTS, durable, "duplicate" if result == DUPLICATE else "processed").inc()
+        observe_seconds(EVENT_LAG, max(0.0, time.time() - message.metadata.timestamp.timestamp()), durable)
         log.info("event consumed", **_described(self._spec, message), outcome=result)
 
     async def _handle_failure(self, message: Msg, error: Exception) -> None:
@@ -271,6 +350,7 @@ class BatchHandling:
         spec = self._spec
         delay = retry_delay(message.metadata.num_delivered, spec.retry_base_seconds, spec.retry_max_seconds)
         await message.nak(delay=delay)
+        child(EVENTS, spec.durable, "retried").inc()
         log.warning(
             "event consumed",
             **_described(spec, message),
@@ -285,9 +365,11 @@ class BatchHandling:
     async def _dead_letter(self, message: Msg, failed: Failed) -> None:
         """Store it in DEAD_LETTERS, then ack: it no longer holds up the messages behind it. If the
         store fails, the exception leaves the message unacked and the broker redelivers it."""
+        trace.get_current_span().set_attribute("orderflow.dead_lettered", failed.reason.value)
         await publish_dead_letter(self._js, message, consumer=self._spec.durable, failed=failed)
         await message.ack()
         self._first_failures.forget(message)
+        child(EVENTS, self._spec.durable, "dead_lettered").inc()
         log.warning(
             "event consumed",
             **_described(self._spec, message),
@@ -308,17 +390,23 @@ class PullBatches:
     has passed: a lone message would wait for the whole timeout, and with a short one, nats-py
     2.16 loses deliveries to redelivery after ack_wait.)"""
 
-    def __init__(self, run: Callable[[list[Msg]], Awaitable[None]]) -> None:
+    def __init__(self, run: Callable[[list[Msg], list[Context]], Awaitable[None]]) -> None:
         self._run = run
         self._joining: list[Msg] | None = None
+        self._contexts: list[Context] = []
         self._settled: asyncio.Future[None] | None = None
 
     async def add(self, message: NatsMessage) -> None:
+        # With tracing on, FastStream's telemetry has made this message's process span current.
+        context = otel_context.get_current() if tracing.enabled() else None
         if self._joining is not None and self._settled is not None:
             self._joining.append(message.raw_message)
+            if context is not None:
+                self._contexts.append(context)
             await asyncio.shield(self._settled)
             return
         self._joining = batch = [message.raw_message]
+        self._contexts = contexts = [] if context is None else [context]
         self._settled = settled = asyncio.get_running_loop().create_future()
         joined = 0
         while joined < len(batch):  # the other messages of the same pull join meanwhile
@@ -326,7 +414,7 @@ class PullBatches:
             await asyncio.sleep(0)
         self._joining = self._settled = None
         try:
-            await self._run(batch)
+            await self._run(batch, contexts)
         finally:
             settled.set_result(None)
 
@@ -381,8 +469,13 @@ async def consume_and_publish(
     """`consume`, for a handler that publishes: `handler_for` makes it from the consumer's own
     JetStream context once connected, so it publishes on the connection it consumes from, which
     stays open until the messages in flight are done."""
+    provider = tracing.tracer_provider()
     broker = NatsBroker(
         nats_url,
+        # Each message's process span, a child of its creation context (its traceparent header).
+        middlewares=()
+        if provider is None
+        else (NatsTelemetryMiddleware(tracer_provider=provider, meter_provider=NoOpMeterProvider()),),
         name=client_name,
         max_reconnect_attempts=-1,  # reconnect forever: nats-py gives up after ~2 minutes by default
         reconnect_time_wait=1,
@@ -392,6 +485,8 @@ async def consume_and_publish(
         # its errors (a failed ack, say) still show.
         logger=logging.getLogger(f"{client_name}.broker"),
     )
+    for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
+        child(EVENTS, spec.durable, outcome)
     try:
         js = await _set_up(broker, spec)
         broker.subscriber(
@@ -408,9 +503,41 @@ async def consume_and_publish(
         log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)
         if subscribed is not None:
             subscribed.set()
-        await asyncio.Event().wait()
+        with measured_on_scrape({f"consumer {spec.durable}": consumer_gauges(js, spec)}):
+            await asyncio.Event().wait()
     finally:
         await broker.stop()
+
+
+def consumer_gauges(js: JetStreamContext, spec: ConsumerSpec) -> Source:
+    """The durable consumer's backlog as the broker counts it, and its dead letters stored."""
+
+    async def measure() -> list[Metric]:
+        info, dead = await asyncio.gather(
+            js.consumer_info(spec.stream, spec.durable),
+            count_dead_letters(js, subject=dead_letter_filter(spec.durable)),
+        )
+        families: list[Metric] = []
+        for name, documentation, value in (
+            (
+                "orderflow_consumer_pending_messages",
+                "Messages in the stream not yet delivered to the consumer",
+                info.num_pending,
+            ),
+            ("orderflow_consumer_ack_pending_messages", "Messages delivered and not yet acked", info.num_ack_pending),
+            (
+                "orderflow_consumer_redelivered_messages",
+                "Messages delivered more than once, not yet acked",
+                info.num_redelivered,
+            ),
+            ("orderflow_dead_letters", "Dead letters of the consumer stored in DEAD_LETTERS now", sum(dead.values())),
+        ):
+            family = GaugeMetricFamily(name, documentation, labels=["consumer"])
+            family.add_metric([spec.durable], value or 0)
+            families.append(family)
+        return families
+
+    return measure
 
 
 async def _set_up(broker: NatsBroker, spec: ConsumerSpec) -> JetStreamContext:

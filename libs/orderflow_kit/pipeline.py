@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_kit.infra import Infrastructure, free_ports
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
 from orderflow_kit.supervision import Supervisor
@@ -32,6 +32,8 @@ class Pipeline:
     # Each service's database on infra.postgres_url.
     databases: dict[str, str]
     inventory_consumer: str
+    # Each service's Prometheus metrics endpoint (replicas' as `orders-2`, ...), by service name.
+    metrics_urls: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @contextmanager
@@ -97,6 +99,7 @@ def running_pipeline(
             work,
             databases,
             own["ORDERFLOW_INVENTORY_CONSUMER"],
+            {**ports.metrics_urls(), **{copy.name: _metrics_url(copy) for copy in copies}},
         )
     finally:
         for service in reversed(services.values()):
@@ -104,14 +107,19 @@ def running_pipeline(
 
 
 def _replica(spec: ServiceSpec, number: int) -> ServiceSpec:
-    """Another copy of a gRPC service: same databases and consumers, a port of its own."""
-    port = free_port()
+    """Another copy of a gRPC service: same databases and consumers, ports of its own."""
+    port, metrics_port = free_ports(2)
+    name = spec.name.upper()
     return dataclasses.replace(
         spec,
         name=f"{spec.name}-{number}",
-        env={**spec.env, f"ORDERFLOW_{spec.name.upper()}_PORT": str(port)},
+        env={**spec.env, f"ORDERFLOW_{name}_PORT": str(port), f"ORDERFLOW_{name}_METRICS_PORT": str(metrics_port)},
         ready=partial(grpc_serving, f"127.0.0.1:{port}"),
     )
+
+
+def _metrics_url(spec: ServiceSpec) -> str:
+    return f"http://127.0.0.1:{spec.env[f'ORDERFLOW_{spec.module.upper()}_METRICS_PORT']}/metrics"
 
 
 def _calling_every_replica(spec: ServiceSpec, specs: Sequence[ServiceSpec]) -> ServiceSpec:

@@ -7,7 +7,9 @@ and its output is forwarded line by line, prefixed with its name, to one sink (t
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -145,16 +147,51 @@ class ServiceProcess(ChildProcess):
 
 @dataclass(frozen=True)
 class TopologyPorts:
-    """Where the services listen: the documented ports for `make up`, free ones for tests."""
+    """Where the services listen: the documented ports for `make up`, free ones for tests. The
+    gRPC services serve their metrics on ports of their own; the gateway at /metrics on its port."""
 
     inventory: int = 50051
     orders: int = 50052
     loyalty: int = 50053
     gateway: int = 8000
+    inventory_metrics: int = 9151
+    orders_metrics: int = 9152
+    loyalty_metrics: int = 9153
 
     @classmethod
     def free(cls) -> TopologyPorts:
-        return cls(*free_ports(4))
+        return cls(*free_ports(7))
+
+    @classmethod
+    def documented(cls) -> TopologyPorts:
+        """`make up`'s: the documented ports, except a metrics port that is taken, which becomes a
+        free one (the banner says where): metrics are not worth failing to start for."""
+        defaults = cls()
+        return dataclasses.replace(
+            defaults,
+            inventory_metrics=documented_or_free(defaults.inventory_metrics),
+            orders_metrics=documented_or_free(defaults.orders_metrics),
+            loyalty_metrics=documented_or_free(defaults.loyalty_metrics),
+        )
+
+    def metrics_urls(self, host: str = _HOST) -> dict[str, str]:
+        """Each service's metrics endpoint, by service name."""
+        return {
+            "gateway": f"http://{host}:{self.gateway}/metrics",
+            "orders": f"http://{host}:{self.orders_metrics}/metrics",
+            "inventory": f"http://{host}:{self.inventory_metrics}/metrics",
+            "loyalty": f"http://{host}:{self.loyalty_metrics}/metrics",
+        }
+
+
+def documented_or_free(port: int) -> int:
+    """`port` when nobody listens on it, else a free one."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((_HOST, port))
+        except OSError:
+            return free_port()
+    return port
 
 
 def topology(
@@ -176,6 +213,9 @@ def topology(
         "ORDERFLOW_ORDERS_PORT": str(ports.orders),
         "ORDERFLOW_LOYALTY_PORT": str(ports.loyalty),
         "ORDERFLOW_GATEWAY_PORT": str(ports.gateway),
+        "ORDERFLOW_INVENTORY_METRICS_PORT": str(ports.inventory_metrics),
+        "ORDERFLOW_ORDERS_METRICS_PORT": str(ports.orders_metrics),
+        "ORDERFLOW_LOYALTY_METRICS_PORT": str(ports.loyalty_metrics),
         "ORDERFLOW_INVENTORY_ADDR": f"{_HOST}:{ports.inventory}",
         "ORDERFLOW_ORDERS_ADDR": f"{_HOST}:{ports.orders}",
         "ORDERFLOW_LOYALTY_ADDR": f"{_HOST}:{ports.loyalty}",

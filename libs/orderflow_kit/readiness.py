@@ -5,7 +5,7 @@ probe bounded by PROBE_TIMEOUT_SECONDS, and sets the health status of the server
 services: NOT_SERVING while a required dependency is down, SERVING once all of them answer again.
 Each dependency also has a health entry of its own, `dependency/<name>`, which says which one is
 down, and every change is logged once. The watcher only reports: the connections themselves
-recover on their own (pool_pre_ping, NATS reconnecting forever), so nothing needs a restart.
+recover on their own (the pools once the database is back, NATS reconnecting forever), so nothing needs a restart.
 
 A dependency that is not required (NATS for orders, whose outbox keeps the events meanwhile) is
 watched and reported the same way without making the service NOT_SERVING."""
@@ -48,25 +48,34 @@ class Dependency:
 
 
 def postgres(engine: AsyncEngine) -> Dependency:
-    """The service's database answers `SELECT 1`. A connection of the probe's own, so a busy
-    connection pool never reads as an outage.
+    """The service's database answers `SELECT 1`, on a connection of the probe's own, so a busy
+    connection pool never reads as an outage. The connection is kept between probes (a new one
+    every second would cost the server a backend each time) and opened again after a failure.
 
     The pool is not pinged before each use (orderflow_kit.db), so when the database answers again
     after an outage, the pool's connections from before it are dropped here, before the service
     reports SERVING again: the first calls after a restart do not meet dead connections."""
-    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = engine.url.set(drivername="postgresql")
+    asks_for_tls = "ssl" in url.query or "sslmode" in url.query
+    dsn = url.render_as_string(hide_password=False)
+    connection: asyncpg.Connection | None = None
     was_down = False
 
     async def select_1() -> None:
-        nonlocal was_down
+        nonlocal connection, was_down
         try:
-            connection = await asyncpg.connect(dsn, server_settings={"application_name": PROBE_APPLICATION_NAME})
-            try:
-                await connection.fetchval("SELECT 1")
-            finally:
-                await connection.close(timeout=PROBE_TIMEOUT_SECONDS)  # a hung server must not hang the watcher
+            if connection is None:
+                connection = await asyncpg.connect(
+                    dsn,
+                    server_settings={"application_name": PROBE_APPLICATION_NAME},
+                    ssl=None if asks_for_tls else False,  # None: as the URL says
+                )
+            await connection.fetchval("SELECT 1")
         except BaseException:
             was_down = True
+            if connection is not None:
+                connection.terminate()  # a hung server must not hang the watcher
+                connection = None
             raise
         if was_down:
             was_down = False

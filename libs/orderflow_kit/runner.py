@@ -6,6 +6,9 @@ masked; the full URLs are in `<state dir>/orderflow.env`, readable by its owner 
 such as `orderflow dlq`. Meanwhile a service that dies is restarted with backoff,
 as compose's `restart: unless-stopped` does (orderflow_kit.supervision); one that fails while the
 pipeline starts up stops everything instead, with its last output.
+
+Each service's metrics endpoint is in the banner; with a `prometheus` binary on PATH, a Prometheus
+scraping them all (orderflow_kit.local_prometheus) starts too, and the banner gives its URL.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from orderflow_kit.dev_tokens import JWKS_URL_ENV, secret_for_make_up
 from orderflow_kit.grpc_client import blocking_channel
 from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
+from orderflow_kit.local_prometheus import LocalPrometheus, local_prometheus
 from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.redaction import redact
 from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
@@ -41,7 +45,7 @@ ENV_FILE = MAKE_UP_ENV_FILE.name
 def run_topology(state_dir: Path) -> int:
     """Start everything, serve until Ctrl-C or SIGTERM, stop everything; return the exit code."""
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and `docker stop` get the Ctrl-C cleanup
-    ports = TopologyPorts()
+    ports = TopologyPorts.documented()
     supervisor = Supervisor()
     tty = sys.stdout.isatty()
     jwt_secret = secret_for_make_up(state_dir)
@@ -52,13 +56,17 @@ def run_topology(state_dir: Path) -> int:
                 supervisor.service(spec, sys.stdout, color=color if tty else None)
                 for spec, color in zip(specs, _COLORS, strict=True)
             ]
+            prometheus = local_prometheus(state_dir, ports)
             try:
                 _start(services)
+                prometheus = _start_prometheus(prometheus)
                 env_file = write_env_file(infra, state_dir)
-                print(banner(infra, ports, env_file, _example_sku(ports)), flush=True)
+                print(banner(infra, ports, env_file, _example_sku(ports), prometheus), flush=True)
                 _wait_for_interrupt()
             finally:
                 print("orderflow: stopping", flush=True)
+                if prometheus is not None:
+                    prometheus.stop()
                 for service in reversed(services):
                     service.stop()
     except StartupError as exc:
@@ -85,6 +93,19 @@ def _start(services: list[ServiceProcess]) -> None:
     gateway.wait_ready(deadline)
 
 
+def _start_prometheus(prometheus: LocalPrometheus | None) -> LocalPrometheus | None:
+    """Started, or None: the pipeline runs on without it when it cannot start, saying why."""
+    if prometheus is None:
+        return None
+    try:
+        prometheus.start()
+    except StartupError as error:
+        print(f"orderflow: prometheus not started: {error}", file=sys.stderr, flush=True)
+        prometheus.stop()
+        return None
+    return prometheus
+
+
 def _wait_for_interrupt() -> None:
     """Block until Ctrl-C or SIGTERM; the supervisor restarts services meanwhile, on its own threads."""
     try:
@@ -105,7 +126,9 @@ def write_env_file(infra: Infrastructure, state_dir: Path) -> Path:
     return path
 
 
-def banner(infra: Infrastructure, ports: TopologyPorts, env_file: Path, sku: str) -> str:
+def banner(
+    infra: Infrastructure, ports: TopologyPorts, env_file: Path, sku: str, prometheus: LocalPrometheus | None = None
+) -> str:
     """What `make up` prints once everything serves: how to use it, and where things are; no password."""
     gateway = f"localhost:{ports.gateway}"
     order = json.dumps({"customer_id": "c-1", "items": [{"sku": sku, "quantity": 1}]}, separators=(",", ":"))
@@ -127,8 +150,20 @@ orderflow is up: http://127.0.0.1:{ports.gateway}  (API docs: /docs)
   secrets   {env_file.resolve()}  (the URLs with their passwords)
             .venv/bin/orderflow dlq count  (reads it when ORDERFLOW_NATS_URL is not set)
 
+{_metrics_lines(ports, prometheus)}
+
 Ctrl-C stops everything.
 """
+
+
+def _metrics_lines(ports: TopologyPorts, prometheus: LocalPrometheus | None) -> str:
+    """Where each service's metrics are, and the Prometheus scraping them (docs/observability.md)."""
+    endpoints = [f"  metrics   {name.ljust(9)} {url}" for name, url in ports.metrics_urls().items()]
+    if prometheus is not None:
+        scraping = f"  prometheus {prometheus.url}  (scrapes them all; alerts: {prometheus.url}/alerts)"
+    else:
+        scraping = "  prometheus not started: no `prometheus` on PATH (Debian: apt-get install prometheus)"
+    return "\n".join([*endpoints, scraping])
 
 
 def _token_command(state_dir: Path) -> str:

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     orders_port: int = 50052
     loyalty_port: int = 50053
     gateway_port: int = 8000
+    # Each gRPC service's Prometheus metrics, at http://<listen_host>:<port>/metrics (the gateway
+    # serves its own at /metrics on gateway_port); 0 picks a free port, which the log's `metrics` line names.
+    inventory_metrics_port: int = Field(default=9151, ge=0)
+    orders_metrics_port: int = Field(default=9152, ge=0)
+    loyalty_metrics_port: int = Field(default=9153, ge=0)
 
     # gRPC targets; several replicas as `ipv4:host:port,host:port` or `dns:///name:port` (calls
     # are balanced round-robin over every address, and skip one that is down).

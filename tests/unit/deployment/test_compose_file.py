@@ -14,12 +14,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "compose.yaml"
 SERVICES = ("inventory", "orders", "loyalty", "gateway")
-SECRETS = ("NATS_PASSWORD", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "ORDERFLOW_JWT_SECRET")
+SECRETS = ("NATS_PASSWORD", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "ORDERFLOW_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD")
+# The `observability` profile's (tests/unit/deployment/test_observability_config.py).
+OBSERVABILITY = ("jaeger", "prometheus", "grafana")
 # ${NAME:?message}: compose refuses to start without NAME; there is no default to fall back on.
 REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+):\?[^}]*\}")
 # scheme://user:password@, where user and password may be ${...} references (which hold colons).
 URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://(?:\$\{[^}]*\}|[^\s/@:$])*:(?P<password>(?:\$\{[^}]*\}|[^\s/@$])+)@")
-SECRET_KEY = re.compile(r"PASSWORD|PASS$|SECRET|TOKEN|AUTH")
+SECRET_KEY = re.compile(r"PASSWORD|PASS$|SECRET|TOKEN|AUTH$")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_every_container_has_a_health_check(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"nats", "postgres", "redis", *SERVICES}
+    assert set(compose["services"]) == {"nats", "postgres", "redis", *SERVICES, *OBSERVABILITY}
     missing = [name for name, service in compose["services"].items() if "healthcheck" not in service]
     assert not missing
 

@@ -46,6 +46,8 @@ class LoyaltyServiceServicer:
 
     def GetBalance(self, request, context):
         """A customer with no awarded orders yet has a zero balance (not NOT_FOUND).
+        (v1 shipped with this message name; renaming it breaks generated code)
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
