@@ -1,5 +1,6 @@
 """Wiring: settings, logging, database, catalog, then InventoryService until SIGTERM, with the
-OrderCreated consumer (confirms reservations) and the sweeper (expires them) beside it."""
+OrderCreated consumer (confirms reservations) and the sweeper (expires them)
+beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from functools import partial
@@ -14,6 +15,7 @@ from inventory.reservations import reservation_gauges
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
@@ -54,6 +56,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
                 services=[inventory_service(engine, settings.currency)],
                 background=[
                     partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
                     partial(
                         sweep_expired_reservations,
                         engine,
