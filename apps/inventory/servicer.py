@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory import catalog, reservations, restocking
+from inventory import catalog, reservations, restocking, stock_conservation
 from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
@@ -77,6 +77,25 @@ class InventoryServicer:
                 )
                 for product in summary.products
             ],
+        )
+
+    async def CheckStockConservation(
+        self, request: inventory_pb2.CheckStockConservationRequest, context: Context
+    ) -> inventory_pb2.CheckStockConservationResponse:
+        counts = await stock_conservation.count_stock(self._engine)
+        return inventory_pb2.CheckStockConservationResponse(
+            products=[
+                inventory_pb2.StockCount(
+                    sku=count.sku,
+                    received=count.received,
+                    available=count.available,
+                    reserved=count.reserved,
+                    confirmed=count.confirmed,
+                    conserved=count.conserved,
+                )
+                for count in counts
+            ],
+            conserved=all(count.conserved for count in counts),
         )
 
     def _product(self, product: catalog.CatalogProduct) -> inventory_pb2.Product:

@@ -5,9 +5,11 @@ from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2
 from orders.models import OrderStatus
+from orders.outbox import outbox_status
 from orders.placing_orders import Orders, PlacedOrder, RequestedItem
 
 _STATUSES = {OrderStatus.CREATED: orders_pb2.ORDER_STATUS_CREATED}
@@ -18,8 +20,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class OrderServicer:
     """orderflow.orders.v1.OrderService (registered with orders_pb2_grpc.add_OrderServiceServicer_to_server)."""
 
-    def __init__(self, orders: Orders) -> None:
+    def __init__(self, orders: Orders, engine: AsyncEngine) -> None:
         self._orders = orders
+        self._engine = engine
 
     async def CreateOrder(self, request: orders_pb2.CreateOrderRequest, context: Context) -> orders_pb2.Order:
         placed = await self._orders.place(
@@ -39,6 +42,16 @@ class OrderServicer:
         page = await self._orders.list_for_customer(request.customer_id, request.page_size, request.page_token)
         return orders_pb2.ListOrdersResponse(
             orders=[_order_message(placed) for placed in page.orders], next_page_token=page.next_page_token
+        )
+
+    async def GetOutboxStatus(
+        self, request: orders_pb2.GetOutboxStatusRequest, context: Context
+    ) -> orders_pb2.GetOutboxStatusResponse:
+        status = await outbox_status(self._engine)
+        return orders_pb2.GetOutboxStatusResponse(
+            orders_stored=status.orders_stored,
+            pending_events=status.pending_events,
+            oldest_pending_age_ms=round(status.oldest_pending_age_seconds * 1000),
         )
 
 

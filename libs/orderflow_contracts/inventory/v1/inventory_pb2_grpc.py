@@ -59,6 +59,11 @@ class InventoryServiceStub:
                 request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
                 _registered_method=True)
+        self.CheckStockConservation = channel.unary_unary(
+                '/orderflow.inventory.v1.InventoryService/CheckStockConservation',
+                request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -112,6 +117,14 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckStockConservation(self, request, context):
+        """Reconciliation (operators): every product's counts read in one snapshot, and whether stock is
+        conserved: received (the catalog's stock plus every restock) == available + reserved + confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +152,11 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.RestockStream,
                     request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.FromString,
                     response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.SerializeToString,
+            ),
+            'CheckStockConservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckStockConservation,
+                    request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +294,33 @@ class InventoryService:
             '/orderflow.inventory.v1.InventoryService/RestockStream',
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckStockConservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderflow.inventory.v1.InventoryService/CheckStockConservation',
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.SerializeToString,
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

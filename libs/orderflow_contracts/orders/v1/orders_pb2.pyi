@@ -86,3 +86,17 @@ class ListOrdersResponse(_message.Message):
     orders: _containers.RepeatedCompositeFieldContainer[Order]
     next_page_token: str
     def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetOutboxStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetOutboxStatusResponse(_message.Message):
+    __slots__ = ("orders_stored", "pending_events", "oldest_pending_age_ms")
+    ORDERS_STORED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    orders_stored: int
+    pending_events: int
+    oldest_pending_age_ms: int
+    def __init__(self, orders_stored: _Optional[int] = ..., pending_events: _Optional[int] = ..., oldest_pending_age_ms: _Optional[int] = ...) -> None: ...

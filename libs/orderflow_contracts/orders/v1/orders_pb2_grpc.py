@@ -49,6 +49,11 @@ class OrderServiceStub:
                 request_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
                 _registered_method=True)
+        self.GetOutboxStatus = channel.unary_unary(
+                '/orderflow.orders.v1.OrderService/GetOutboxStatus',
+                request_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -82,6 +87,14 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOutboxStatus(self, request, context):
+        """Reconciliation (operators): how many orders are stored and how many of their events the
+        outbox has not published yet, read in one snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +112,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListOrders,
                     request_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.FromString,
                     response_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'GetOutboxStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutboxStatus,
+                    request_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class OrderService:
             '/orderflow.orders.v1.OrderService/ListOrders',
             orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
             orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutboxStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderflow.orders.v1.OrderService/GetOutboxStatus',
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.SerializeToString,
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
