@@ -12,7 +12,17 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 
-from gateway import admin_dead_letters, admin_faults, admin_pipeline, health, live_events, metrics, restock, routes
+from gateway import (
+    admin_dead_letters,
+    admin_faults,
+    admin_pipeline,
+    admin_reconciliation,
+    health,
+    live_events,
+    metrics,
+    restock,
+    routes,
+)
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -98,6 +108,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(live_events.router)
     app.include_router(admin_dead_letters.router)
     app.include_router(admin_pipeline.router)
+    app.include_router(admin_reconciliation.router)
     app.include_router(admin_faults.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

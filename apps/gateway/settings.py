@@ -51,3 +51,6 @@ class GatewaySettings(Settings):
     # the same settings loyalty and inventory name theirs with.
     loyalty_consumer: str = "loyalty"
     inventory_consumer: str = "inventory"
+    # GET /v1/admin/reconciliation (gateway.reconciliation): how long an order's event may wait in
+    # the outbox before the check calls it late.
+    reconciliation_lag_seconds: float = Field(default=10.0, gt=0)
