@@ -34,7 +34,7 @@ async def test_an_order_is_counted_stored_published_and_awarded_once_and_stock_s
     assert response.status_code == 201, response.text
 
     def settled(now: dict[str, Any]) -> bool:
-        return (
+        return bool(
             now["orders_awarded"] > before["orders_awarded"]
             and now["outbox_pending"] == 0
             and now["loyalty_backlog"] == 0
