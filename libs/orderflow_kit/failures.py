@@ -129,6 +129,10 @@ IDEMPOTENT_METHODS = frozenset(
         "orderflow.orders.v1.OrderService/GetOrder",
         "orderflow.orders.v1.OrderService/ListOrders",
         "orderflow.loyalty.v1.LoyaltyService/GetBalance",
+        # Reads for reconciliation.
+        "orderflow.inventory.v1.InventoryService/CheckStockConservation",
+        "orderflow.orders.v1.OrderService/GetOutboxStatus",
+        "orderflow.loyalty.v1.LoyaltyService/CountAwards",
     }
 )
 
