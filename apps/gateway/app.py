@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from gateway import admin_dead_letters, health, live_events, metrics, restock, routes
+from gateway import admin_dead_letters, health, live_events, metrics, restock, routes, stock_events
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -67,10 +67,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
     app.state.open_feeds = live_events.OpenFeeds(settings.live_events_max_per_customer)
+    app.state.open_stock_streams = stock_events.OpenStockStreams(settings.stock_events_max_open)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    public = [route.path for route in routes.router.routes if isinstance(route, APIRoute)]
+    public = [
+        route.path
+        for router in (routes.router, stock_events.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
@@ -78,6 +84,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(routes.authenticated)
     app.include_router(restock.router)
     app.include_router(live_events.router)
+    app.include_router(stock_events.router)
     app.include_router(admin_dead_letters.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -137,7 +137,7 @@ class StockWatch:
         caller stops iterating or the service stops. Refusals come before the first levels."""
         watched = _validated(skus)
         if self._stopping:
-            raise unavailable("STOPPING", "the inventory service is stopping; watch another replica")
+            raise unavailable("INVENTORY_UNAVAILABLE", "this inventory replica is stopping; watch again")
         watcher = Watcher(watched)
         # Watching before reading: a change committed after the read is heard, none falls in between.
         self._watchers.add(watcher)
@@ -146,7 +146,9 @@ class StockWatch:
             try:
                 current = await self._read_levels(watched)
             except (SQLAlchemyError, OSError) as error:
-                raise unavailable("STOCK_UNAVAILABLE", "the stock cannot be read now; try again") from error
+                raise unavailable(
+                    "DATABASE_UNAVAILABLE", "the inventory database is unavailable; watch again"
+                ) from error
             if watched is not None and len(current) < len(watched):
                 unknown = sorted(watched - current.keys())
                 named = unknown[:MAX_NAMED_SKUS]

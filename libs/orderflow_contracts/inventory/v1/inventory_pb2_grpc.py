@@ -126,7 +126,8 @@ class InventoryServiceServicer:
         repeat, and after the server lost its database connection it sends every watched level again.
         The stream ends (OK) when the server stops: reconnect. Errors, before the first response:
         INVALID_ARGUMENT (a malformed SKU, more than 1,000 SKUs), NOT_FOUND (UNKNOWN_SKU: a SKU not
-        in the catalog; metadata `skus`), UNAVAILABLE (STOCK_UNAVAILABLE: the database is away).
+        in the catalog; metadata `skus`), UNAVAILABLE (DATABASE_UNAVAILABLE; INVENTORY_UNAVAILABLE: the
+        replica is stopping).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
