@@ -61,7 +61,15 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
                 host=settings.listen_host,
                 port=settings.orders_port,
                 services=[
-                    GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
+                    GrpcService(
+                        SERVICE_NAME,
+                        OrderServicer(
+                            orders,
+                            import_concurrency=settings.import_concurrency,
+                            import_window=settings.import_window,
+                        ),
+                        orders_pb2_grpc.add_OrderServiceServicer_to_server,
+                    )
                 ],
                 background=[
                     relay.run,
