@@ -16,7 +16,7 @@ placed, and a placement already started runs to its end (Orders.place shields it
 is left reserved for an order that was not recorded."""
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,7 +66,7 @@ async def place_many(
     concurrency: int = DEFAULT_CONCURRENCY,
     window: int = DEFAULT_WINDOW,
     time_remaining: Callable[[], float | None] = lambda: None,
-) -> AsyncIterator[Answer]:
+) -> AsyncGenerator[Answer, None]:
     """One Answer per request, in request order (see the module doc). `time_remaining`: the
     caller's deadline, asked as each placement starts (None: it has none)."""
     running = asyncio.Semaphore(concurrency)
