@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from gateway import admin_dead_letters, health, live_events, metrics, restock, routes, stock_events
+from gateway import admin_dead_letters, health, live_events, metrics, order_import, restock, routes, stock_events
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -70,7 +70,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.open_stock_streams = stock_events.OpenStockStreams(settings.stock_events_max_open)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    # The import's body is a stream of lines, each held to the limit by the route itself.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes, streamed_paths={order_import.PATH}
+    )
     public = [
         route.path
         for router in (routes.router, stock_events.router)
@@ -83,6 +86,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
     app.include_router(restock.router)
+    app.include_router(order_import.router)
     app.include_router(live_events.router)
     app.include_router(stock_events.router)
     app.include_router(admin_dead_letters.router)
