@@ -146,7 +146,8 @@ def import_orders(
         str | None,
         typer.Option(
             envvar="ORDERFLOW_TOKEN",
-            help="A bearer token with scope admin. Without one, a development admin token, as `orderflow token --admin` mints.",
+            help="A bearer token with scope admin. Without one, a development admin token "
+            "(as `orderflow token --admin` mints).",
             show_default=False,
         ),
     ] = None,
