@@ -4,8 +4,11 @@ inventory's WatchStock: the current levels, then an order's reservation as it ha
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import available, new_customer, place
+from tests.support.pipeline import Pipeline
+from tests.support.polling import eventually
 from tests.support.sse import Message, event_stream
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +43,27 @@ async def test_without_skus_the_first_event_holds_every_product(api: httpx.Async
     async with event_stream(api, "/v1/products/events", headers={}) as stream:
         first = levels(await stream.next_event())
     assert set(first) >= {product["sku"] for product in catalog.json()["products"]}
+
+
+async def open_watches(pipeline: Pipeline) -> float:
+    """WatchStock streams inventory holds open (its orderflow_inventory_stock_watchers gauge)."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        exposition = (await client.get(pipeline.metrics_urls["inventory"])).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "orderflow_inventory_stock_watchers"
+    )
+
+
+async def test_a_client_that_goes_away_ends_its_watch_in_inventory(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    before = await open_watches(pipeline)
+    async with event_stream(api, f"/v1/products/events?sku={SKU}", headers={}) as stream:
+        await stream.next_event()
+        assert await open_watches(pipeline) == before + 1
+
+    await eventually(lambda: open_watches(pipeline), lambda now: now == before, what="the watch ended in inventory")
 
 
 @pytest.mark.parametrize(
