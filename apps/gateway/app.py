@@ -10,8 +10,20 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 
-from gateway import admin_dead_letters, health, live_events, metrics, order_import, restock, routes, stock_events
+from gateway import (
+    admin_dead_letters,
+    admin_faults,
+    admin_pipeline,
+    health,
+    live_events,
+    metrics,
+    order_import,
+    restock,
+    routes,
+    stock_events,
+)
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -20,6 +32,7 @@ from gateway.problems import install_problem_handlers, problem_responses, with_p
 from gateway.rate_limits import RateLimiter, RateLimitMiddleware, with_rate_limit_responses
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
+from orderflow_kit import tracing
 
 log = structlog.get_logger()
 
@@ -29,6 +42,24 @@ class _GatewayApp(FastAPI):
         if self.openapi_schema is None:
             self.openapi_schema = with_problem_media_type(with_rate_limit_responses(super().openapi(), routes.PREFIX))
         return self.openapi_schema
+
+
+def _telemetry() -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry: a server span per HTTP request (continuing the caller's
+    traceparent) when tracing is on (orderflow_kit.tracing), with the process's provider; health
+    probes are not traced. Off, it would still look for a provider on every request: all off
+    then. Its metrics and logs stay off: orderflow's metrics and log lines are its own."""
+    provider = tracing.tracer_provider()
+    if provider is None:
+        return {"tracing": False, "metrics": False, "logs": False}
+    return {
+        "tracing": True,
+        "tracer_provider": provider,
+        "operation_spans": False,
+        "metrics": False,
+        "logs": False,
+        "exclude": lambda scope: scope.get("path") in health.PROBE_PATHS,
+    }
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -58,9 +89,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="REST in front of the orderflow gRPC services. Every error is application/problem+json.",
         version="1",
         lifespan=lifespan,
-        # FastAPI's native OpenTelemetry looks in os.environ for a provider on every request, and
-        # orderflow has no tracing or metrics yet: off until it does.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        telemetry=_telemetry(),
         # Any request may be refused for its size (a declared Content-Length is checked before routing).
         responses=problem_responses(413, 500),
     )
@@ -90,6 +119,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(live_events.router)
     app.include_router(stock_events.router)
     app.include_router(admin_dead_letters.router)
+    app.include_router(admin_pipeline.router)
+    app.include_router(admin_faults.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

@@ -20,6 +20,7 @@ ACCEPTED_TOKEN_SECONDS: a client sends the same token with request after request
 signature again each time was a good part of a request's CPU. A refused token is checked every time."""
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ class Principal:
 
     customer_id: str
     scopes: frozenset[str]
+    # When the gateway stops accepting the token (its `exp` plus LEEWAY_SECONDS), in epoch seconds:
+    # what ends a live event stream opened with it (gateway.live_events).
+    expires_at: float = math.inf
 
     @property
     def is_admin(self) -> bool:
@@ -160,9 +164,10 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not claims["sub"] or not isinstance(scope, str):
             raise invalid_token("sub must name the customer and scope be a space-separated string")
-        principal = Principal(claims["sub"], frozenset(scope.split()))
         # PyJWT refuses a token once `exp` is LEEWAY_SECONDS past.
-        valid_seconds = float(claims["exp"]) + LEEWAY_SECONDS - time.time()
+        expires_at = float(claims["exp"]) + LEEWAY_SECONDS
+        principal = Principal(claims["sub"], frozenset(scope.split()), expires_at)
+        valid_seconds = expires_at - time.time()
         self._accepted[token] = _Accepted(principal, min(valid_seconds, ACCEPTED_TOKEN_SECONDS))
         return principal
 
@@ -247,6 +252,36 @@ async def known_customer(scope: Scope) -> str | None:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """The request's token as sent, and what checks it: for work that outlives the request's own
+    check, a live event stream, to ask again whether the token is still accepted."""
+
+    token: str
+    verifier: TokenVerifier
+
+    async def still_accepted(self) -> bool:
+        """False once the token expired, or its key was withdrawn (a JWKS key set without it)."""
+        try:
+            principal = await self.verifier.principal(self.token)
+        except Problem:
+            return False
+        return time.time() < principal.expires_at
+
+
+async def bearer_token(
+    request: Request,
+    _accepted: CurrentPrincipal,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> BearerToken:
+    """The token `authenticate` accepted (it runs first, and refuses a request without one)."""
+    assert credentials is not None
+    return BearerToken(credentials.credentials, request.app.state.token_verifier)
+
+
+AcceptedToken = Annotated[BearerToken, Depends(bearer_token)]
 
 
 def _requiring(scope: str, *alternatives: str) -> Callable[[Principal], Awaitable[Principal]]:

@@ -109,13 +109,18 @@ class FeedScope:
         return self.order_id is None or event.order_id == self.order_id
 
 
-def order_event(subject: str, headers: dict[str, str] | None, body: bytes) -> LiveEvent | None:
+def order_event(
+    subject: str, headers: dict[str, str] | None, body: bytes, published_at: datetime | None = None
+) -> LiveEvent | None:
     """The live event for an ORDERS message; None for a subject no feed shows, or an event that
-    cannot be read (its consumers dead-letter it, which the feed shows)."""
+    cannot be read (its consumers dead-letter it, which the feed shows). An order.created says
+    when the broker stored it (`published_at`), when known: the order's step into the pipeline."""
     try:
         if subject == ORDER_CREATED_SUBJECT:
             created = read_order_created(headers, body)
             data = {"event_id": created.event_id, **created.order.model_dump(mode="json")}
+            if published_at is not None:
+                data["published_at"] = published_at.isoformat()
             return LiveEvent(ORDER_CREATED, str(created.order.order_id), data, created.event_id)
         if subject == POINTS_AWARDED_SUBJECT:
             awarded = read_points_awarded(headers, body)
@@ -297,7 +302,7 @@ class EventFeed:
         sequence = message.metadata.sequence.stream
         if source is _ORDERS:
             self.position = Position(sequence, self.position.dead_letters)
-            return order_event(message.subject, message.headers, message.data)
+            return order_event(message.subject, message.headers, message.data, message.metadata.timestamp)
         self.position = Position(self.position.orders, sequence)
         return dead_letter_event(delivered_dead_letter(message), with_errors=self._scope.with_errors)
 

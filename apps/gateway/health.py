@@ -15,6 +15,8 @@ from gateway.upstreams import OK, REDIS, UpstreamsDep
 WITHOUT_REDIS: Final = "rate limits off, idempotency keys refused"
 
 router = APIRouter(tags=["health"])
+# Asked every few seconds by supervisors and Prometheus: not traced (gateway.app).
+PROBE_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @router.get("/healthz")

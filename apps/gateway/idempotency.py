@@ -7,7 +7,8 @@ order is placed:
 - no record: this request claims the key (in flight, with the fingerprint of the request as the
   gateway understood it) and runs. Its answer replaces the claim for ORDERFLOW_IDEMPOTENCY_KEY_TTL_SECONDS
   (24 h) when it is final (below 500: the order, or a refusal such as OUT_OF_STOCK); a 5xx
-  (nothing ordered, or not known) deletes the claim, so that a retry runs;
+  (nothing ordered, or not known) or orders' "in flight" (an earlier request's placement may
+  still record the order) deletes the claim, so that a retry runs;
 - the same fingerprint, answered: that answer again, byte for byte, with `Idempotent-Replayed: true`;
 - the same fingerprint, in flight: 409 IDEMPOTENCY_KEY_IN_FLIGHT with Retry-After;
 - another fingerprint: 422 IDEMPOTENCY_KEY_REUSED.
@@ -15,7 +16,9 @@ order is placed:
 The claim expires by itself after the gRPC deadline plus a margin, so a gateway that dies
 mid-request blocks its key for seconds, not forever. Behind Redis, orders dedupes on a
 client_request_id derived from the key (per customer too): a retry after a crash between the
-order and the record, or after the record expired, still answers the one order. Without Redis a
+order and the record, after the record expired, or after a 504 while the first placement still
+runs, still answers the one order, or 409 in flight until it is placed, never a refusal that
+order would contradict (orders.placing_orders). Without Redis a
 keyed request orders nothing (503 IDEMPOTENCY_UNAVAILABLE: fail closed); one without a key is
 served as ever."""
 
@@ -36,7 +39,13 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.problems import Problem, idempotency_key_reused, problem_from_grpc_error, problem_response
+from gateway.problems import (
+    Problem,
+    idempotency_key_in_flight,
+    idempotency_key_reused,
+    problem_from_grpc_error,
+    problem_response,
+)
 from gateway.settings import GatewaySettings
 from orderflow_kit.metrics import child
 
@@ -45,7 +54,6 @@ REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_KEY_LENGTH: Final = 255
 # A claim outlives the request it guards: its gRPC call has the deadline, the claim this much more.
 IN_FLIGHT_MARGIN_SECONDS: Final = 5.0
-RETRY_AFTER_SECONDS: Final = 1
 RECORD_PREFIX: Final = "orderflow:idempotency:"
 # What a replay repeats besides the status and the body.
 _REPLAYED_HEADERS: Final = ("content-type", "location")
@@ -144,11 +152,10 @@ class IdempotencyStore:
         if earlier is not None:
             return _repeat(earlier, mine.fingerprint)
         try:
-            response = await _answer(run, path)
+            response, final = await _answer(run, path)
         except BaseException:
             await self._settle(record, claim, "")
             raise
-        final = response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR
         await self._settle(record, claim, _answered(mine, response).model_dump_json() if final else "")
         return response
 
@@ -242,14 +249,21 @@ def documented(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, di
     return responses
 
 
-async def _answer(run: Callable[[], Awaitable[Response]], path: str) -> Response:
-    """`run`'s response, its refusals included: they are answers to store too."""
+async def _answer(run: Callable[[], Awaitable[Response]], path: str) -> tuple[Response, bool]:
+    """`run`'s response, its refusals included, and whether it is final (an answer to store): not
+    a 5xx, nor orders' "in flight", which says an earlier placement may still record the order."""
     try:
-        return await run()
-    except Problem as problem:
-        return problem_response(problem, path)
+        response = await run()
     except grpc.aio.AioRpcError as error:
-        return problem_response(problem_from_grpc_error(error), path)
+        return _refused(problem_from_grpc_error(error), path)
+    except Problem as problem:
+        return _refused(problem, path)
+    return response, response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def _refused(problem: Problem, path: str) -> tuple[Response, bool]:
+    final = problem.status < HTTPStatus.INTERNAL_SERVER_ERROR and problem.code != "IDEMPOTENCY_KEY_IN_FLIGHT"
+    return problem_response(problem, path), final
 
 
 def _answered(claim: _Record, response: Response) -> _Record:
@@ -265,12 +279,7 @@ def _repeat(earlier: _Record, fingerprint: str) -> Response:
         raise idempotency_key_reused()
     if earlier.status is None:
         child(CONFLICTS, "in_flight").inc()
-        raise Problem(
-            HTTPStatus.CONFLICT,
-            "IDEMPOTENCY_KEY_IN_FLIGHT",
-            "A request with this Idempotency-Key is still being processed; repeat it in a moment for its answer.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        raise idempotency_key_in_flight()
     REPLAYS.inc()
     structlog.contextvars.bind_contextvars(idempotency="replayed")
     return Response(earlier.body, status_code=earlier.status, headers={**earlier.headers, REPLAYED_HEADER: "true"})

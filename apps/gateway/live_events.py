@@ -3,14 +3,18 @@ operators. The feed itself is gateway.event_feed; this is the HTTP side: who may
 Last-Event-ID, the `retry:` hint, heartbeats, and closing the feed when the client goes.
 
 Everything that can refuse a request (the token, the order, Last-Event-ID, the broker) is decided
-before the stream starts, so a refusal is an ordinary problem+json answer, never a broken stream."""
+before the stream starts, so a refusal is an ordinary problem+json answer, never a broken stream.
+The token is asked again while the stream lasts: the stream ends when the gateway would refuse it
+(expired, or its key withdrawn), and the client reconnects with a fresh one and Last-Event-ID."""
 
+import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, timedelta
 from functools import partial
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import anyio
 import structlog
@@ -19,7 +23,16 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from gateway import auth
-from gateway.auth import AdminPrincipal, CustomerPrincipal, auth_responses, authenticate
+from gateway.auth import (
+    ACCEPTED_TOKEN_SECONDS,
+    AcceptedToken,
+    AdminPrincipal,
+    BearerToken,
+    CustomerPrincipal,
+    Principal,
+    auth_responses,
+    authenticate,
+)
 from gateway.broker import broker_errors
 from gateway.event_feed import EventFeed, FeedScope, InvalidPosition, Position
 from gateway.problems import Problem, problem_responses
@@ -30,8 +43,13 @@ from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.request_context import request_id_var
 
 EVENT_STREAM: Final = "text/event-stream"
+# The last thing a stream sends when its token is no longer accepted.
+TOKEN_EXPIRED_COMMENT: Final = "token expired: reconnect with a fresh token and Last-Event-ID"
 # Closing a feed deletes its consumers: a few broker requests, bounded.
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
+
+T = TypeVar("T")
+log = structlog.get_logger()
 
 router = APIRouter(
     prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses(), tags=["live events"]
@@ -102,7 +120,7 @@ id: 1042.7
 event: order.created
 data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
 "customer_id":"customer-42","items":[{"sku":"SKU-1","quantity":2,"unit_price_cents":1250}],"total_cents":2500,\
-"currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z"}
+"currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z","published_at":"2026-11-20T10:15:00.131002+00:00"}
 
 id: 1043.7
 event: points.awarded
@@ -135,6 +153,8 @@ _STREAM_DESCRIPTION = (
     "ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS, so that an idle connection stays open. Delivery is at least once: "
     "a client may see an event again after it reconnects, and dedupes on `data.event_id` (dead letters: "
     "`dead_letter_sequence`). "
+    "The stream ends when its bearer token expires (or is no longer accepted), after a comment `: token expired`; "
+    "reconnect with a fresh token and `Last-Event-ID` to lose nothing. "
     "See docs/patterns/live-events.md."
 )
 
@@ -156,6 +176,7 @@ def _stream_response(example: str) -> dict[int | str, dict[str, Any]]:
 async def order_events(
     order_id: OrderId,
     principal: CustomerPrincipal,
+    token: AcceptedToken,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     feeds: OpenFeedsDep,
@@ -170,7 +191,7 @@ async def order_events(
     auth.check_may_see_order(principal, order_id, order.customer_id)
     since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
     scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
-    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id))
+    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
 
 
 @router.get(
@@ -180,6 +201,7 @@ async def order_events(
 )
 async def all_events(
     principal: AdminPrincipal,
+    token: AcceptedToken,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     feeds: OpenFeedsDep,
@@ -188,7 +210,8 @@ async def all_events(
     """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
     dead letters with their errors."""
     scope = FeedScope(order_id=None, since=None, with_errors=True)
-    return await _stream(scope, _position(last_event_id), upstreams, settings, feeds.take(principal.customer_id))
+    position = _position(last_event_id)
+    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
 
 
 def _position(last_event_id: str | None) -> Position | None:
@@ -208,6 +231,8 @@ async def _stream(
     upstreams: UpstreamsDep,
     settings: GatewaySettings,
     give_back_slot: Callable[[], None],
+    token: BearerToken,
+    principal: Principal,
 ) -> EventSourceResponse:
     try:
         js = await upstreams.broker.jetstream()
@@ -219,12 +244,48 @@ async def _stream(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="orderflow live events", retry=settings.live_events_retry_ms)
-        async for event, at in feed.events():
+        accepted = WhileAccepted(token, principal.expires_at)
+        async for event, at in accepted.events(feed.events()):
             yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
+        if accepted.refused:
+            log.info("live event stream ended: its token is no longer accepted")
+            yield ServerSentEvent(comment=TOKEN_EXPIRED_COMMENT)
 
     heartbeat = settings.live_events_heartbeat_seconds
     # A client that stops reading (but keeps the connection) ends its feed after two missed heartbeats.
     return _FeedResponse(feed, give_back_slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+
+
+class WhileAccepted:
+    """Passes events on for as long as a token is accepted: it is asked again when it expires, and
+    at least every ACCEPTED_TOKEN_SECONDS (a withdrawn key). `refused` says why the events ended."""
+
+    def __init__(self, token: BearerToken, expires_at: float) -> None:
+        self._token = token
+        self._expires_at = expires_at
+        self.refused = False
+
+    async def events(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+        following: asyncio.Future[T] | None = None
+        try:
+            while True:
+                if following is None:
+                    following = asyncio.ensure_future(anext(source))
+                check_in = max(0.0, min(self._expires_at - time.time(), ACCEPTED_TOKEN_SECONDS))
+                done, _ = await asyncio.wait({following}, timeout=check_in)
+                if following in done:
+                    try:
+                        item = following.result()
+                    except StopAsyncIteration:
+                        return
+                    following = None
+                    yield item
+                elif not await self._token.still_accepted():
+                    self.refused = True
+                    return
+        finally:
+            if following is not None:
+                following.cancel()
 
 
 class _FeedResponse(EventSourceResponse):

@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.auth import AuthNotConfigured
 from gateway.settings import GatewaySettings
 from orderflow_kit.logging import configure_logging
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -39,6 +40,7 @@ class _Server(uvicorn.Server):
 async def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_format, settings.log_level)
+    configure_tracing("gateway")  # before the app and its channels exist
     try:
         app = create_app(settings)
     except AuthNotConfigured as error:
@@ -56,4 +58,7 @@ async def main() -> None:
         log_config=None,  # keep the logging configure_logging set up
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
-    await _Server(config).serve()
+    try:
+        await _Server(config).serve()
+    finally:
+        shutdown_tracing()

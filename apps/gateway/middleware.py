@@ -1,6 +1,6 @@
-"""What every request gets, in one ASGI middleware: a request id and a W3C traceparent (the
-caller's when well-formed, else new) in the context for log lines and outgoing gRPC metadata, the
-X-Request-Id response header, one access log line, its duration in the request metric
+"""What every request gets, in one ASGI middleware: a request id and, when tracing is off, a W3C
+traceparent (the caller's when well-formed, else new) in the context for log lines and outgoing gRPC
+metadata, the X-Request-Id response header, one access log line, its duration in the request metric
 (gateway.metrics), and a 500 problem, never a traceback, when
 something unexpected escapes a route.
 
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import HTTP_DURATION, KNOWN_METHODS, UNROUTED
 from gateway.problems import internal_error, problem_response
+from orderflow_kit import tracing
 from orderflow_kit.metrics import observe_seconds
 from orderflow_kit.request_context import (
     REQUEST_ID_HEADER,
@@ -49,7 +50,11 @@ class RequestContextMiddleware:
             return
         headers = Headers(scope=scope)
         request_id = _accepted(headers.get(REQUEST_ID_HEADER), _SANE_REQUEST_ID) or new_request_id()
-        traceparent = _accepted(headers.get(TRACEPARENT_HEADER), _TRACEPARENT) or new_traceparent()
+        # With tracing on, the request's server span (FastAPI's telemetry, around this) is the trace
+        # context; without it, the caller's traceparent (or a new one) travels on as it is.
+        traceparent = (
+            None if tracing.enabled() else _accepted(headers.get(TRACEPARENT_HEADER), _TRACEPARENT) or new_traceparent()
+        )
         structlog.contextvars.clear_contextvars()
         request_id_token = request_id_var.set(request_id)
         traceparent_token = traceparent_var.set(traceparent)

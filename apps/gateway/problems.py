@@ -226,10 +226,25 @@ def idempotency_key_reused() -> Problem:
     )
 
 
-# A service's code the gateway answers as one of its own. orders' CLIENT_REQUEST_ID_REUSED comes
-# only from a client_request_id derived from an Idempotency-Key, which the client knows, not the id.
+# What IDEMPOTENCY_KEY_IN_FLIGHT asks a client to wait before it repeats the request, in seconds.
+IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
+
+
+def idempotency_key_in_flight() -> Problem:
+    """The key's first request may still be running, here or in orders: a retryable answer."""
+    return Problem(
+        HTTPStatus.CONFLICT,
+        "IDEMPOTENCY_KEY_IN_FLIGHT",
+        "A request with this Idempotency-Key is still being processed; repeat it in a moment for its answer.",
+        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
+    )
+
+
+# A service's code the gateway answers as one of its own. orders' CLIENT_REQUEST_ID_REUSED and
+# CLIENT_REQUEST_IN_FLIGHT come only from a client_request_id derived from an Idempotency-Key,
+# which the client knows, not the id.
 _GATEWAY_PROBLEMS: Final[Mapping[str, Callable[[], Problem]]] = MappingProxyType(
-    {"CLIENT_REQUEST_ID_REUSED": idempotency_key_reused}
+    {"CLIENT_REQUEST_ID_REUSED": idempotency_key_reused, "CLIENT_REQUEST_IN_FLIGHT": idempotency_key_in_flight}
 )
 
 

@@ -49,3 +49,8 @@ class GatewaySettings(Settings):
     # Live stock streams (gateway.stock_events) one gateway process holds open at once, each a
     # WatchStock call to inventory; beyond this a new one is a 429.
     stock_events_max_open: int = Field(default=1000, ge=1)
+
+    # The durable consumers of ORDERS whose backlog GET /v1/admin/pipeline shows (gateway.admin_pipeline):
+    # the same settings loyalty and inventory name theirs with.
+    loyalty_consumer: str = "loyalty"
+    inventory_consumer: str = "inventory"

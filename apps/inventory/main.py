@@ -1,6 +1,6 @@
 """Wiring: settings, logging, database, catalog, then InventoryService until SIGTERM, with the
 OrderCreated consumer (confirms reservations), the sweeper (expires them) and the stock listener
-(feeds WatchStock) beside it."""
+(feeds WatchStock) beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from functools import partial
@@ -16,12 +16,14 @@ from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from inventory.stock_watch import StockWatch
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,11 +31,14 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = InventorySettings()
     configure_logging("inventory", settings.log_format, settings.log_level)
+    configure_tracing("inventory")  # before any channel, server or engine exists
     try:
         await run(settings)
     except CatalogError as error:
         structlog.get_logger().error("cannot start", error=str(error))
         raise SystemExit(1) from None
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: InventorySettings, stop: asyncio.Event | None = None) -> None:
@@ -54,6 +59,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
                 background=[
                     stock_watch.run,
                     partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
                     partial(
                         sweep_expired_reservations,
                         engine,

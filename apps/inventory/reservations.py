@@ -27,12 +27,15 @@ client is away. How it stays correct under any concurrency:
   release and any number of sweepers racing for one reservation change it once: exactly one of
   them gives the stock back, or none.
 - No deadlock. A statement that takes or gives back stock locks all the product rows it needs at
-  once, in SKU order (`ORDER BY sku COLLATE "C"`, the order Python sorts SKUs in, which restocking
-  uses too), so two of them never wait for each other's products. A reservation holds its products
+  once, in SKU byte order (`ORDER BY sku COLLATE "C"`, whatever the database's collation: the
+  order Python sorts SKUs in, which restocking uses too), so two of them never wait for each
+  other's products. A reservation holds its products
   while it inserts its reservation row, and that insert waits for any transaction changing a row
   of the same order: so a statement changes reservation rows only once it holds every lock it
   needs (the CTEs `enough`, `shelved`, `locked`), and then waits for nothing. Merely locking a
   reservation row (FOR NO KEY UPDATE) makes no insert wait.
+  Should PostgreSQL roll one back for a deadlock or a serialization failure all the same, it is
+  run again (`database.retried_on_conflict`): each transition is a whole transaction, idempotent.
 
 Measured: each transition as it commits (`orderflow_inventory_reservations_total` by the state it
 entered), and the reservations held now with the oldest one's age, read on scrape through the
@@ -53,7 +56,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.database import autocommit
+from inventory.database import autocommit, retried_on_conflict
 from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
@@ -304,18 +307,22 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
         "skus": [line.sku for line in lines],
         "quantities": [line.quantity for line in lines],
     }
-    async with autocommit(engine) as connection:
-        outcome = (await connection.execute(_RESERVE, request)).all()
-        if all(line.price_cents is not None for line in outcome):
-            child(TRANSITIONS, ReservationStatus.RESERVED.value).inc()
-            return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
-        # Nothing was taken: the order was reserved (or released) before, or the stock is short.
-        # Read with a new snapshot: a request for the same order that this one waited for is
-        # committed now, and visible.
-        stored = (await connection.execute(_STORED, {"order_id": order})).all()
-    if not stored:
-        raise _why_not_taken(outcome)
-    return _stored_reservation(order, stored, lines)
+
+    async def reserve() -> list[ReservedLine]:
+        async with autocommit(engine) as connection:
+            outcome = (await connection.execute(_RESERVE, request)).all()
+            if all(line.price_cents is not None for line in outcome):
+                child(TRANSITIONS, ReservationStatus.RESERVED.value).inc()
+                return [ReservedLine(line.sku, line.quantity, line.price_cents) for line in outcome]
+            # Nothing was taken: the order was reserved (or released) before, or the stock is short.
+            # Read with a new snapshot: a request for the same order that this one waited for is
+            # committed now, and visible.
+            stored = (await connection.execute(_STORED, {"order_id": order})).all()
+        if not stored:
+            raise _why_not_taken(outcome)
+        return _stored_reservation(order, stored, lines)
+
+    return await retried_on_conflict(reserve)
 
 
 async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
@@ -328,12 +335,18 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
     (RESERVATION_CONFIRMED): its order exists, so its stock is sold and stays taken."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = _parse_order_id(order_id)
-    async with autocommit(engine) as connection:
-        if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
-            return False
-        # The row existed (or a reservation in flight committed it while the insert waited): a
-        # new statement, so a new snapshot, sees it.
-        status = ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+
+    async def release() -> ReservationStatus | None:
+        async with autocommit(engine) as connection:
+            if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
+                return None
+            # The row existed (or a reservation in flight committed it while the insert waited): a
+            # new statement, so a new snapshot, sees it.
+            return ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+
+    status = await retried_on_conflict(release)
+    if status is None:
+        return False
     if status == ReservationStatus.CONFIRMED:
         raise failed_precondition(
             "RESERVATION_CONFIRMED",
@@ -380,11 +393,15 @@ async def confirm_reservations(
     stock is there (all or none, like a reservation), in a transaction of its own. If it is not,
     StockGone: stock is never taken below zero, and the order is left for an operator."""
     distinct = list(dict.fromkeys(orders))
-    async with autocommit(engine) as connection:
-        found = {
-            row.order_id: ReservationStatus(row.status)
-            for row in await connection.execute(_CONFIRM, {"orders": distinct})
-        }
+
+    async def confirm() -> dict[uuid.UUID, ReservationStatus]:
+        async with autocommit(engine) as connection:
+            return {
+                row.order_id: ReservationStatus(row.status)
+                for row in await connection.execute(_CONFIRM, {"orders": distinct})
+            }
+
+    found = await retried_on_conflict(confirm)
     outcomes: dict[uuid.UUID, Confirmation | PermanentFailure] = {}
     for order in distinct:
         status = found.get(order)
@@ -419,11 +436,17 @@ async def confirm_reservation(engine: AsyncEngine, order: uuid.UUID) -> Confirma
 
 async def _confirm_late(engine: AsyncEngine, order: uuid.UUID) -> Confirmation | PermanentFailure:
     """Take the stock of an EXPIRED or RELEASED reservation again, all or none, and confirm it."""
-    async with engine.begin() as connection:
-        status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
-        if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
-            return Confirmation.ALREADY_CONFIRMED
-        outcome = (await connection.execute(_TAKE_AGAIN, {"order_id": order})).all()
+
+    async def take_again() -> tuple[ReservationStatus, list[Row[Any]]]:
+        async with engine.begin() as connection:
+            status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
+            if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
+                return status, []
+            return status, list((await connection.execute(_TAKE_AGAIN, {"order_id": order})).all())
+
+    status, outcome = await retried_on_conflict(take_again)
+    if status == ReservationStatus.CONFIRMED:
+        return Confirmation.ALREADY_CONFIRMED
     if not outcome:
         return NoReservation(f"order {order} was released before it reserved anything")
     if any(line.price_cents is None for line in outcome):
@@ -442,8 +465,12 @@ async def expire_reservations(engine: AsyncEngine, *, ttl: timedelta, limit: int
 
     Safe with any number of sweepers at once: each locks the rows it takes and skips those locked
     by another (SKIP LOCKED), and the status check makes a second expiry of a row impossible."""
-    async with autocommit(engine) as connection:
-        expired = list((await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})).scalars())
+
+    async def expire() -> list[uuid.UUID]:
+        async with autocommit(engine) as connection:
+            return list((await connection.execute(_EXPIRE, {"ttl": ttl, "limit": limit})).scalars())
+
+    expired = await retried_on_conflict(expire)
     child(TRANSITIONS, ReservationStatus.EXPIRED.value).inc(len(expired))
     return expired
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from inventory.database import retried_on_conflict
 from inventory.reservations import MAX_NAMED_SKUS
 from orderflow_contracts.identifiers import (
     MAX_CENTS,
@@ -116,15 +117,21 @@ async def restock(engine: AsyncEngine, lines: AsyncIterable[RestockLine]) -> Res
     for sku in skus:
         if arrivals[sku].units > MAX_STOCK:
             raise _too_much(sku)
-    async with engine.begin() as connection:
-        added = await _add_products(connection, {sku: arrivals[sku] for sku in skus if arrivals[sku].name is not None})
-        others = [sku for sku in skus if sku not in added]
-        catalog = {row.sku: row for row in await connection.execute(_LOCK_PRODUCTS, {"skus": others})}
-        _check_catalog(arrivals, others, catalog)
-        received = await connection.execute(
-            _RECEIVE, {"skus": others, "units": [arrivals[sku].units for sku in others]}
-        )
-        available = {**added, **{sku: units for sku, units in received}}
+
+    async def receive() -> tuple[dict[str, int], dict[str, int]]:
+        async with engine.begin() as connection:
+            named = {sku: arrivals[sku] for sku in skus if arrivals[sku].name is not None}
+            added = await _add_products(connection, named)
+            others = [sku for sku in skus if sku not in added]
+            catalog = {row.sku: row for row in await connection.execute(_LOCK_PRODUCTS, {"skus": others})}
+            _check_catalog(arrivals, others, catalog)
+            received = await connection.execute(
+                _RECEIVE, {"skus": others, "units": [arrivals[sku].units for sku in others]}
+            )
+            return added, {**added, **{sku: units for sku, units in received}}
+
+    # The stream was read whole before: a transaction rolled back by a conflict is run again.
+    added, available = await retried_on_conflict(receive)
     return RestockSummary(messages, [Restocked(sku, arrivals[sku].units, available[sku], sku in added) for sku in skus])
 
 

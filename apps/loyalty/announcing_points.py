@@ -20,11 +20,13 @@ import uuid
 from collections.abc import Mapping
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from loyalty.awarding_points import Award
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_contracts.events import PointsAwardedV1
 from orderflow_contracts.streams import ORDERS_STREAM, POINTS_AWARDED_SUBJECT
+from orderflow_kit import tracing
 
 EVENT_SOURCE = "orderflow/loyalty"
 # Fixed for good: every ce-id ever published derives from it.
@@ -59,8 +61,19 @@ def publish_id(award: Award) -> str:
 
 
 async def announce(js: JetStreamContext, award: Award, received_headers: Mapping[str, str] | None) -> None:
-    """Publish the announcement and wait for the broker's ack (a duplicate ack counts: it has it)."""
+    """Publish the announcement and wait for the broker's ack (a duplicate ack counts: it has it).
+
+    With tracing on, in a send span, a child of the OrderCreated's process span (the caller runs
+    it in that message's context): the announcement carries that span's context, so whoever
+    consumes it continues the order's trace."""
     event = points_awarded_event(award, received_headers)
-    await js.publish(
-        POINTS_AWARDED_SUBJECT, event.data, headers=event.to_headers(publish_id(award)), stream=ORDERS_STREAM
-    )
+    headers = event.to_headers(publish_id(award))
+    with tracing.span(
+        f"send {POINTS_AWARDED_SUBJECT}",
+        kind=SpanKind.PRODUCER,
+        attributes=tracing.messaging_attributes(
+            "send", POINTS_AWARDED_SUBJECT, message_id=event.id, operation_name="announce", order_id=str(award.order_id)
+        ),
+    ):
+        tracing.inject(headers)
+        await js.publish(POINTS_AWARDED_SUBJECT, event.data, headers=headers, stream=ORDERS_STREAM)

@@ -14,6 +14,7 @@ from loyalty.announcing_points import announce
 from loyalty.awarding_points import Award, award_points
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.events import OrderCreated, read_order_created
+from orderflow_kit import tracing
 from orderflow_kit.jetstream_consumer import Handler, HandlerFactory, Result, consume_and_publish, read_each
 
 
@@ -26,7 +27,7 @@ def awarding_points(engine: AsyncEngine) -> HandlerFactory:
             # Also for a duplicate: the first delivery may have committed and died before this.
             await asyncio.gather(
                 *(
-                    announce(js, award, message.headers)
+                    _announce_in_its_context(js, award, message)
                     for message, award in zip(messages, results, strict=True)
                     if isinstance(award, Award)
                 )
@@ -36,6 +37,12 @@ def awarding_points(engine: AsyncEngine) -> HandlerFactory:
         return handle
 
     return handler
+
+
+async def _announce_in_its_context(js: JetStreamContext, award: Award, message: Msg) -> None:
+    """The announcement belongs to the trace of the order that earned it."""
+    with tracing.in_context_of(message):
+        await announce(js, award, message.headers)
 
 
 async def consume_order_events(

@@ -3,8 +3,14 @@
 A failed ReserveStock means one of three things, and the domain decides differently on each:
 - inventory refused the order (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION): a ServiceError
   with inventory's own code and metadata (UNKNOWN_SKU, OUT_OF_STOCK...) for our caller;
-- inventory could not be reached: `InventoryUnavailable`, nothing was reserved;
-- no answer in time: `ReservationOutcomeUnknown`, the stock may have been reserved all the same."""
+- inventory could not be reached, or failed: `InventoryUnavailable`. Perhaps nothing was
+  reserved, perhaps inventory committed and its answer was lost (killed, cancelled at shutdown, a
+  reset connection on every attempt the channel made): the caller releases, to be sure;
+- no answer in time: `ReservationOutcomeUnknown`, the stock may have been reserved all the same.
+
+`release` is idempotent on inventory's side (and leaves a tombstone for an order it never saw, so
+a reservation arriving late is refused): it is retried on any failure but a refusal, for as long
+as `release_within` allows."""
 
 import uuid
 from collections.abc import Mapping
@@ -24,11 +30,11 @@ _REFUSALS = {
     grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
 }
-_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class InventoryUnavailable(Exception):
-    """Inventory could not be reached or failed: it reserved (or released) nothing."""
+    """Inventory could not be reached or failed. From ReserveStock: it may have reserved nothing,
+    or reserved and lost its answer. From ReleaseStock (after every retry): nothing was released."""
 
 
 class ReservationOutcomeUnknown(Exception):
@@ -52,7 +58,7 @@ class Reservation:
 
 class InventoryClient:
     def __init__(
-        self, channel: grpc.aio.Channel, *, release_timeout: float = 2.0, release_within: float = 30.0
+        self, channel: grpc.aio.Channel, *, release_timeout: float = 2.0, release_within: float = 600.0
     ) -> None:
         self._stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         self._release_timeout = release_timeout
@@ -74,12 +80,16 @@ class InventoryClient:
         )
 
     async def release(self, order_id: uuid.UUID) -> None:
-        """Give the order's stock back, retrying while inventory is away (ReleaseStock is idempotent).
+        """Give the order's stock back, retrying (with backoff, up to 5 s apart) on any failure but a
+        refusal: inventory away, slow, restarting, or failing (a deadlock it could not resolve
+        answers UNKNOWN). ReleaseStock is idempotent, so a retry after a lost answer is harmless.
 
         Raises InventoryUnavailable when inventory did not confirm within `release_within` seconds."""
         request = inventory_pb2.ReleaseStockRequest(order_id=str(order_id))
         try:
-            async for attempt in stamina.retry_context(on=_is_transient, attempts=None, timeout=self._release_within):
+            async for attempt in stamina.retry_context(
+                on=_worth_another_release, attempts=None, timeout=self._release_within
+            ):
                 with attempt:
                     await self._stub.ReleaseStock(request, timeout=self._release_timeout, metadata=outgoing_metadata())
         except grpc.aio.AioRpcError as error:
@@ -96,5 +106,6 @@ def _reservation_failure(error: grpc.aio.AioRpcError) -> Exception:
     return InventoryUnavailable(f"ReserveStock failed: {code.name} {error.details()}")
 
 
-def _is_transient(error: Exception) -> bool:
-    return isinstance(error, grpc.aio.AioRpcError) and error.code() in _TRANSIENT
+def _worth_another_release(error: Exception) -> bool:
+    """Anything but inventory's refusal (a confirmed reservation, say) may go away."""
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() not in _REFUSALS

@@ -1,5 +1,5 @@
 """Wiring: settings, logging, migrations, then OrderService with the outbox relay and the
-outbox's housekeeping beside it."""
+outbox's housekeeping beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from datetime import timedelta
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import GrpcService, serve
@@ -16,6 +17,7 @@ from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import nats_server, postgres
+from orderflow_kit.tracing import configure_tracing, shutdown_tracing
 from orders.inventory_client import InventoryClient
 from orders.outbox import outbox_gauges, published_events
 from orders.outbox_relay import OutboxRelay
@@ -30,7 +32,11 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main() -> None:
     settings = OrdersSettings()
     configure_logging("orders", settings.log_format, settings.log_level)
-    await run(settings)
+    configure_tracing("orders")  # before any channel, server or engine exists
+    try:
+        await run(settings)
+    finally:
+        shutdown_tracing()
 
 
 async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
@@ -44,7 +50,13 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         credentials=channel_credentials(settings),
         keepalive=Keepalive.from_settings(settings),
     )
-    orders = Orders(engine, InventoryClient(inventory_channel), inventory_timeout=settings.inventory_timeout_seconds)
+    inventory = InventoryClient(inventory_channel, release_within=settings.inventory_release_within_seconds)
+    orders = Orders(
+        engine,
+        inventory,
+        inventory_timeout=settings.inventory_timeout_seconds,
+        placement_lease=settings.placement_lease_seconds,
+    )
     relay = OutboxRelay(
         engine,
         settings.nats_url,
@@ -73,6 +85,7 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
                 ],
                 background=[
                     relay.run,
+                    partial(watch_fault_flags, settings.nats_url, service="orders", bucket=settings.faults_bucket),
                     partial(
                         purge_periodically,
                         engine,

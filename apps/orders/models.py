@@ -4,6 +4,8 @@ outbox of events that commit together with them.
 An order placed with a client_request_id keeps it: the unique constraint on (customer_id,
 client_request_id) lets a customer's request place one order, however often it is repeated and
 however many copies of it race (placing_orders). Orders without one (NULL) are not constrained.
+`order_requests` says which placement holds a request id: the one placing the order under
+`order_id` until `placing_until`, or (placing_until NULL) the one that placed it.
 
 `outbox.published_at` stays NULL until the broker acknowledged the event; the partial index
 keeps the relay's "oldest pending first" query cheap however many published rows pile up, and
@@ -56,6 +58,19 @@ class OrderLine(SQLModel, table=True):
     unit_price_cents: int = Field(sa_type=BigInteger)
 
 
+class OrderRequest(SQLModel, table=True):
+    """A client request id's claim: only the placement that holds it may record an order for it."""
+
+    __tablename__ = "order_requests"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    client_request_id: str = Field(primary_key=True, max_length=128)
+    # The order the holder reserves and records under.
+    order_id: uuid.UUID
+    # The holder may still be running until then (database time); NULL once its order is recorded.
+    placing_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
 class OutboxEvent(SQLModel, table=True):
     """An event exactly as it will be published: NATS subject, CloudEvents headers, body."""
 
@@ -82,3 +97,4 @@ class OutboxEvent(SQLModel, table=True):
 ORDERS: Table = SQLModel.metadata.tables["orders"]
 ORDER_LINES: Table = SQLModel.metadata.tables["order_lines"]
 OUTBOX: Table = SQLModel.metadata.tables["outbox"]
+ORDER_REQUESTS: Table = SQLModel.metadata.tables["order_requests"]

@@ -19,7 +19,7 @@ from sqlmodel import col
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_kit.housekeeping import Retention
 from orderflow_kit.metrics import Source
-from orderflow_kit.request_context import request_id_var, traceparent_var
+from orderflow_kit.request_context import current_traceparent, request_id_var
 from orders.models import OutboxEvent
 
 NOTIFY_CHANNEL = "outbox"
@@ -27,8 +27,9 @@ EVENT_SOURCE = "orderflow/orders"
 
 
 def new_event(event_type: str, subject: str, data: bytes, time: datetime) -> CloudEvent:
-    """A CloudEvent with a fresh id, carrying the current request's id and trace context along."""
-    context = {TRACEPARENT: traceparent_var.get(), REQUEST_ID: request_id_var.get()}
+    """A CloudEvent with a fresh id, carrying the current request's id and trace context along:
+    made inside `creating_event`'s span, that context is the event's creation context."""
+    context = {TRACEPARENT: current_traceparent(), REQUEST_ID: request_id_var.get()}
     return CloudEvent(
         id=str(uuid.uuid4()),
         type=event_type,

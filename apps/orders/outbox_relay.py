@@ -16,6 +16,8 @@ to JetStream, at least once, in the order they were created.
   taken by one transaction at a time.
 - It wakes on `NOTIFY outbox` from the transaction that wrote the event, and polls as well,
   because notifications sent while its LISTEN connection is down are lost for good.
+- Traced (orderflow_kit.tracing): a span per batch, linking every event it carries, and one per
+  event, in the event's own trace (docs/observability.md, "Traces").
 
 Measured: events published (acked by the broker) and publishes that failed, by error class; how
 long each event waited in the outbox (created to acked). The backlog itself (rows pending, the
@@ -26,6 +28,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from functools import partial
 
@@ -36,13 +39,16 @@ import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter, Histogram
 from sqlalchemy import ARRAY, Row, any_, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.streams import ORDERS_STREAM
-from orderflow_kit import faults
+from orderflow_kit import faults, tracing
 from orderflow_kit.faults import Fault
 from orderflow_kit.metrics import LAG_BUCKETS, child
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams
@@ -156,27 +162,43 @@ class OutboxRelay:
             raise BrokerAway("NATS is not connected")
         async with self._engine.begin() as connection:
             pending = (await connection.execute(_TAKE_PENDING, {"batch_size": self._batch_size})).all()
-            outcomes = await self._publish_all(js, pending)
-            acked = [(event, ack) for event, ack in zip(pending, outcomes, strict=True) if isinstance(ack, PubAck)]
-            for event, _ in acked:
-                # Fault flags (docs/fault-flags.md): a crash in the window this design covers
-                # (acked, not marked), and a duplicate publish for consumers to catch.
-                faults.crash_point(Fault.RELAY_CRASH_AFTER_PUBLISH, event_id=str(event.id))
-                await faults.publish_twice(partial(self._publish, js, event), event.headers, event_id=str(event.id))
-            if acked:
-                await connection.execute(_MARK_PUBLISHED, {"event_ids": [event.id for event, _ in acked]})
+            with _relaying(pending) as batch:
+                sends = [_sending(event, batch) for event in pending]
+                try:
+                    outcomes = await self._publish_all(js, pending)
+                    acked = [
+                        (event, ack) for event, ack in zip(pending, outcomes, strict=True) if isinstance(ack, PubAck)
+                    ]
+                    for event, _ in acked:
+                        # Fault flags (docs/fault-flags.md): a crash in the window this design covers
+                        # (acked, not marked), and a duplicate publish for consumers to catch.
+                        faults.crash_point(Fault.RELAY_CRASH_AFTER_PUBLISH, event_id=str(event.id))
+                        await faults.publish_twice(
+                            partial(self._publish, js, event), event.headers, event_id=str(event.id)
+                        )
+                    if acked:
+                        await connection.execute(_MARK_PUBLISHED, {"event_ids": [event.id for event, _ in acked]})
+                except BaseException as error:
+                    for send in sends:
+                        tracing.mark_failed(send, error)
+                        send.end()
+                    raise
         PUBLISHED.inc(len(acked))
         now = time.time()
-        for event, ack in acked:
-            PUBLISH_LAG.observe(max(0.0, now - event.created_at.timestamp()))
-            log.info(
-                "event published",
-                order_id=str(event.aggregate_id),
-                event_id=str(event.id),
-                event_type=event.event_type,
-                stream_seq=ack.seq,
-                duplicate=bool(ack.duplicate),
-            )
+        for event, ack, send in zip(pending, outcomes, sends, strict=True):
+            with trace.use_span(send, end_on_exit=True):  # the line belongs to the event's trace
+                if isinstance(ack, PubAck):
+                    PUBLISH_LAG.observe(max(0.0, now - event.created_at.timestamp()))
+                    log.info(
+                        "event published",
+                        order_id=str(event.aggregate_id),
+                        event_id=str(event.id),
+                        event_type=event.event_type,
+                        stream_seq=ack.seq,
+                        duplicate=bool(ack.duplicate),
+                    )
+                else:
+                    tracing.mark_failed(send, ack)
         failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failure is not None:
             child(PUBLISH_FAILURES, type(failure).__name__).inc()
@@ -246,6 +268,38 @@ class OutboxRelay:
             with attempt:
                 _raise_if_cancelled()
                 await work()
+
+
+def _relaying(events: Sequence[_PendingEvent]) -> AbstractContextManager[Span]:
+    """The batch's span: a root of its own (the batch serves many orders, it belongs to none of
+    their traces) that links every event it carries; the statement that marks them is in it."""
+    if not events or not tracing.enabled():
+        return nullcontext(trace.INVALID_SPAN)
+    subjects = sorted({event.subject for event in events})
+    destination = subjects[0] if len(subjects) == 1 else ORDERS_STREAM
+    return tracing.span(
+        f"send {destination}",
+        kind=SpanKind.CLIENT,
+        context=Context(),
+        links=tracing.links_to(event.headers for event in events),
+        attributes=tracing.messaging_attributes("send", destination, batch_size=len(events), operation_name="relay"),
+    )
+
+
+def _sending(event: _PendingEvent, batch: Span) -> Span:
+    """One event's publish, from the send to the broker's PubAck and the mark: a child of the
+    event's creation context (so the relay shows in the order's trace), linked to its batch."""
+    if not tracing.enabled():
+        return trace.INVALID_SPAN
+    return tracing.start_span(
+        f"send {event.subject}",
+        kind=SpanKind.PRODUCER,
+        context=tracing.context_of(event.headers),
+        links=tracing.link_to(batch),
+        attributes=tracing.messaging_attributes(
+            "send", event.subject, message_id=str(event.id), operation_name="relay"
+        ),
+    )
 
 
 def _raise_if_cancelled() -> None:

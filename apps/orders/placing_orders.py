@@ -8,24 +8,39 @@ Placing an order:
    INVENTORY_UNAVAILABLE, a slow one INVENTORY_TIMEOUT.
 3. The order, its lines (at inventory's prices) and its OrderCreated event in the outbox commit
    in ONE transaction: no order without its event, no event without its order.
-4. Whenever stock may be held for an order that was not recorded (inventory timed out, or the
-   write failed: ORDERS_STORE_UNAVAILABLE), the reservation is released. ReleaseStock is
-   idempotent, and inventory refuses a reservation that arrives after its release.
+4. Whenever stock may be held for an order that was not recorded (inventory timed out, failed
+   or could not be reached, since it may have committed and lost its answer; or the write failed:
+   ORDERS_STORE_UNAVAILABLE), the reservation is released, in the background: the caller gets
+   its answer at once. The release is retried until inventory confirms it (ReleaseStock is
+   idempotent, and inventory refuses a reservation that arrives after its release), for as long
+   as orders runs, up to `inventory_release_within_seconds`; if orders stops first, inventory's
+   sweeper expires the reservation after its TTL.
 
 Once inventory may hold stock for an order, steps 2 to 4 run to the end even if the caller gives
 up (its deadline passes, it cancels): they run in a task of their own that the caller's
 cancellation does not reach. Nothing is half-done because a client went away.
 
 A request with a client_request_id places at most one order, however often it is repeated (a
-gateway that crashed before remembering the answer, a client retrying after a timeout):
-- The customer's order with that id, if there is one, is the answer, and nothing else happens:
-  no reservation, no event. The same id with other items is CLIENT_REQUEST_ID_REUSED.
-- Copies racing each other each reserve under an order id of their own, but the unique
-  constraint on (customer_id, client_request_id) lets one order commit. Each loser releases its
-  own reservation and answers the winner's order. While the winner and a loser both hold stock,
-  a product with too little for both refuses the loser (OUT_OF_STOCK); repeating it then finds
-  the order. Reusing one order id for all copies instead would let a failed copy's release take
-  the stock of the order that succeeded, and keep a retry from ever reserving again.
+gateway that crashed before remembering the answer, a client retrying after a timeout), and never
+answers anything that contradicts that order:
+- The first copy claims the id (one INSERT into order_requests, in place of a lookup: the hot path
+  stays one round trip) under the order id it will reserve and record with, for
+  ORDERFLOW_PLACEMENT_LEASE_SECONDS.
+- A repeat finds the claim. Placed: the order is the answer, and nothing else happens (no
+  reservation, no event); the same id with other items is CLIENT_REQUEST_ID_REUSED. Still held:
+  CLIENT_REQUEST_IN_FLIGHT (ABORTED), a retryable answer, never a conclusive one such as
+  OUT_OF_STOCK that the held placement could still contradict by committing. Lease expired (its
+  placement died, or is stuck): the repeat takes the claim over under an order id of its own.
+- Recording an order marks its claim placed in the same transaction, and only while the claim is
+  still its own: a placement that was taken over commits nothing, releases its stock and answers
+  what the request's state now is. So exactly one placement per id can ever record an order, and
+  a refusal answered to the holder of the claim is the truth for the id.
+- A placement that fails (refused, inventory away, the write failed) gives its claim up, so a
+  repeat runs at once. Each placement reserves under an order id of its own: reusing one for
+  all would let a failed placement's release take the stock of the order that succeeded, and keep
+  a retry from ever reserving again (inventory refuses an order id after its release).
+- The unique constraint on (customer_id, client_request_id) stays as a second net: a loser
+  releases its own reservation and answers the winner's order.
 
 Reading: one order by id, or a customer's orders newest first, one keyset page at a time.
 
@@ -42,12 +57,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
-from sqlalchemy import FromClause, Row, Select, bindparam, select, text, tuple_
+from sqlalchemy import FromClause, Row, Select, TextClause, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
@@ -58,8 +75,16 @@ from orderflow_contracts.identifiers import (
     is_sku,
 )
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
-from orderflow_kit import faults
-from orderflow_kit.errors import deadline_exceeded, failed_precondition, invalid_argument, not_found, unavailable
+from orderflow_kit import faults, tracing
+from orderflow_kit.errors import (
+    ServiceError,
+    aborted,
+    deadline_exceeded,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    unavailable,
+)
 from orderflow_kit.faults import Fault
 from orders import page_tokens
 from orders.inventory_client import (
@@ -69,11 +94,17 @@ from orders.inventory_client import (
     Reservation,
     ReservationOutcomeUnknown,
 )
-from orders.models import ORDER_LINES, ORDERS, OrderStatus
+from orders.models import ORDER_LINES, ORDER_REQUESTS, ORDERS, OrderStatus
 from orders.outbox import NOTIFY_CHANNEL, new_event
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# How long a client request's claim keeps repeats waiting for its placement (OrdersSettings).
+DEFAULT_PLACEMENT_LEASE_SECONDS = 30.0
+# Rounds of claim / look / take over before a repeat is told to come back (each round saw a change).
+CLAIM_ROUNDS = 3
+# What CLIENT_REQUEST_IN_FLIGHT suggests waiting before the repeat, in seconds.
+RETRY_AFTER_SECONDS = 1
 
 log = structlog.get_logger()
 
@@ -118,10 +149,11 @@ class OrderPage:
 # The order, its lines and its OrderCreated event in the outbox: ONE statement, each INSERT a
 # data-modifying CTE, so one round trip; the transaction around it commits all or nothing. The
 # lines arrive as three arrays of the same length, one element per line. pg_notify wakes the
-# outbox relay when the transaction commits (outbox.py).
-_RECORD_ORDER = text(
-    """
-    WITH new_order AS (
+# outbox relay when the transaction commits (outbox.py). The statement answers a row only when
+# `owned` has one: for a client request, its claim is still this placement's, and is marked placed
+# here (no row: it was taken over, and the transaction is rolled back).
+_RECORD_ORDER = """
+    WITH owned AS ({owned}), new_order AS (
         INSERT INTO orders (order_id, customer_id, status, total_cents, currency, created_at, client_request_id)
         VALUES (:order_id, :customer_id, :status, :total_cents, :currency, :created_at, :client_request_id)
         RETURNING order_id
@@ -135,9 +167,63 @@ _RECORD_ORDER = text(
         INSERT INTO outbox (id, aggregate_id, event_type, subject, payload, headers, created_at)
         VALUES (:event_id, :order_id, :event_type, :nats_subject, :payload, :headers, :created_at)
     )
-    SELECT pg_notify(:notify_channel, '')
-    """
+    SELECT pg_notify(:notify_channel, '') FROM owned
+"""
+_RECORD_ANY_ORDER = text(_RECORD_ORDER.format(owned="SELECT 1")).bindparams(bindparam("headers", type_=JSONB))
+_RECORD_REQUESTED_ORDER = text(
+    _RECORD_ORDER.format(
+        owned="""
+        UPDATE order_requests SET placing_until = NULL
+        WHERE customer_id = :customer_id AND client_request_id = :client_request_id AND order_id = :order_id
+        RETURNING 1"""
+    )
 ).bindparams(bindparam("headers", type_=JSONB))
+
+# A client request's claim, for the placement under :order_id, unless another holds it: one round trip.
+_CLAIM_REQUEST = text(
+    """
+    INSERT INTO order_requests (customer_id, client_request_id, order_id, placing_until)
+    VALUES (:customer_id, :client_request_id, :order_id, now() + make_interval(secs => :lease_seconds))
+    ON CONFLICT (customer_id, client_request_id) DO NOTHING
+    RETURNING order_id
+    """
+)
+# Who holds a claim: placed (its order is recorded), placing (its placement may still run) or neither.
+_CLAIM_STATE = select(
+    ORDER_REQUESTS.c.order_id,
+    ORDER_REQUESTS.c.placing_until.is_(None).label("placed"),
+    (ORDER_REQUESTS.c.placing_until > func.now()).label("placing"),
+).where(
+    ORDER_REQUESTS.c.customer_id == bindparam("customer_id"),
+    ORDER_REQUESTS.c.client_request_id == bindparam("client_request_id"),
+)
+# Take over a claim whose lease expired, if it is still :holder's and no one is recording under it
+# right now (a locked row is a placement committing its order: it is skipped, never waited for).
+_TAKE_OVER = text(
+    """
+    UPDATE order_requests
+    SET order_id = :order_id, placing_until = now() + make_interval(secs => :lease_seconds)
+    WHERE (customer_id, client_request_id) IN (
+        SELECT customer_id, client_request_id FROM order_requests
+        WHERE customer_id = :customer_id AND client_request_id = :client_request_id
+          AND order_id = :holder AND placing_until <= now()
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING order_id
+    """
+)
+# A failed placement's claim goes, so a repeat runs at once; never a placed one's, nor another's.
+_GIVE_UP = text(
+    """
+    DELETE FROM order_requests
+    WHERE customer_id = :customer_id AND client_request_id = :client_request_id
+      AND order_id = :order_id AND placing_until IS NOT NULL
+    """
+)
+
+
+class _ClaimLost(Exception):
+    """The placement's claim was taken over before it could record its order."""
 
 
 def _with_lines(orders: FromClause) -> Select[Any]:
@@ -181,12 +267,20 @@ _NEXT_PAGE = _orders_page(after_cursor=True)
 class Orders:
     """The orders service's use cases: place an order, get one, list a customer's orders."""
 
-    def __init__(self, engine: AsyncEngine, inventory: InventoryClient, *, inventory_timeout: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        inventory: InventoryClient,
+        *,
+        inventory_timeout: float,
+        placement_lease: float = DEFAULT_PLACEMENT_LEASE_SECONDS,
+    ) -> None:
         self._engine = engine
         # Reads are single statements: run without BEGIN and ROLLBACK, each is one round trip.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._inventory = inventory
         self._inventory_timeout = inventory_timeout
+        self._placement_lease = placement_lease
         # Work that outlives the call that started it; held here so it is not garbage-collected.
         self._unfinished: set[asyncio.Task[Any]] = set()
 
@@ -203,18 +297,18 @@ class Orders:
 
         `caller_time_remaining`: the caller's deadline in seconds from now, None when it has none."""
         quantities = validated_order(customer_id, items)
+        order_id = uuid.uuid4()
         request = None
         if client_request_id is not None:
             request = ClientRequest(customer_id, validated_client_request_id(client_request_id))
-            earlier = await self._placed_for(request)
+            earlier = await self._claim(request, order_id, quantities)
             if earlier is not None:
-                return _repeated(request, earlier, quantities)
-        order_id = uuid.uuid4()
+                return earlier
         structlog.contextvars.bind_contextvars(order_id=str(order_id))
         time_limit = self._inventory_timeout
         if caller_time_remaining is not None:
             time_limit = min(time_limit, caller_time_remaining)
-        placing = self._run_to_the_end(self._reserve_and_record(order_id, customer_id, quantities, request, time_limit))
+        placing = self._run_to_the_end(self._place_claimed(order_id, customer_id, quantities, request, time_limit))
         return await asyncio.shield(placing)
 
     async def get(self, order_id: str) -> PlacedOrder:
@@ -260,6 +354,69 @@ class Orders:
         if self._unfinished:
             log.error("stopping with unfinished work", tasks=len(self._unfinished))
 
+    async def _claim(
+        self, request: ClientRequest, order_id: uuid.UUID, quantities: dict[str, int]
+    ) -> PlacedOrder | None:
+        """Claim `request` for the placement under `order_id` (None), or answer the order it placed;
+        CLIENT_REQUEST_IN_FLIGHT while another placement may still record one (see the module doc)."""
+        keys = {"customer_id": request.customer_id, "client_request_id": request.client_request_id}
+        mine = {**keys, "order_id": order_id, "lease_seconds": self._placement_lease}
+        for _ in range(CLAIM_ROUNDS):
+            if await self._store(_CLAIM_REQUEST, mine) is not None:
+                return None
+            holder = await self._store(_CLAIM_STATE, keys)
+            if holder is None:
+                continue  # its placement failed and gave it up meanwhile: claim it again
+            if holder.placed:
+                earlier = await self._placed_for(request)
+                if earlier is not None:
+                    return _repeated(request, earlier, quantities)
+            elif holder.placing:
+                break
+            elif await self._store(_TAKE_OVER, {**mine, "holder": holder.order_id}) is not None:
+                log.warning("client request taken over from a placement past its lease", holder=str(holder.order_id))
+                return None
+        raise _in_flight(request)
+
+    async def _store(self, statement: Any, parameters: dict[str, Any]) -> Row[Any] | None:
+        """The first row `statement` answers, in a transaction of its own."""
+        try:
+            async with self._reader.connect() as connection:
+                return (await connection.execute(statement, parameters)).first()
+        except (SQLAlchemyError, OSError) as error:
+            raise unavailable(
+                "ORDERS_STORE_UNAVAILABLE", "the orders database is unavailable; nothing was ordered"
+            ) from error
+
+    async def _place_claimed(
+        self,
+        order_id: uuid.UUID,
+        customer_id: str,
+        quantities: dict[str, int],
+        request: ClientRequest | None,
+        time_limit: float,
+    ) -> PlacedOrder:
+        """Reserve and record; a placement that fails gives its claim up (if it still has one)."""
+        try:
+            return await self._reserve_and_record(order_id, customer_id, quantities, request, time_limit)
+        except BaseException:
+            if request is not None:
+                await self._give_up(request, order_id)
+            raise
+
+    async def _give_up(self, request: ClientRequest, order_id: uuid.UUID) -> None:
+        """Should this fail, the claim's lease runs out and a repeat takes it over then."""
+        parameters = {
+            "customer_id": request.customer_id,
+            "client_request_id": request.client_request_id,
+            "order_id": order_id,
+        }
+        try:
+            async with self._reader.connect() as connection:
+                await connection.execute(_GIVE_UP, parameters)
+        except (SQLAlchemyError, OSError) as error:
+            log.warning("claim of a failed placement not given up; its lease runs out", error=str(error))
+
     async def _reserve_and_record(
         self,
         order_id: uuid.UUID,
@@ -271,6 +428,9 @@ class Orders:
         try:
             reservation = await self._inventory.reserve(order_id, quantities, time_limit=time_limit)
         except InventoryUnavailable as error:
+            # Perhaps it reserved and its answer was lost (killed, a reset connection): give back
+            # whatever it may hold for this order; it costs nothing when it holds nothing.
+            self._run_to_the_end(self._release(order_id, reason="inventory failed to answer"))
             raise unavailable("INVENTORY_UNAVAILABLE", "inventory is unavailable; nothing was ordered") from error
         except ReservationOutcomeUnknown as error:
             self._run_to_the_end(self._release(order_id, reason="inventory timed out"))
@@ -279,10 +439,14 @@ class Orders:
             ) from error
         try:
             placed = _new_order(order_id, customer_id, reservation, request)
-            await self._record(placed)
+            await self._record(placed, request)
         except Exception as error:
             # Whatever went wrong, the order was not recorded: its stock must not stay reserved.
             self._run_to_the_end(self._release(order_id, reason="the order was not recorded"))
+            if request is not None and isinstance(error, _ClaimLost):
+                # Another placement holds the request now: its order, or come back for it.
+                log.warning("claim taken over before the order was recorded")
+                return await self._now_answered(request, quantities)
             if request is not None and isinstance(error, IntegrityError):
                 # The unique constraint, most likely: a copy of this request recorded its order first.
                 winner = await self._placed_for(request)
@@ -294,6 +458,12 @@ class Orders:
                 ) from error
             raise
         return placed
+
+    async def _now_answered(self, request: ClientRequest, quantities: dict[str, int]) -> PlacedOrder:
+        winner = await self._placed_for(request)
+        if winner is None:
+            raise _in_flight(request)
+        return _repeated(request, winner, quantities)
 
     async def _placed_for(self, request: ClientRequest) -> PlacedOrder | None:
         """The order `request` placed before, if any."""
@@ -307,14 +477,25 @@ class Orders:
             ) from error
         return found[0] if found else None
 
-    async def _record(self, placed: PlacedOrder) -> None:
-        """The order, its lines and its OrderCreated event: one transaction, all or nothing."""
-        event = new_event(
-            OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
-        )
+    async def _record(self, placed: PlacedOrder, request: ClientRequest | None) -> None:
+        """The order, its lines and its OrderCreated event: one transaction, all or nothing;
+        for a client request, only while its claim is this placement's (else _ClaimLost). The
+        event is made inside its *create* span (the outbox write): the context it carries."""
+        with tracing.span(
+            f"create {ORDER_CREATED_SUBJECT}",
+            kind=SpanKind.PRODUCER,
+            attributes=tracing.messaging_attributes("create", ORDER_CREATED_SUBJECT, order_id=str(placed.order_id)),
+        ) as creating:
+            event = new_event(
+                OrderCreatedV1.TYPE, subject=str(placed.order_id), data=_order_created(placed), time=placed.created_at
+            )
+            creating.set_attribute("messaging.message.id", event.id)
+            await self._write(placed, event, _RECORD_ANY_ORDER if request is None else _RECORD_REQUESTED_ORDER)
+
+    async def _write(self, placed: PlacedOrder, event: CloudEvent, statement: TextClause) -> None:
         async with self._engine.begin() as connection:
-            await connection.execute(
-                _RECORD_ORDER,
+            recorded = await connection.execute(
+                statement,
                 {
                     "order_id": placed.order_id,
                     "customer_id": placed.customer_id,
@@ -334,6 +515,8 @@ class Orders:
                     "notify_channel": NOTIFY_CHANNEL,
                 },
             )
+            if recorded.first() is None:
+                raise _ClaimLost(str(placed.order_id))
             # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
             faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
         ORDERS_CREATED.inc()
@@ -342,7 +525,8 @@ class Orders:
         try:
             await self._inventory.release(order_id)
         except InventoryUnavailable as error:
-            # The stock stays held. ReleaseStock is idempotent: an operator can repeat it safely.
+            # The stock stays held until inventory's sweeper expires the reservation (its TTL).
+            # ReleaseStock is idempotent: an operator can repeat it safely.
             log.error("reservation NOT released", order_id=str(order_id), reason=reason, error=str(error))
         else:
             log.info("reservation released", order_id=str(order_id), reason=reason)
@@ -400,6 +584,15 @@ def _repeated(request: ClientRequest, earlier: PlacedOrder, quantities: dict[str
         )
     log.info("repeated request answered with its order", order_id=str(earlier.order_id))
     return earlier
+
+
+def _in_flight(request: ClientRequest) -> ServiceError:
+    return aborted(
+        "CLIENT_REQUEST_IN_FLIGHT",
+        f"client_request_id {request.client_request_id} is being placed by an earlier request; "
+        f"repeat it in {RETRY_AFTER_SECONDS} s for its order",
+        retry_after_seconds=str(RETRY_AFTER_SECONDS),
+    )
 
 
 def _new_order(

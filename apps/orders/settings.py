@@ -10,6 +10,15 @@ from orderflow_kit.settings import Settings
 class OrdersSettings(Settings):
     # The longest a ReserveStock call may take; a caller with less time left passes its own deadline on.
     inventory_timeout_seconds: float = 2.0
+    # How long a placement with a client_request_id holds it: until then a repeat is answered
+    # CLIENT_REQUEST_IN_FLIGHT, after it the repeat takes over (a placement that dies leaves its claim).
+    # Safety does not depend on it (a taken-over placement cannot record its order), only how long
+    # a repeat waits after a crash. Keep it above inventory_timeout_seconds.
+    placement_lease_seconds: float = Field(default=30.0, gt=0)
+    # How long orders keeps trying to give back stock held for an order it did not record (inventory
+    # away or failing). Keep it above inventory's reservation TTL plus a sweep (300 + 10 s by
+    # default): by then the sweeper has given the stock back anyway.
+    inventory_release_within_seconds: float = Field(default=600.0, gt=0)
     # Events the relay takes (and locks) per transaction.
     outbox_batch_size: int = 100
     # How often the relay looks for pending events when no NOTIFY woke it (notifications get lost).

@@ -54,6 +54,20 @@ class ScenarioReport:
     other_processes_cores: float
     # Resident memory of each service at the end, MiB.
     rss_mb: dict[str, float]
+    # With tracing on (`--tracing`): spans the services exported per accepted order (about: spans
+    # still buffered when the drain ended are not counted).
+    spans_per_order: float | None = None
+
+
+@dataclass(frozen=True)
+class TracingOverhead:
+    """`--tracing`: the same scenarios on a second pipeline of the bench's own whose services trace
+    every order (100 %) and export OTLP/HTTP to a receiver in the bench; what that costs."""
+
+    protocol: str
+    sampler: str
+    scenarios: list[ScenarioReport]  # traced; the untraced ones are the report's
+    idle_cpu_ms_per_s: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,7 @@ class BenchReport:
     lone_orders_ms: list[float]
     lone_order_latency_ms: Percentiles | None
     scenarios: list[ScenarioReport]
+    tracing: TracingOverhead | None = None
 
 
 def _git_state() -> tuple[str | None, bool | None]:
@@ -199,6 +214,50 @@ def _lone_line(report: BenchReport) -> str:
     return f"Lone orders at idle, event latency: p50 {_ms(lone.p50)} ms, max {_ms(lone.max)} ms ({each} ms)"
 
 
+def _tracing_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "tracing 100 %",
+        "orders/s off / on",
+        "p50 ms off / on",
+        "p99 ms off / on",
+        "CPU ms/order off / on",
+        "CPU overhead",
+        "spans/order",
+    ]
+    rows = []
+    traced = {scenario.name: scenario for scenario in report.tracing.scenarios} if report.tracing else {}
+    for off in report.scenarios:
+        on = traced.get(off.name)
+        if on is None:
+            continue
+        overhead = (
+            (on.cpu_ms_per_order_total / off.cpu_ms_per_order_total - 1) * 100 if off.cpu_ms_per_order_total else 0
+        )
+        rows.append(
+            [
+                off.name,
+                f"{off.orders_per_second:.0f} / {on.orders_per_second:.0f}",
+                f"{_ms(getattr(off.latency_ms, 'p50', None))} / {_ms(getattr(on.latency_ms, 'p50', None))}",
+                f"{_ms(getattr(off.latency_ms, 'p99', None))} / {_ms(getattr(on.latency_ms, 'p99', None))}",
+                f"{off.cpu_ms_per_order_total:.1f} / {on.cpu_ms_per_order_total:.1f}",
+                f"{overhead:+.0f} %",
+                "-" if on.spans_per_order is None else f"{on.spans_per_order:.1f}",
+            ]
+        )
+    return header, rows
+
+
+def _tracing_line(report: BenchReport) -> str:
+    tracing = report.tracing
+    if tracing is None:
+        return ""
+    idle = {name: tracing.idle_cpu_ms_per_s[name] for name in PROCESS_ORDER[:4] if name in tracing.idle_cpu_ms_per_s}
+    return (
+        f"Tracing on: OTLP {tracing.protocol} to a receiver in the bench, sampler {tracing.sampler}; CPU at idle, "
+        "ms per second: " + ", ".join(f"{name} {value:.1f}" for name, value in idle.items())
+    )
+
+
 def print_report(report: BenchReport, console: Console) -> None:
     """The tables on the terminal."""
     main = Table(*_MAIN_COLUMNS, title=f"orderflow pipeline bench, {report.started_at}")
@@ -213,6 +272,13 @@ def print_report(report: BenchReport, console: Console) -> None:
     console.print(_idle_line(report))
     console.print(_lone_line(report))
     console.print(_rss_line(report))
+    if report.tracing is not None:
+        header, rows = _tracing_rows(report)
+        traced = Table(*header, title="What tracing every order costs (CPU: every process but the load generator)")
+        for row in rows:
+            traced.add_row(*row)
+        console.print(traced)
+        console.print(_tracing_line(report))
     console.print(f"Processes {report.pipeline}.")
 
 
@@ -245,6 +311,8 @@ def markdown(report: BenchReport) -> str:
         _rss_line(report) + ".",
         "",
     ]
+    if report.tracing is not None:
+        lines += [*table(*_tracing_rows(report)), "", _tracing_line(report) + ".", ""]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,10 +24,20 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from orderflow_bench.events import EventTimes
 from orderflow_bench.load import LoadGenerator, LoadResult, LoadSetup
 from orderflow_bench.measured import LOAD_GENERATOR, rss_mb, sample_cpu
-from orderflow_bench.report import BenchReport, Machine, ScenarioReport, print_report, write_report
+from orderflow_bench.otlp_receiver import OtlpReceiver
+from orderflow_bench.report import BenchReport, Machine, ScenarioReport, TracingOverhead, print_report, write_report
 from orderflow_bench.scenarios import Kind, Scenario, plan
 from orderflow_bench.stats import cpu_ms_per, cpu_use, percentiles_ms
-from orderflow_bench.target import HOT_SKU, SKUS, Target, customer_tokens, own_pipeline, running_gateway, stock_up
+from orderflow_bench.target import (
+    HOT_SKU,
+    SKUS,
+    BenchError,
+    Target,
+    customer_tokens,
+    own_pipeline,
+    running_gateway,
+    stock_up,
+)
 from orderflow_kit.infra import Infrastructure
 
 SERVICES = ("gateway", "orders", "inventory", "loyalty")
@@ -34,6 +45,8 @@ LONE_ORDER_TIMEOUT = 30.0
 # Pauses between lone orders, drawn between these (seconds): each order meets the consumers at
 # another point of their fetch cycle, as a real lone order would.
 LONE_ORDER_GAP = (0.2, 1.0)
+# How a `--tracing` run's services export: the default of the OTLP exporters.
+TRACING_PROTOCOL = "http/protobuf"
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class BenchOptions:
     # A running pipeline's gateway (`make up`), None to start one of the bench's own.
     gateway_url: str | None = None
     state_dir: Path = Path(".state")
+    # Also run every scenario on a second pipeline that traces every order, and report the cost.
+    tracing: bool = False
 
     def smoke(self) -> "BenchOptions":
         """A few seconds of every kind at a low rate: proves the bench works, measures nothing."""
@@ -69,26 +84,24 @@ def run_bench(
     options.out_dir. `infra` gives the servers for a pipeline of the bench's own (the tests')."""
     console = console or Console()
     started_at = datetime.now().astimezone()
+    if options.tracing and options.gateway_url is not None:
+        raise BenchError("--tracing needs a pipeline of the bench's own: it starts one that traces (no --gateway)")
     with ExitStack() as stack:
         if options.gateway_url is not None:
             target = running_gateway(options.gateway_url, options.state_dir)
         else:
             with console.status("starting NATS, PostgreSQL, Redis and the four services"):
                 target = stack.enter_context(own_pipeline(infra))
-        stock_up(target.gateway_url, target.jwt_secret)
-        tokens = customer_tokens(target.jwt_secret, options.customers)
-        generator = stack.enter_context(LoadGenerator(LoadSetup(target.gateway_url, tuple(tokens), SKUS, HOT_SKU)))
-        processes = {**target.processes, LOAD_GENERATOR: psutil.Process(generator.pid)}
-        bench = _Bench(options, target, generator, processes, tokens[0])
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-        ) as progress:
-            idle, lone, scenarios = asyncio.run(bench.measure(progress))
+        idle, lone, scenarios = _measure(options, target, console)
+    tracing = None
+    if options.tracing:
+        with OtlpReceiver(keep=False) as receiver, ExitStack() as stack:
+            environment = receiver.environment(TRACING_PROTOCOL)
+            with console.status("starting a pipeline that traces every order"):
+                traced_target = stack.enter_context(own_pipeline(infra, environment))
+            no_lone_orders = replace(options, lone_orders=0)
+            traced_idle, _, traced = _measure(no_lone_orders, traced_target, console, lambda: receiver.count)
+        tracing = TracingOverhead(TRACING_PROTOCOL, environment["OTEL_TRACES_SAMPLER"], traced, traced_idle)
     report = BenchReport(
         started_at.isoformat(timespec="seconds"),
         Machine.this_one(),
@@ -98,11 +111,32 @@ def run_bench(
         [round(seconds * 1000, 2) for seconds in lone],
         percentiles_ms(lone),
         scenarios,
+        tracing,
     )
     paths = write_report(report, options.out_dir)
     print_report(report, console)
     console.print("Written: " + ", ".join(str(path) for path in paths))
     return report, paths
+
+
+def _measure(
+    options: BenchOptions, target: Target, console: Console, spans: Callable[[], int] | None = None
+) -> tuple[dict[str, float], list[float], list[ScenarioReport]]:
+    """Idle CPU, lone orders and every scenario on `target`; `spans` counts the spans exported so far."""
+    stock_up(target.gateway_url, target.jwt_secret)
+    tokens = customer_tokens(target.jwt_secret, options.customers)
+    with LoadGenerator(LoadSetup(target.gateway_url, tuple(tokens), SKUS, HOT_SKU)) as generator:
+        processes = {**target.processes, LOAD_GENERATOR: psutil.Process(generator.pid)}
+        bench = _Bench(options, target, generator, processes, tokens[0], spans)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+        ) as progress:
+            return asyncio.run(bench.measure(progress))
 
 
 def smoke_out_dir() -> Path:
@@ -134,7 +168,9 @@ class _Bench:
         generator: LoadGenerator,
         processes: dict[str, psutil.Process],
         lone_token: str,
+        spans: Callable[[], int] | None = None,
     ) -> None:
+        self._spans = spans
         self._options = options
         self._target = target
         self._generator = generator
@@ -193,6 +229,7 @@ class _Bench:
         task = progress.add_task(scenario.name, total=scenario.duration, detail="opening connections")
         mark = await events.ledger_mark()
         await asyncio.to_thread(self._generator.prepare, scenario)
+        spans_before = self._spans() if self._spans is not None else 0
         before = sample_cpu(self._processes)
         result = await self._load(scenario, task, progress)
         order_ids = [uuid.UUID(order_id) for order_id in result.order_ids]
@@ -227,6 +264,9 @@ class _Bench:
             pipeline_cores=cpu.pipeline_cores,
             other_processes_cores=cpu.other_processes_cores,
             rss_mb={name: value for name in SERVICES if (value := self._rss(name)) is not None},
+            spans_per_order=None
+            if self._spans is None or not order_ids
+            else round((self._spans() - spans_before) / len(order_ids), 1),
         )
 
     async def _load(self, scenario: Scenario, task: TaskID, progress: Progress) -> LoadResult:

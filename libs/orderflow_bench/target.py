@@ -94,9 +94,10 @@ def _chunks(units: int, most: int) -> list[int]:
 
 
 @contextmanager
-def own_pipeline(infra: Infrastructure | None = None) -> Iterator[Target]:
+def own_pipeline(infra: Infrastructure | None = None, env: Mapping[str, str] | None = None) -> Iterator[Target]:
     """The four services on free ports with databases of their own, on `infra`'s servers or on
-    servers started for the run (from ORDERFLOW_*_URL, Docker or pip packages); all stopped at the end."""
+    servers started for the run (from ORDERFLOW_*_URL, Docker or pip packages); all stopped at the end.
+    `env` adds settings (OTEL_* for a traced run)."""
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
@@ -106,7 +107,9 @@ def own_pipeline(infra: Infrastructure | None = None) -> Iterator[Target]:
             infra = stack.enter_context(provide_infrastructure(work / "servers"))
         jwt_secret = secrets.token_urlsafe(32)
         pipeline = stack.enter_context(
-            running_pipeline(infra, work, [], prefix="bench", jwt_secret=jwt_secret, env=RATE_LIMITS_OFF)
+            running_pipeline(
+                infra, work, [], prefix="bench", jwt_secret=jwt_secret, env={**RATE_LIMITS_OFF, **(env or {})}
+            )
         )
         processes = {name: psutil.Process(service.pid) for name, service in pipeline.services.items() if service.pid}
         servers = {"postgres": infra.postgres, "nats": infra.nats, "redis": infra.redis}

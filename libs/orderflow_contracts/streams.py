@@ -1,4 +1,4 @@
-"""JetStream names shared by producers, consumers and tools (see ARCHITECTURE.md, Contracts)."""
+"""JetStream names shared by producers, consumers and tools (their configurations: orderflow_kit.nats)."""
 
 ORDERS_STREAM = "ORDERS"
 ORDERS_SUBJECTS = ["orders.>"]

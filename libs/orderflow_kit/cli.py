@@ -128,6 +128,14 @@ def bench(
         bool,
         typer.Option("--smoke", help="Every scenario for 2 s at a low rate: does it work? (ignores the figures above)"),
     ] = False,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            help="Run every scenario again on a pipeline that traces every order (OTLP to a receiver in the bench) "
+            "and report what it costs.",
+        ),
+    ] = False,
     state_dir: StateDir = Path(".state"),
 ) -> None:
     """Measure the pipeline under load (make bench): orders/s, latency, event latency, drain, CPU per
@@ -150,6 +158,7 @@ def bench(
         lone_orders=lone_orders,
         gateway_url=gateway,
         state_dir=state_dir,
+        tracing=tracing,
     )
     if smoke:
         options = options.smoke()

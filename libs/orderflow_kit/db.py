@@ -14,6 +14,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from orderflow_kit import tracing
 from orderflow_kit.metrics import Source
 
 
@@ -35,13 +36,15 @@ def create_engine(server_url: str, database: str, *, pool_size: int = DEFAULT_PO
     server without it: TLS is off unless the URL asks for it (`?ssl=...` / `?sslmode=...`)."""
     url = database_url(server_url, database)
     asks_for_tls = "ssl" in url.query or "sslmode" in url.query
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
         connect_args={} if asks_for_tls else {"ssl": False},
     )
+    tracing.trace_engine(engine)  # a span per statement, when tracing is on
+    return engine
 
 
 async def open_pool(engine: AsyncEngine) -> None:

@@ -4,7 +4,10 @@ and put back on their original subject when someone has fixed the cause.
 A dead letter of consumer C for a message on subject S is stored on `dlq.C.S` with the original
 body and ALL the original headers, plus `dlq-*` headers saying why and where from. The broker's
 own `Nats-*` headers (Nats-Msg-Id, Nats-Expected-Stream, ...) are kept renamed to
-`dlq-original-Nats-*`, so that they do not act again on the dead-letter publish. Its
+`dlq-original-Nats-*`, so that they do not act again on the dead-letter publish. A header whose
+name nats-py would refuse to publish (it receives any name, but publishes only RFC 7230 tokens)
+is kept, with its value, in one `unpublishable-headers` header (a JSON object), so that any
+message can be dead-lettered and replayed. Its
 `Nats-Msg-Id` is derived from (consumer, original stream, original sequence), so when a consumer
 crashes between storing the dead letter and acking the original, the redelivered message's
 dead letter is dropped by the broker's duplicate window instead of being stored twice.
@@ -12,7 +15,8 @@ dead letter is dropped by the broker's duplicate window instead of being stored 
 Replay publishes the original headers (without the `dlq-*` and `Nats-*` ones) and body, or a replacement body,
 with a NEW `Nats-Msg-Id` (the original one may still be inside the broker's duplicate window and
 would be silently dropped) but the SAME `ce-id`, so the consumer's dedupe table still recognises
-an event it has already processed. Then it deletes the dead letter.
+an event it has already processed. Then it deletes the dead letter. With tracing on, the replayed
+message carries the replay's own trace context, and the replay's span links to the original one.
 
 Operators work on them one at a time (show, replay, delete) or in bulk, all or one consumer's
 (count, replay, purge). Bulk operations take the stream's last sequence when they start and never
@@ -32,9 +36,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, RawStreamMsg
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 
 from orderflow_contracts.cloudevents import NATS_MSG_ID, TRACEPARENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, dead_letter_subject
+from orderflow_kit import tracing
 
 HEADER_PREFIX = "dlq-"
 REASON = "dlq-reason"
@@ -48,6 +54,12 @@ ORIGINAL_BROKER_HEADER_PREFIX = "dlq-original-"
 DELIVERIES = "dlq-deliveries"
 DEAD_LETTERED_AT = "dlq-at"
 FIRST_FAILURE_AT = "dlq-first-failure-at"
+
+# The original headers whose names nats-py will not publish (not RFC 7230 tokens, like `x(y)`),
+# as a JSON object {name: value}. Not a `dlq-*` header: a replay carries it along.
+UNPUBLISHABLE_HEADERS = "unpublishable-headers"
+# The header names nats-py publishes (its own check, `nats.aio.client._HEADER_KEY_RE`).
+_publishable_name = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 MAX_ERROR_CHARS = 1000
 ALL_DEAD_LETTERS = "dlq.>"
@@ -204,10 +216,12 @@ class Failed:
 def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: datetime | None = None) -> dict[str, str]:
     """The original headers, the `dlq-*` ones, and a Nats-Msg-Id unique to this message and consumer."""
     metadata = message.metadata
-    headers = {
-        (ORIGINAL_BROKER_HEADER_PREFIX + name if _is_broker_header(name) else name): value
-        for name, value in (message.headers or {}).items()
-    }
+    headers = publishable_headers(
+        {
+            (ORIGINAL_BROKER_HEADER_PREFIX + name if _is_broker_header(name) else name): value
+            for name, value in (message.headers or {}).items()
+        }
+    )
     headers.update(
         {
             REASON: failed.reason.value,
@@ -226,15 +240,62 @@ def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: dat
     return headers
 
 
+def publishable_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` as nats-py will publish them: those whose names it refuses go, with their values,
+    into the one `unpublishable-headers` header (merged with the one `headers` may already carry,
+    from an earlier dead letter of the same message). Names are stripped, as nats-py does."""
+    kept: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for name, value in headers.items():
+        stripped = name.strip()
+        if not stripped:
+            continue
+        if _publishable_name.fullmatch(stripped):
+            kept[stripped] = value
+        else:
+            refused[stripped] = value
+    if not refused:
+        return kept
+    earlier = kept.pop(UNPUBLISHABLE_HEADERS, None)
+    if earlier is not None:
+        refused = {**_unpublishable(earlier), **refused}
+    # ensure_ascii: one line of ASCII, whatever the names and values hold.
+    kept[UNPUBLISHABLE_HEADERS] = json.dumps(refused, ensure_ascii=True, separators=(",", ":"))
+    return kept
+
+
+def _unpublishable(value: str) -> dict[str, str]:
+    """An `unpublishable-headers` value read back; one that is not ours is kept under its own name."""
+    try:
+        earlier = json.loads(value)
+    except ValueError:
+        earlier = None
+    if isinstance(earlier, dict) and all(isinstance(item, str) for item in earlier.values()):
+        return {str(name): item for name, item in earlier.items()}
+    return {UNPUBLISHABLE_HEADERS: value}
+
+
 async def publish_dead_letter(js: JetStreamContext, message: Msg, *, consumer: str, failed: Failed) -> PubAck:
     """Store a JetStream message in DEAD_LETTERS. The caller acks the original only after this returns.
-    The publish waits for the broker's ack up to the JetStreamContext's timeout."""
-    return await js.publish(
-        dead_letter_subject(consumer, message.subject),
-        message.data,
-        stream=DEAD_LETTER_STREAM,
-        headers=dead_letter_headers(message, consumer=consumer, failed=failed),
-    )
+    The publish waits for the broker's ack up to the JetStreamContext's timeout.
+
+    Traced as a send span in the current context (the message's process span); the dead letter
+    keeps the original traceparent, the order's creation context, for its replay to link to."""
+    subject = dead_letter_subject(consumer, message.subject)
+    headers = dead_letter_headers(message, consumer=consumer, failed=failed)
+    with tracing.span(
+        f"send {subject}",
+        kind=SpanKind.PRODUCER,
+        attributes=tracing.messaging_attributes(
+            "send",
+            subject,
+            message_id=headers.get("ce-id"),
+            operation_name="dead_letter",
+            reason=failed.reason.value,
+            error_class=failed.error_class,
+        ),
+    ):
+        return await js.publish(subject, message.data, stream=DEAD_LETTER_STREAM, headers=headers)
 
 
 async def list_dead_letters(
@@ -367,12 +428,25 @@ async def _replay(js: JetStreamContext, letter: DeadLetter, payload: bytes | Non
     if not subject or not stream:
         raise NotReplayable(f"dead letter {letter.sequence} has no {ORIGINAL_SUBJECT} or {ORIGINAL_STREAM} header")
     msg_id = f"replay.{letter.sequence}.{stream}.{letter.original_sequence}"
-    ack = await js.publish(
-        subject,
-        letter.body if payload is None else payload,
-        stream=stream,
-        headers={**letter.original_headers(), NATS_MSG_ID: msg_id},
-    )
+    # Publishable whatever the dead letter holds (one stored before `publishable_headers` existed, say).
+    headers = {**publishable_headers(letter.original_headers()), NATS_MSG_ID: msg_id}
+    # The replay is a new creation of the message, by whoever replays it (its context travels
+    # with it); it links to the original trace, where the order's story began.
+    with tracing.span(
+        f"send {subject}",
+        kind=SpanKind.PRODUCER,
+        links=tracing.links_to([letter.headers]),
+        attributes=tracing.messaging_attributes(
+            "send",
+            subject,
+            message_id=letter.event_id,
+            operation_name="replay",
+            dead_letter_sequence=letter.sequence,
+            replayed_payload=payload is not None,
+        ),
+    ):
+        tracing.inject(headers)
+        ack = await js.publish(subject, letter.body if payload is None else payload, stream=stream, headers=headers)
     if ack.duplicate and payload is not None:
         # The broker kept an earlier replay of this dead letter, not this payload: say so.
         raise NotReplayable(f"dead letter {letter.sequence} was already replayed (stream sequence {ack.seq})")

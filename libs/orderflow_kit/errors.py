@@ -12,6 +12,7 @@ class ErrorKind(Enum):
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
     UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
@@ -39,6 +40,11 @@ def already_exists(code: str, detail: str, **metadata: str) -> ServiceError:
 
 def failed_precondition(code: str, detail: str, **metadata: str) -> ServiceError:
     return ServiceError(ErrorKind.FAILED_PRECONDITION, code, detail, metadata)
+
+
+def aborted(code: str, detail: str, **metadata: str) -> ServiceError:
+    """A concurrent operation got in the way: the same call, repeated a little later, may succeed."""
+    return ServiceError(ErrorKind.ABORTED, code, detail, metadata)
 
 
 def unavailable(code: str, detail: str, **metadata: str) -> ServiceError:

@@ -9,7 +9,9 @@ A consumer's failed message is one of three kinds (`classify`):
   pydantic's ValidationError), or the handler decided that retrying cannot change the answer
   (it raised a `PermanentFailure`). Dead-lettered at once, after one delivery.
 - DEPENDENCY: a database, or the network to it, failed: connection refused or reset, a timeout,
-  PostgreSQL starting up or shutting down. NAKed with exponential backoff and jitter
+  PostgreSQL starting up or shutting down; or PostgreSQL rolled the transaction back because it
+  lost a race with another (a deadlock, a serialization failure: `is_transaction_conflict`), which
+  the same work run again resolves. NAKed with exponential backoff and jitter
   (`retry_delay`) until max_deliver, then dead-lettered as exhausted. Logged without a traceback:
   an outage is expected, not a bug.
 - UNFORESEEN: anything else, that is a bug. Retried and dead-lettered like DEPENDENCY, so it is
@@ -63,6 +65,18 @@ DEPENDENCY_FAILURES: tuple[type[Exception], ...] = (
 )
 
 
+# SQLSTATEs of a transaction PostgreSQL rolled back because it lost a race: deadlock_detected and
+# serialization_failure. Nothing of it was written, and running it again may well succeed.
+TRANSACTION_CONFLICTS = frozenset({"40P01", "40001"})
+
+
+def is_transaction_conflict(error: BaseException) -> bool:
+    """A deadlock or a serialization failure (from asyncpg, or wrapped by SQLAlchemy)."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        return getattr(error.orig, "sqlstate", None) in TRANSACTION_CONFLICTS
+    return getattr(error, "sqlstate", None) in TRANSACTION_CONFLICTS
+
+
 def classify(error: Exception) -> Failure:
     if isinstance(error, PERMANENT_ERRORS):
         return Failure.PERMANENT
@@ -75,7 +89,7 @@ def is_dependency_failure(error: Exception) -> bool:
     """The database (or the network to it) failed, not our code: worth a retry, not a traceback."""
     if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(error, DEPENDENCY_FAILURES)
+    return isinstance(error, DEPENDENCY_FAILURES) or is_transaction_conflict(error)
 
 
 def error_class(error: BaseException) -> str:

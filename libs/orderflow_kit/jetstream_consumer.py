@@ -33,12 +33,18 @@ FastStream traps handled here: its default handler policy (REJECT_ON_ERROR) woul
 on any exception, never to be redelivered, so the consumer acks and NAKs each message itself
 (AckPolicy.MANUAL) and lets no error escape; it must not decode the bodies either (a body that is
 not JSON would fail before the handler could dead-letter it); and an existing durable consumer is
-reused with its old settings unless it is updated (`ensure_consumer`)."""
+reused with its old settings unless it is updated (`ensure_consumer`).
+
+Traced (orderflow_kit.tracing), when on: FastStream's telemetry gives each message a process
+span, a child of the context its traceparent carries; the batch gets a span of its own that
+links every message; each message's settlement (ack, NAK, dead letter) and log line happen in
+its own process span (docs/observability.md, "Traces")."""
 
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -49,15 +55,21 @@ import structlog
 from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from orderflow_contracts.cloudevents import REQUEST_ID
-from orderflow_kit import faults
+from orderflow_kit import faults, tracing
 from orderflow_kit.dead_letters import Failed, Reason, count_dead_letters, dead_letter_filter, publish_dead_letter
 from orderflow_kit.failures import PERMANENT_ERRORS, Failure, classify, describe, error_class, retry_delay
 from orderflow_kit.metrics import DURATION_BUCKETS, LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
@@ -227,16 +239,47 @@ class BatchHandling:
         self._js = js
         self._first_failures = FirstFailures()
 
-    async def handle(self, batch: list[Msg]) -> None:
-        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each."""
-        results = await self._results(batch)
-        settled = await asyncio.gather(
-            *(self._settle(one, result) for one, result in zip(batch, results, strict=True)), return_exceptions=True
+    async def handle(self, batch: list[Msg], contexts: Sequence[Context] | None = None) -> None:
+        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each.
+
+        `contexts` (with tracing on): each message's processing context, its process span; what
+        is done for one message alone (its announcement, dead letter, log line) happens in it."""
+        with self._batch_span(batch) as batch_span, tracing.processing_messages(batch, contexts or ()):
+            for message_context in contexts or ():
+                trace.get_current_span(message_context).add_link(batch_span.get_span_context())
+            results = await self._results(batch)
+            settled = await asyncio.gather(
+                *(self._settle_in_its_context(one, result) for one, result in zip(batch, results, strict=True)),
+                return_exceptions=True,
+            )
+            for one, outcome in zip(batch, settled, strict=True):
+                if isinstance(outcome, BaseException):
+                    # Left unacked: the broker redelivers it after ack_wait.
+                    with tracing.in_context_of(one):
+                        log.error("event not settled", **_described(self._spec, one), error=str(outcome))
+
+    def _batch_span(self, batch: list[Msg]) -> AbstractContextManager[Span]:
+        """The batch's span: a root of its own (the batch's transaction serves many orders and
+        belongs to none of their traces) that links every message it carries; each message's
+        process span links back to it."""
+        if not tracing.enabled():
+            return nullcontext(trace.INVALID_SPAN)
+        return tracing.span(
+            f"process {self._spec.subject}",
+            kind=SpanKind.CONSUMER,
+            context=Context(),
+            links=tracing.links_to(one.headers for one in batch),
+            attributes=tracing.messaging_attributes(
+                "process",
+                self._spec.subject,
+                batch_size=len(batch),
+                consumer=self._spec.durable,
+            ),
         )
-        for one, outcome in zip(batch, settled, strict=True):
-            if isinstance(outcome, BaseException):
-                # Left unacked: the broker redelivers it after ack_wait.
-                log.error("event not settled", **_described(self._spec, one), error=str(outcome))
+
+    async def _settle_in_its_context(self, message: Msg, result: Result) -> None:
+        with tracing.in_context_of(message):
+            await self._settle(message, result)
 
     async def _results(self, batch: list[Msg]) -> list[Result]:
         """Each message's result; a delivery the `consumer_fail_first` fault flag fails never reaches the handler."""
@@ -322,6 +365,7 @@ class BatchHandling:
     async def _dead_letter(self, message: Msg, failed: Failed) -> None:
         """Store it in DEAD_LETTERS, then ack: it no longer holds up the messages behind it. If the
         store fails, the exception leaves the message unacked and the broker redelivers it."""
+        trace.get_current_span().set_attribute("orderflow.dead_lettered", failed.reason.value)
         await publish_dead_letter(self._js, message, consumer=self._spec.durable, failed=failed)
         await message.ack()
         self._first_failures.forget(message)
@@ -346,17 +390,23 @@ class PullBatches:
     has passed: a lone message would wait for the whole timeout, and with a short one, nats-py
     2.16 loses deliveries to redelivery after ack_wait.)"""
 
-    def __init__(self, run: Callable[[list[Msg]], Awaitable[None]]) -> None:
+    def __init__(self, run: Callable[[list[Msg], list[Context]], Awaitable[None]]) -> None:
         self._run = run
         self._joining: list[Msg] | None = None
+        self._contexts: list[Context] = []
         self._settled: asyncio.Future[None] | None = None
 
     async def add(self, message: NatsMessage) -> None:
+        # With tracing on, FastStream's telemetry has made this message's process span current.
+        context = otel_context.get_current() if tracing.enabled() else None
         if self._joining is not None and self._settled is not None:
             self._joining.append(message.raw_message)
+            if context is not None:
+                self._contexts.append(context)
             await asyncio.shield(self._settled)
             return
         self._joining = batch = [message.raw_message]
+        self._contexts = contexts = [] if context is None else [context]
         self._settled = settled = asyncio.get_running_loop().create_future()
         joined = 0
         while joined < len(batch):  # the other messages of the same pull join meanwhile
@@ -364,7 +414,7 @@ class PullBatches:
             await asyncio.sleep(0)
         self._joining = self._settled = None
         try:
-            await self._run(batch)
+            await self._run(batch, contexts)
         finally:
             settled.set_result(None)
 
@@ -419,8 +469,13 @@ async def consume_and_publish(
     """`consume`, for a handler that publishes: `handler_for` makes it from the consumer's own
     JetStream context once connected, so it publishes on the connection it consumes from, which
     stays open until the messages in flight are done."""
+    provider = tracing.tracer_provider()
     broker = NatsBroker(
         nats_url,
+        # Each message's process span, a child of its creation context (its traceparent header).
+        middlewares=()
+        if provider is None
+        else (NatsTelemetryMiddleware(tracer_provider=provider, meter_provider=NoOpMeterProvider()),),
         name=client_name,
         max_reconnect_attempts=-1,  # reconnect forever: nats-py gives up after ~2 minutes by default
         reconnect_time_wait=1,

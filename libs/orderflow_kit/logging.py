@@ -1,5 +1,6 @@
 """structlog set-up: JSON lines when not on a terminal, readable lines on one. Every line logged
-while serving a call carries its request id, and no line shows a URL's password (orderflow_kit.redaction).
+while serving a call carries its request id, every line logged inside a span its trace_id and
+span_id (orderflow_kit.tracing), and no line shows a URL's password (orderflow_kit.redaction).
 
 A service writes a line per request or event, so a line must cost little: JSON lines are rendered
 by orjson straight to bytes, and a value is run through the redaction regexes only when a cheap
@@ -12,7 +13,9 @@ from typing import Literal
 
 import orjson
 import structlog
+from opentelemetry import trace
 
+from orderflow_kit import tracing
 from orderflow_kit.redaction import redact
 from orderflow_kit.request_context import request_id_var
 
@@ -32,6 +35,7 @@ def configure_logging(service: str, fmt: Literal["auto", "json", "console"] = "a
         processors=[
             structlog.contextvars.merge_contextvars,
             _add_context(service),
+            add_trace_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
@@ -63,6 +67,16 @@ def _add_context(service: str) -> structlog.typing.Processor:
         return event
 
     return add
+
+
+def add_trace_context(_logger: object, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """The current span's trace_id and span_id (as trace back ends show them: hex), when there is one."""
+    if tracing.enabled():
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            event.setdefault("trace_id", format(span_context.trace_id, "032x"))
+            event.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event
 
 
 def redact_credentials(_logger: object, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:

@@ -17,6 +17,7 @@ from orderflow_kit.infra import Infrastructure, free_ports
 from orderflow_kit.probe import grpc_serving
 from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
 from orderflow_kit.supervision import Supervisor
+from orderflow_kit.web_app import web_spec
 
 READY_TIMEOUT = 90.0
 
@@ -34,6 +35,8 @@ class Pipeline:
     inventory_consumer: str
     # Each service's Prometheus metrics endpoint (replicas' as `orders-2`, ...), by service name.
     metrics_urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The web app's URL, when the pipeline runs it (`web=True`).
+    web_url: str | None = None
 
 
 @contextmanager
@@ -47,14 +50,16 @@ def running_pipeline(
     env: Mapping[str, str] | None = None,
     replicas: Mapping[str, int] | None = None,
     supervisor: Supervisor | None = None,
+    web: bool = False,
 ) -> Iterator[Pipeline]:
     """Start the four services (logs in `work/<service>.log`, as JSON), wait until each serves, and
     stop them at the end. Databases are `<prefix>_<run>_<service>`, the consumers
-    `loyalty-<prefix>-<run>` and `inventory-<prefix>-<run>`; the gateway verifies tokens signed
-    with `jwt_secret`.
+    `loyalty-<prefix>-<run>` and `inventory-<prefix>-<run>`, the fault flags' bucket
+    `faults-<prefix>-<run>`; the gateway verifies tokens signed with `jwt_secret`.
 
     `env` adds or overrides settings of every service; `replicas` runs more copies of a gRPC
-    service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die."""
+    service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die;
+    `web` runs the web app too (apps/web), a client of the gateway, signing in with `jwt_secret`."""
     run = uuid.uuid4().hex[:8]
     catalog_file = work / "catalog.json"
     catalog_file.write_text(json.dumps(list(catalog)))
@@ -66,6 +71,8 @@ def running_pipeline(
         "ORDERFLOW_LOYALTY_DELIVER_POLICY": "new",
         "ORDERFLOW_INVENTORY_CONSUMER": f"inventory-{prefix}-{run}",
         "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
+        # Fault flags set through this pipeline's gateway break this pipeline alone.
+        "ORDERFLOW_FAULTS_BUCKET": f"faults-{prefix}-{run}",
         "ORDERFLOW_LOG_FORMAT": "json",
         **(env or {}),
     }
@@ -80,6 +87,12 @@ def running_pipeline(
         for number in range(2, count + 1)
     ]
     specs = [_calling_every_replica(spec, [*specs, *copies]) for spec in specs] + copies
+    web_url = None
+    if web:
+        (web_port,) = free_ports(1)
+        web_url = f"http://127.0.0.1:{web_port}"
+        log_format = {"ORDERFLOW_LOG_FORMAT": own["ORDERFLOW_LOG_FORMAT"]}
+        specs.append(web_spec(f"http://127.0.0.1:{ports.gateway}", web_port, jwt_secret=jwt_secret, env=log_format))
     make = supervisor.service if supervisor is not None else ServiceProcess
     services = {spec.name: make(spec, (work / f"{spec.name}.log").open("w", encoding="utf-8")) for spec in specs}
     try:
@@ -98,6 +111,7 @@ def running_pipeline(
             databases,
             own["ORDERFLOW_INVENTORY_CONSUMER"],
             {**ports.metrics_urls(), **{copy.name: _metrics_url(copy) for copy in copies}},
+            web_url=web_url,
         )
     finally:
         for service in reversed(services.values()):

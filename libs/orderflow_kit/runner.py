@@ -1,4 +1,4 @@
-"""`make up` without Docker: infrastructure plus the four services as local processes.
+"""`make up` without Docker: infrastructure plus the four services and the web app as local processes.
 
 It blocks until Ctrl-C or SIGTERM, then stops the services (gateway first) and then the servers
 it started, so nothing is left running. The banner shows the servers' URLs with their passwords
@@ -25,7 +25,7 @@ from types import FrameType
 import grpc
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from orderflow_kit.dev_tokens import JWKS_URL_ENV, secret_for_make_up
+from orderflow_kit.dev_tokens import JWKS_URL_ENV, SECRET_ENV, secret_for_make_up
 from orderflow_kit.grpc_client import blocking_channel
 from orderflow_kit.grpc_tls import channel_credentials
 from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
@@ -34,11 +34,13 @@ from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.redaction import redact
 from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
 from orderflow_kit.supervision import Supervisor
+from orderflow_kit.web_app import web_port_for_make_up, web_spec
 
 READY_TIMEOUT = 90.0
 """Seconds all services together get to become ready."""
 
 _COLORS = (36, 33, 35, 32)  # ANSI cyan, yellow, magenta, green: one per service
+_WEB_COLOR = 34  # ANSI blue
 ENV_FILE = MAKE_UP_ENV_FILE.name
 
 
@@ -56,12 +58,17 @@ def run_topology(state_dir: Path) -> int:
                 supervisor.service(spec, sys.stdout, color=color if tty else None)
                 for spec, color in zip(specs, _COLORS, strict=True)
             ]
+            web_port = web_port_for_make_up()
+            web = web_spec(f"http://127.0.0.1:{ports.gateway}", web_port, jwt_secret=jwt_secret or _env_secret())
+            services.append(supervisor.service(web, sys.stdout, color=_WEB_COLOR if tty else None))
             prometheus = local_prometheus(state_dir, ports)
             try:
-                _start(services)
+                _start(services[:-1])
+                services[-1].start()
+                services[-1].wait_ready(time.monotonic() + READY_TIMEOUT)
                 prometheus = _start_prometheus(prometheus)
                 env_file = write_env_file(infra, state_dir)
-                print(banner(infra, ports, env_file, _example_sku(ports), prometheus), flush=True)
+                print(banner(infra, ports, env_file, _example_sku(ports), prometheus, web_port), flush=True)
                 _wait_for_interrupt()
             finally:
                 print("orderflow: stopping", flush=True)
@@ -126,16 +133,31 @@ def write_env_file(infra: Infrastructure, state_dir: Path) -> Path:
     return path
 
 
+def _env_secret() -> str | None:
+    """The development secret the gateway got from the environment, for the web app's sign-in."""
+    return os.environ.get(SECRET_ENV) or None
+
+
 def banner(
-    infra: Infrastructure, ports: TopologyPorts, env_file: Path, sku: str, prometheus: LocalPrometheus | None = None
+    infra: Infrastructure,
+    ports: TopologyPorts,
+    env_file: Path,
+    sku: str,
+    prometheus: LocalPrometheus | None = None,
+    web_port: int | None = None,
 ) -> str:
     """What `make up` prints once everything serves: how to use it, and where things are; no password."""
     gateway = f"localhost:{ports.gateway}"
+    web = (
+        f"\n  shop and console: http://127.0.0.1:{web_port}  (sign in as any customer, or as an admin)\n"
+        if web_port
+        else ""
+    )
     order = json.dumps({"customer_id": "c-1", "items": [{"sku": sku, "quantity": 1}]}, separators=(",", ":"))
     bearer = '-H "Authorization: Bearer $TOKEN"'
     return f"""
 orderflow is up: http://127.0.0.1:{ports.gateway}  (API docs: /docs)
-
+{web}
   curl -s {gateway}/v1/products
   {_token_command(env_file.parent)}
   curl -s -X POST {gateway}/v1/orders {bearer} -H 'content-type: application/json' \\

@@ -1,8 +1,11 @@
 """Idempotency-Key through the real gateway, orders and inventory, each a process on real servers:
-one key places one order, however many copies race and even when the gateway lost its record."""
+one key places one order, however many copies race, even when the gateway lost its record, and a
+retry never gets an answer that the order it placed contradicts."""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,7 +17,8 @@ from gateway.idempotency import KEY_HEADER, REPLAYED_HEADER, client_request_id, 
 from tests.e2e.support import available, new_customer
 from tests.support.databases import database_engine
 from tests.support.pipeline import Pipeline
-from tests.support.tokens import as_customer
+from tests.support.polling import eventually
+from tests.support.tokens import as_admin, as_customer
 
 pytestmark = pytest.mark.e2e
 
@@ -101,3 +105,55 @@ async def test_a_retry_after_the_gateway_lost_its_record_still_answers_the_one_o
     assert other.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
     assert [order["order_id"] for order in await listed(api, customer)] == [first.json()["order_id"]]
     assert await available(api, SKU) == stock_before - 2
+
+
+async def test_a_retry_while_the_first_placement_is_stalled_never_gets_an_answer_its_order_contradicts(
+    api: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    """Issue 9.1. The only unit is reserved by the first request, whose order cannot be written (a
+    lock on orders' outbox) before the gateway's deadline: 504, and the placement goes on. The
+    retry must not reserve again and be told OUT_OF_STOCK, an answer kept for 24 h that the order
+    contradicts once it commits: it is told the request is in flight, not kept, and once the order
+    is written every retry answers it."""
+    customer, key = new_customer(), str(uuid.uuid4())
+    sku = f"E2E-ONE-{uuid.uuid4().hex[:8].upper()}"
+    line = {"sku": sku, "quantity": 1, "name": "One of a kind", "price_cents": 100}
+    restocked = await api.post("/v1/admin/restock", json={"lines": [line]}, headers=as_admin())
+    assert restocked.status_code == 200, restocked.text
+
+    async def order() -> httpx.Response:
+        body = {"items": [{"sku": sku, "quantity": 1}]}
+        return await api.post("/v1/orders", json=body, headers={KEY_HEADER: key, **as_customer(customer)})
+
+    async with stalled_order_writes(pipeline):
+        first = await order()
+        retry = await order()
+    placed = await eventually(order, lambda response: "retry-after" not in response.headers, what="the order")
+    replayed = await order()
+
+    assert first.status_code == 504, first.text
+    assert retry.status_code == 409, retry.text
+    assert retry.json()["code"] == "IDEMPOTENCY_KEY_IN_FLIGHT"
+    assert retry.headers["retry-after"] == "1"
+    assert REPLAYED_HEADER not in retry.headers
+    assert placed.status_code == 201, placed.text
+    assert replayed.headers[REPLAYED_HEADER] == "true"
+    assert replayed.json()["order_id"] == placed.json()["order_id"]
+    assert [order_id for order_id, _ in await stored_orders(pipeline, customer)] == [placed.json()["order_id"]]
+    assert await available(api, sku) == 0
+
+
+@asynccontextmanager
+async def stalled_order_writes(pipeline: Pipeline) -> AsyncIterator[None]:
+    """While open, orders can record no order: a transaction holds a lock on its outbox that every
+    write of an order waits for (reads go on)."""
+    async with (
+        database_engine(pipeline.infra.postgres_url, pipeline.databases["orders"]) as engine,
+        engine.connect() as connection,
+    ):
+        transaction = await connection.begin()
+        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            await transaction.rollback()

@@ -6,20 +6,23 @@ import asyncio
 import json
 import uuid
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.auth import LEEWAY_SECONDS
 from gateway.event_feed import Position
+from gateway.live_events import TOKEN_EXPIRED_COMMENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, MAX_SEQUENCE_AFTER, ORDERS_STREAM
 from tests.e2e.support import new_customer, order_created_event, place, publish
 from tests.support.jetstream import consumers_described_by
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
 from tests.support.sse import Message, event_stream
-from tests.support.tokens import as_admin, as_customer
+from tests.support.tokens import ADMIN_ID, as_admin, as_customer, bearer, claims, signed
 
 pytestmark = pytest.mark.e2e
 
@@ -288,3 +291,38 @@ async def test_a_customer_holds_at_most_its_share_of_open_streams_and_gets_one_b
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["code"] == "RATE_LIMITED"
     await eventually(opens, lambda status: status == 200, what="a stream opens again once the others are closed")
+
+
+def expiring(customer_id: str, scope: str = "orders", seconds: float = 2.0) -> dict[str, str]:
+    """A token the gateway accepts for about `seconds` more (it allows LEEWAY_SECONDS of clock skew)."""
+    lifetime = timedelta(seconds=seconds - LEEWAY_SECONDS)
+    return bearer(signed(claims(customer_id, scope, expires_in=lifetime)))
+
+
+async def test_an_order_feed_ends_when_its_token_expires_and_a_fresh_one_resumes_losing_nothing(
+    api: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    customer = new_customer()
+    order_id = (await placed_order(api, customer))["order_id"]
+    _, awarded = await created_and_awarded(api, customer, order_id)
+    resume = {"Last-Event-ID": awarded.id or ""}
+
+    async with event_stream(api, events_of(order_id), {**expiring(customer), **resume}) as stream:
+        last = (await stream.until_it_ends())[-1]
+    # While the client is away, the order is dead-lettered.
+    await publish_malformed_order_created(pipeline, order_id, customer)
+    async with event_stream(api, events_of(order_id), {**as_customer(customer), **resume}) as stream:
+        missed = await stream.next_event()
+
+    assert last.comments == [TOKEN_EXPIRED_COMMENT]
+    assert last.event is None
+    assert missed.event == "order.dead_lettered"
+    assert missed.json()["order_id"] == order_id
+
+
+async def test_the_admin_feed_ends_when_its_token_expires(api: httpx.AsyncClient) -> None:
+    async with event_stream(api, "/v1/events", expiring(ADMIN_ID, "orders admin")) as stream:
+        messages = await stream.until_it_ends()
+
+    assert messages[-1].comments == [TOKEN_EXPIRED_COMMENT]
+    assert all(message.event is None for message in messages)

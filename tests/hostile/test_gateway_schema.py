@@ -93,7 +93,14 @@ def streams_events(ctx: Any) -> bool:
     return "text/event-stream" in responses.get("200", {}).get("content", {})
 
 
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(CONFIG)).exclude(streams_events)
+# A valid set of fault flags would break the pipeline under attack on purpose (a crash flag kills
+# a service at every restart): PUT /v1/admin/faults is attacked without a token only, its
+# validation tested in tests/integration/gateway/test_admin_faults.py and tests/unit/kit/test_faults.py.
+schema = (
+    schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(CONFIG))
+    .exclude(streams_events)
+    .exclude(method="PUT", path="/v1/admin/faults")
+)
 anonymous = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(ANONYMOUS_CONFIG)).include(
     lambda ctx: "security" in ctx.operation.definition.raw
 )

@@ -2,9 +2,12 @@
 are removed when the test is done so they do not pile up on the session's server. And what a
 stream holds on one subject."""
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.js import JetStreamContext
@@ -91,3 +94,28 @@ async def consumers_described_by(nats_url: str, text: str) -> dict[str, int]:
         return counts
     finally:
         await connection.close()
+
+
+async def publish_raw_headers(nats_url: str, subject: str, header_lines: list[str], body: bytes) -> None:
+    """Publish with a raw `HPUB` over a plain TCP socket, as a producer in another language might:
+    header lines nats-py would refuse to send (`x(y): 1`) go out as they are. Returns once the
+    server has processed it (PING answered by PONG); the stream on `subject` stores it."""
+    url = urlsplit(nats_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        info = await reader.readline()
+        assert info.startswith(b"INFO "), info
+        options = {"verbose": False, "pedantic": False, "headers": True, "lang": "raw", "version": "0"}
+        if url.username:
+            options |= {"user": unquote(url.username), "pass": unquote(url.password or "")}
+        header = ("NATS/1.0\r\n" + "".join(f"{line}\r\n" for line in header_lines) + "\r\n").encode()
+        writer.write(f"CONNECT {json.dumps(options)}\r\n".encode())
+        writer.write(f"HPUB {subject} {len(header)} {len(header) + len(body)}\r\n".encode() + header + body + b"\r\n")
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        answer = await reader.readline()
+        assert answer == b"PONG\r\n", answer
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()

@@ -34,6 +34,7 @@ def running_pipeline(
     env: Mapping[str, str] | None = None,
     replicas: Mapping[str, int] | None = None,
     supervisor: Supervisor | None = None,
+    web: bool = False,
 ) -> Iterator[Pipeline]:
     """orderflow_kit.pipeline.running_pipeline with the tests' settings; `env` overrides them."""
     with kit_pipeline.running_pipeline(
@@ -45,6 +46,7 @@ def running_pipeline(
         env={**_TEST_SETTINGS, **(env or {})},
         replicas=replicas,
         supervisor=supervisor,
+        web=web,
     ) as running:
         yield running
 

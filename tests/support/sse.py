@@ -46,6 +46,11 @@ class EventStream:
                     return message
         raise AssertionError("the stream ended")
 
+    async def until_it_ends(self, within: float = WITHIN) -> list[Message]:
+        """Every message left, once the server has ended the stream."""
+        async with asyncio.timeout(within):
+            return [message async for message in self._messages]
+
     async def events_until(self, done: Any, within: float = WITHIN) -> list[Message]:
         """Events up to and including the first for which `done(event)` holds."""
         seen: list[Message] = []

@@ -226,6 +226,9 @@ async def test_openapi_declares_the_bearer_scheme_and_each_operation_that_needs_
         "GET /v1/admin/dead-letters",
         "GET /v1/admin/dead-letters/{sequence}",
         "POST /v1/admin/dead-letters/{sequence}/replay",
+        "GET /v1/admin/faults",
+        "GET /v1/admin/pipeline",
+        "PUT /v1/admin/faults",
     }
     problem = {"$ref": "#/components/schemas/ProblemDetails"}
     for path, operations in openapi["paths"].items():

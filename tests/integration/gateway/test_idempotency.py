@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.idempotency import IN_FLIGHT_MARGIN_SECONDS, KEY_HEADER, REPLAYED_HEADER, client_request_id, record_key
 from gateway.settings import GatewaySettings
 from orderflow_contracts.identifiers import is_client_request_id
-from orderflow_kit.errors import ServiceError, failed_precondition, unavailable
+from orderflow_kit.errors import ServiceError, aborted, failed_precondition, unavailable
 from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of
 from tests.integration.gateway.fakes import Fakes
@@ -255,6 +255,26 @@ async def test_a_504_is_not_kept(gateway: httpx.AsyncClient, fakes: Fakes, redis
 
     assert_problem(timed_out, 504, "DEPENDENCY_TIMEOUT")
     assert await redis.exists(record_key(customer_id, key)) == 0
+
+
+async def test_orders_saying_the_request_is_in_flight_is_a_409_that_is_not_kept(
+    gateway: httpx.AsyncClient, fakes: Fakes, redis: Redis
+) -> None:
+    """After a 504, the first placement may still be running in orders: the retry is told to come
+    back (409 with Retry-After), and that is not the key's answer; the next retry gets the order."""
+    customer_id, key = new_customer(), new_key()
+    fakes.orders.behaviour.failure = aborted("CLIENT_REQUEST_IN_FLIGHT", "client_request_id x is being placed")
+    in_flight = await place(gateway, customer_id, key)
+    kept = await redis.exists(record_key(customer_id, key))
+    fakes.orders.behaviour.failure = None
+    retried = await place(gateway, customer_id, key)
+
+    assert_problem(in_flight, 409, "IDEMPOTENCY_KEY_IN_FLIGHT")
+    assert in_flight.headers["retry-after"] == "1"
+    assert REPLAYED_HEADER not in in_flight.headers
+    assert kept == 0
+    assert retried.status_code == 201, retried.text
+    assert REPLAYED_HEADER not in retried.headers
 
 
 async def test_a_final_refusal_is_kept_and_replayed(gateway: httpx.AsyncClient, fakes: Fakes) -> None:

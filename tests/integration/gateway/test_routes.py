@@ -134,6 +134,8 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
         "/v1/admin/dead-letters",
         "/v1/admin/dead-letters/{sequence}",
         "/v1/admin/dead-letters/{sequence}/replay",
+        "/v1/admin/faults",
+        "/v1/admin/pipeline",
         "/healthz",
         "/readyz",
     }

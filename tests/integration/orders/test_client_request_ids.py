@@ -5,6 +5,7 @@ racing each other leave one order and one event; other items under the same id a
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -13,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.stock_conservation import unconserved_stock
+from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.errors import ErrorKind, ServiceError
-from orderflow_kit.grpc_client import ErrorDetail, channel
+from orderflow_kit.grpc_client import ErrorDetail, channel, error_detail
 from orderflow_kit.infra import Infrastructure
 from orders.inventory_client import InventoryClient
 from orders.placing_orders import Orders, RequestedItem
@@ -127,49 +129,32 @@ async def test_a_malformed_id_is_invalid_argument_and_reaches_no_one(
 async def test_ten_concurrent_copies_place_one_order_with_one_event_and_take_the_stock_once(
     order_service: Any, inventory: Any, orders_engine: AsyncEngine, inventory_engine: AsyncEngine
 ) -> None:
+    """One copy claims the id and places the order; the others are told it is in flight (a
+    retryable ABORTED, never a conclusive answer) and reserve nothing; repeated, they get the order."""
     customer, request_id = new_customer(), uuid.uuid4().hex
     mugs_before = await available(inventory, "TEST-MUG")
     request = create_request(customer, {"TEST-MUG": 3}, client_request_id=request_id)
 
-    answers = await asyncio.gather(*(order_service.CreateOrder(request, timeout=10) for _ in range(10)))
+    answers = await asyncio.gather(
+        *(order_service.CreateOrder(request, timeout=10) for _ in range(10)), return_exceptions=True
+    )
+    repeat = await eventually(lambda: placed_or_in_flight(order_service, request), what="the order, repeated")
 
-    assert len({answer.order_id for answer in answers}) == 1
-    assert all(answer == answers[0] for answer in answers)
+    placed = [answer for answer in answers if not isinstance(answer, BaseException)]
+    refused = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert placed
+    assert all(answer == placed[0] for answer in placed)
+    assert all(in_flight(error) for error in refused), refused
+    assert repeat == placed[0]
     assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
-    # The copies that lost the race gave their own reservations back.
-    await eventually(lambda: available(inventory, "TEST-MUG"), lambda mugs: mugs == mugs_before - 3)
+    assert await available(inventory, "TEST-MUG") == mugs_before - 3
     assert await unconserved_stock(inventory_engine) == []
 
 
-async def test_copies_that_lose_the_race_release_their_own_reservations(
+async def test_copies_racing_a_placement_are_in_flight_and_reserve_nothing(
     orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
 ) -> None:
-    """Inventory answers late, so every copy passes the look-up for an earlier order before any
-    commits: all reach the unique constraint, one wins, and the others release what they reserved."""
-    fake_inventory.reserve_delay = 0.5
-    customer, request_id = new_customer(), uuid.uuid4().hex
-    async with channel(fake_inventory_address) as connection:
-        orders = Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0)
-
-        placed = await asyncio.gather(
-            *(
-                orders.place(
-                    customer, [RequestedItem("MUG-001", 1)], client_request_id=request_id, caller_time_remaining=None
-                )
-                for _ in range(5)
-            )
-        )
-        await orders.finish_unfinished_work(within=10.0)
-
-    [winner] = {str(answer.order_id) for answer in placed}
-    assert len(fake_inventory.reserve_requests) == 5
-    assert sorted(fake_inventory.release_requests) == sorted(set(fake_inventory.reserve_requests) - {winner})
-    assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
-
-
-async def test_a_racing_copy_with_other_items_is_refused_and_releases_its_reservation(
-    orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
-) -> None:
+    """Inventory answers late, so every copy arrives while the first one's placement runs."""
     fake_inventory.reserve_delay = 0.5
     customer, request_id = new_customer(), uuid.uuid4().hex
     async with channel(fake_inventory_address) as connection:
@@ -178,22 +163,156 @@ async def test_a_racing_copy_with_other_items_is_refused_and_releases_its_reserv
         outcomes = await asyncio.gather(
             *(
                 orders.place(
-                    customer,
-                    [RequestedItem("MUG-001", quantity)],
-                    client_request_id=request_id,
-                    caller_time_remaining=None,
+                    customer, [RequestedItem("MUG-001", 1)], client_request_id=request_id, caller_time_remaining=None
                 )
-                for quantity in (1, 2)
+                for _ in range(5)
             ),
             return_exceptions=True,
         )
         await orders.finish_unfinished_work(within=10.0)
 
     [placed] = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
-    [refused] = [outcome for outcome in outcomes if isinstance(outcome, ServiceError)]
-    assert (refused.kind, refused.code) == (ErrorKind.FAILED_PRECONDITION, "CLIENT_REQUEST_ID_REUSED")
-    assert refused.metadata == {"order_id": str(placed.order_id)}
-    assert fake_inventory.release_requests == [
-        order_id for order_id in fake_inventory.reserve_requests if order_id != str(placed.order_id)
-    ]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert [(error.kind, error.code) for error in refused if isinstance(error, ServiceError)] == [
+        (ErrorKind.ABORTED, "CLIENT_REQUEST_IN_FLIGHT")
+    ] * 4
+    assert fake_inventory.reserve_requests == [str(placed.order_id)]
+    assert fake_inventory.release_requests == []
     assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
+
+
+async def test_a_copy_with_other_items_is_in_flight_then_refused(
+    orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
+) -> None:
+    fake_inventory.reserve_delay = 0.5
+    customer, request_id = new_customer(), uuid.uuid4().hex
+    async with channel(fake_inventory_address) as connection:
+        orders = Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0)
+
+        def place(quantity: int) -> Any:
+            return orders.place(
+                customer, [RequestedItem("MUG-001", quantity)], client_request_id=request_id, caller_time_remaining=None
+            )
+
+        first = asyncio.create_task(place(1))
+        await eventually(lambda: fake_inventory.reserve_requests, what="the first copy reserving")
+        while_placing = await asyncio.gather(place(2), return_exceptions=True)
+        placed = await first
+        after = await asyncio.gather(place(2), return_exceptions=True)
+        await orders.finish_unfinished_work(within=10.0)
+
+    [[in_flight_error], [reused]] = while_placing, after
+    assert isinstance(in_flight_error, ServiceError)
+    assert isinstance(reused, ServiceError)
+    assert (in_flight_error.kind, in_flight_error.code) == (ErrorKind.ABORTED, "CLIENT_REQUEST_IN_FLIGHT")
+    assert (reused.kind, reused.code) == (ErrorKind.FAILED_PRECONDITION, "CLIENT_REQUEST_ID_REUSED")
+    assert reused.metadata == {"order_id": str(placed.order_id)}
+    assert fake_inventory.reserve_requests == [str(placed.order_id)]
+    assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
+
+
+async def test_a_repeat_while_the_first_placement_is_stalled_is_in_flight_never_out_of_stock(
+    order_service: Any, inventory: Any, orders_engine: AsyncEngine
+) -> None:
+    """Issue 9.1: the only unit is reserved by the first placement, whose write stalls (a lock on
+    the outbox) past its caller's deadline. A repeat must not reserve again and be refused
+    OUT_OF_STOCK (an answer the first placement then contradicts by committing): it is told the
+    request is in flight, and once the write goes through, every repeat answers that order."""
+    customer, request_id, sku = new_customer(), uuid.uuid4().hex, await one_unit_of_a_new_product(inventory)
+    request = create_request(customer, {sku: 1}, client_request_id=request_id)
+
+    async with stalled_order_writes(orders_engine):
+        first = await rpc_error(order_service.CreateOrder(request, timeout=1.0))
+        repeat = await rpc_error(order_service.CreateOrder(request, timeout=5.0))
+    order = await eventually(lambda: placed_or_in_flight(order_service, request), what="the stalled order")
+
+    assert first.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (repeat.code, repeat.detail.code) == (grpc.StatusCode.ABORTED, "CLIENT_REQUEST_IN_FLIGHT")
+    assert await order_service.CreateOrder(request, timeout=5.0) == order
+    assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
+    assert await available(inventory, sku) == 0
+
+
+async def test_a_placement_taken_over_past_its_lease_records_nothing_and_gives_its_stock_back(
+    inventory_address: str, inventory: Any, orders_engine: AsyncEngine
+) -> None:
+    """A placement stalled beyond its lease (a stuck process, as good as dead) is taken over by a
+    repeat. The repeat's answer is then the truth for the request: the stalled placement can no
+    longer record its order when its write goes through; it releases its unit instead."""
+    customer, request_id, sku = new_customer(), uuid.uuid4().hex, await one_unit_of_a_new_product(inventory)
+    async with channel(inventory_address) as connection:
+        orders = Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0, placement_lease=0.2)
+
+        def place() -> Any:
+            return orders.place(
+                customer, [RequestedItem(sku, 1)], client_request_id=request_id, caller_time_remaining=None
+            )
+
+        async with stalled_order_writes(orders_engine):
+            stalled = asyncio.create_task(place())
+            await eventually(lambda: available(inventory, sku), lambda units: units == 0, what="the unit reserved")
+            await eventually(lambda: lease_expired(orders_engine, customer, request_id), what="the lease expired")
+            overtaking = await asyncio.gather(place(), return_exceptions=True)
+        stalled_outcome = await asyncio.gather(stalled, return_exceptions=True)
+        await orders.finish_unfinished_work(within=10.0)
+        placed = await place()
+
+    [[refused], [stalled_answer]] = overtaking, stalled_outcome
+    assert isinstance(refused, ServiceError)
+    assert refused.code == "OUT_OF_STOCK"
+    # The stalled placement answers what the request is now: nothing placed, its holder gone.
+    assert isinstance(stalled_answer, ServiceError), stalled_answer
+    assert await rows_for_request(orders_engine, customer, request_id) == {"orders": 1, "events": 1}
+    assert await available(inventory, sku) == 0
+    assert placed.lines[0].sku == sku
+
+
+def in_flight(error: BaseException) -> bool:
+    return (
+        isinstance(error, grpc.aio.AioRpcError)
+        and error.code() == grpc.StatusCode.ABORTED
+        and error_detail(error).code == "CLIENT_REQUEST_IN_FLIGHT"
+    )
+
+
+async def placed_or_in_flight(order_service: Any, request: Any) -> Any:
+    """The order the request placed, or None while it is in flight."""
+    try:
+        return await order_service.CreateOrder(request, timeout=5.0)
+    except grpc.aio.AioRpcError as error:
+        if in_flight(error):
+            return None
+        raise
+
+
+async def one_unit_of_a_new_product(inventory: Any) -> str:
+    """A SKU of its own, with exactly one unit in stock."""
+    sku = f"TEST-ONE-{uuid.uuid4().hex[:8].upper()}"
+    line = inventory_pb2.RestockRequest(sku=sku, quantity=1, name="One of a kind", price_cents=100)
+    await inventory.RestockStream(iter([line]), timeout=5.0)
+    return sku
+
+
+@asynccontextmanager
+async def stalled_order_writes(engine: AsyncEngine) -> AsyncIterator[None]:
+    """While open, no order can be recorded: a transaction holds a lock on the outbox that every
+    write of an order waits for (reads go on)."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+
+
+async def lease_expired(engine: AsyncEngine, customer_id: str, client_request_id: str) -> bool:
+    async with engine.connect() as connection:
+        expired = await connection.scalar(
+            text(
+                "SELECT placing_until <= now() FROM order_requests "
+                "WHERE customer_id = :customer AND client_request_id = :request"
+            ),
+            {"customer": customer_id, "request": client_request_id},
+        )
+    return bool(expired)

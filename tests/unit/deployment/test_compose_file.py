@@ -41,7 +41,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_every_container_has_a_health_check(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"nats", "postgres", "redis", *SERVICES, *OBSERVABILITY}
+    assert set(compose["services"]) == {"nats", "postgres", "redis", *SERVICES, "web", *OBSERVABILITY}
     missing = [name for name, service in compose["services"].items() if "healthcheck" not in service]
     assert not missing
 
@@ -85,6 +85,22 @@ def test_only_the_gateway_gets_the_token_secret_and_only_from_the_environment(co
     assert secret.startswith("${ORDERFLOW_JWT_SECRET:?")
     assert environments["gateway"] == environments["orders"]
     assert not any("ORDERFLOW_JWT_SECRET" in environment for environment in environments.values())
+
+
+def test_the_web_app_is_a_client_of_the_gateway_only(compose: dict[str, Any]) -> None:
+    """It runs as `make up` runs it, after the gateway serves, with the gateway's URL and token
+    secret (its development sign-in) and no server's URL."""
+    web = compose["services"]["web"]
+    assert web["command"] == ["python", "-m", "web"]
+    assert web["restart"] == "unless-stopped"
+    assert web["depends_on"] == {"gateway": {"condition": "service_healthy"}}
+    environment = dict(web["environment"])
+    assert environment.pop("ORDERFLOW_GATEWAY_URL") == "http://gateway:8000"
+    assert (
+        environment.pop("ORDERFLOW_JWT_SECRET") == compose["services"]["gateway"]["environment"]["ORDERFLOW_JWT_SECRET"]
+    )
+    assert environment == {}
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
 
 
 def required_variable(value: str) -> str | None:

@@ -87,15 +87,18 @@ def test_a_challenge_never_carries_a_quote_a_backslash_or_a_control_character() 
 
 async def test_an_accepted_token_is_remembered_and_a_refused_one_is_not() -> None:
     verifier = TokenVerifier.from_settings(settings(jwt_secret=SECRET))
-    token = signed(claims("c-1"), SECRET)
+    token_claims = claims("c-1")
+    token = signed(token_claims, SECRET)
     forged = signed(claims("c-1"), "another-secret-of-at-least-32-bytes!!")
+    # Accepted until `exp` plus the leeway for clock skew: what ends a live event stream.
+    expires_at = token_claims["exp"].timestamp() // 1 + LEEWAY_SECONDS
 
     assert verifier.remembered(token) is None
     principal = await verifier.principal(token)
     with pytest.raises(Problem):
         await verifier.principal(forged)
 
-    assert verifier.remembered(token) == principal == Principal("c-1", frozenset({ORDERS_SCOPE}))
+    assert verifier.remembered(token) == principal == Principal("c-1", frozenset({ORDERS_SCOPE}), expires_at)
     assert verifier.remembered(forged) is None
 
 

@@ -1,10 +1,20 @@
 """What a dead letter carries (orderflow_kit.dead_letters), without a broker."""
 
+import json
 from datetime import UTC, datetime
 
+from nats.aio.client import _HEADER_KEY_RE
 from nats.aio.msg import Msg
 
-from orderflow_kit.dead_letters import MAX_ERROR_CHARS, DeadLetter, Failed, Reason, dead_letter_headers
+from orderflow_kit.dead_letters import (
+    MAX_ERROR_CHARS,
+    UNPUBLISHABLE_HEADERS,
+    DeadLetter,
+    Failed,
+    Reason,
+    dead_letter_headers,
+    publishable_headers,
+)
 
 # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<timestamp ns>.<pending>
 REPLY = "$JS.ACK.ORDERS.loyalty.3.42.17.1763700000000000000.0"
@@ -91,3 +101,31 @@ def test_replay_gets_the_original_headers_back_without_dead_letter_or_broker_hea
         "traceparent": TRACEPARENT,
     }
     assert (letter.reason, letter.event_id, letter.original_subject) == ("permanent", "event-1", "orders.created")
+
+
+def test_headers_nats_py_will_not_publish_are_kept_in_one_header_it_will() -> None:
+    """nats-py receives `x(y): 1` but refuses to publish that name (BadHeaderError)."""
+    refused = {"x(y)": "1", "caf\u00e9?": "cr\u00e8me", "a/b": "2"}
+    received = {**ORIGINAL, **refused}
+
+    headers = dead_letter_headers(delivered(received), consumer="loyalty", failed=failed())
+    letter = DeadLetter(sequence=7, subject="dlq.loyalty.orders.created", headers=headers, body=b"{}")
+
+    assert all(_HEADER_KEY_RE.fullmatch(name) for name in headers)
+    assert headers["ce-id"] == "event-1"
+    assert json.loads(headers[UNPUBLISHABLE_HEADERS]) == refused
+    assert headers[UNPUBLISHABLE_HEADERS].isascii()
+    # A replay carries them along, still publishable.
+    assert json.loads(letter.original_headers()[UNPUBLISHABLE_HEADERS]) == refused
+
+
+def test_a_second_dead_letter_of_a_replayed_message_keeps_both_sets_of_unpublishable_headers() -> None:
+    earlier = json.dumps({"x(y)": "1"})
+
+    headers = publishable_headers({"ce-id": "e", UNPUBLISHABLE_HEADERS: earlier, "p(q)": "2", " ": "blank"})
+    untouched = publishable_headers({"ce-id": "e", UNPUBLISHABLE_HEADERS: earlier})
+    not_ours = publishable_headers({UNPUBLISHABLE_HEADERS: "producer text", "p(q)": "2"})
+
+    assert headers == {"ce-id": "e", UNPUBLISHABLE_HEADERS: '{"x(y)":"1","p(q)":"2"}'}
+    assert untouched == {"ce-id": "e", UNPUBLISHABLE_HEADERS: earlier}
+    assert json.loads(not_ours[UNPUBLISHABLE_HEADERS]) == {UNPUBLISHABLE_HEADERS: "producer text", "p(q)": "2"}

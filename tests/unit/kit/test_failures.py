@@ -36,6 +36,18 @@ def database_down() -> sqlalchemy.exc.OperationalError:
     return sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
 
+class FromPostgres(Exception):
+    """What asyncpg's errors look like through SQLAlchemy's adapter: a `sqlstate`."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def rolled_back(sqlstate: str) -> sqlalchemy.exc.DBAPIError:
+    return sqlalchemy.exc.DBAPIError("UPDATE products", {}, FromPostgres(sqlstate))
+
+
 def connection_invalidated() -> sqlalchemy.exc.DBAPIError:
     return sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("terminated"), connection_invalidated=True)
 
@@ -54,10 +66,15 @@ CLASSIFICATION: list[tuple[Exception, Failure]] = [
     (sqlalchemy.exc.TimeoutError("QueuePool limit reached"), Failure.DEPENDENCY),
     (asyncpg.CannotConnectNowError("the database system is starting up"), Failure.DEPENDENCY),
     (asyncpg.ConnectionDoesNotExistError("connection was closed"), Failure.DEPENDENCY),
+    # The transaction lost a race and was rolled back: running it again resolves it.
+    (rolled_back("40P01"), Failure.DEPENDENCY),  # deadlock_detected
+    (rolled_back("40001"), Failure.DEPENDENCY),  # serialization_failure
+    (asyncpg.DeadlockDetectedError("deadlock detected"), Failure.DEPENDENCY),
     # A bug: retried like an outage (never lost), but logged with its traceback.
     (KeyError("customer"), Failure.UNFORESEEN),
     (ZeroDivisionError(), Failure.UNFORESEEN),
     (sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), Failure.UNFORESEEN),
+    (rolled_back("22003"), Failure.UNFORESEEN),  # numeric_value_out_of_range: running it again changes nothing
 ]
 
 

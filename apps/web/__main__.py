@@ -1,0 +1,5 @@
+import uvloop
+
+from web.main import main
+
+uvloop.run(main())
