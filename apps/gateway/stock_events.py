@@ -4,9 +4,11 @@ gateway passes each response on as one `stock` event.
 
 Everything that can refuse the request (an unknown or malformed SKU, inventory away or slow) is
 decided on WatchStock's first response, before the stream starts, so a refusal is an ordinary
-problem+json answer. Once streaming, the stream ends when inventory's does (a replica stopping, a
-lost connection): EventSource clients reconnect by themselves after the `retry:` hint, and their
-first event gives the current levels again, so there is nothing to resume and no event id."""
+problem+json answer. Once streaming, when inventory's stream ends under it (a replica stopping,
+a connection aged out) the gateway watches again, and the new call's first response (all current
+levels) is one more `stock` event. If inventory stays away the stream ends: EventSource clients
+reconnect by themselves after the `retry:` hint, and their first event gives the current levels
+again, so there is nothing to resume and no event id."""
 
 import asyncio
 import json
@@ -23,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.problems import Problem, problem_responses
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
 from gateway.settings import GatewaySettings
-from gateway.upstreams import UpstreamsDep
+from gateway.upstreams import Upstreams, UpstreamsDep
 from orderflow_contracts.identifiers import SKU_PATTERN
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.request_context import outgoing_metadata
@@ -35,6 +37,11 @@ STOCK_EVENT: Final = "stock"
 _END: Final[Any] = grpc.aio.EOF  # type: ignore[attr-defined]
 # The most SKUs one stream may name (inventory's limit).
 MAX_SKUS: Final = 1000
+# When inventory's stream ends under a client (a replica stopping, a connection aged out), the
+# gateway watches again: this many tries, waiting 0.2 s, 0.4 s... up to 2 s between them.
+RESUME_ATTEMPTS: Final = 5
+RESUME_FIRST_DELAY_SECONDS: Final = 0.2
+RESUME_MAX_DELAY_SECONDS: Final = 2.0
 
 router = APIRouter(prefix=PREFIX, tags=["live stock"])
 
@@ -134,36 +141,93 @@ async def stock_events(
     """Live availability of the catalog's products (all, or the SKUs named): the current levels,
     then every change. Public, like GET /v1/products. 404 UNKNOWN_SKU for a SKU not in the catalog."""
     give_back = streams.take()
-    # No deadline on the call: it lasts as long as the client listens. Its first answer has one.
-    call = upstreams.inventory.WatchStock(inventory_pb2.WatchStockRequest(skus=sku or []), metadata=outgoing_metadata())
+    request = inventory_pb2.WatchStockRequest(skus=sku or [])
     try:
-        try:
-            async with asyncio.timeout(upstreams.deadline_seconds):
-                first = await call.read()
-        except TimeoutError:
-            raise Problem(
-                504, "DEPENDENCY_TIMEOUT", "A service behind the gateway did not answer in time; retry later."
-            ) from None
-        if first is _END:  # the replica was stopping
-            raise Problem(503, "DEPENDENCY_UNAVAILABLE", "A service behind the gateway is unavailable; retry later.")
+        watch = await _Watch.open(upstreams, request)
     except BaseException:
-        call.cancel()
         give_back()
         raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="orderflow live stock", retry=settings.live_events_retry_ms)
-        response = first
-        while response is not _END:
+        async for response in watch.responses():
             yield ServerSentEvent(_levels_json(response), event=STOCK_EVENT)
-            try:
-                response = await call.read()
-            except grpc.aio.AioRpcError as error:
-                log.info("live stock stream ended by inventory", grpc_status=error.code().name)
-                return
 
     heartbeat = settings.live_events_heartbeat_seconds
-    return _WatchResponse(call, give_back, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+    return _WatchResponse(watch, give_back, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+
+
+class _Watch:
+    """One client's WatchStock, watched again when inventory's stream ends under it: an inventory
+    replica stopping, or a connection aged out (ORDERFLOW_GRPC_MAX_CONNECTION_AGE_SECONDS ends
+    every call after it, plus a grace). The first response of the new call, all current levels,
+    is passed on like any other, so the client misses nothing and sees no gap."""
+
+    def __init__(self, upstreams: Upstreams, request: inventory_pb2.WatchStockRequest) -> None:
+        self._upstreams = upstreams
+        self._request = request
+        self.call: Any = None
+        self._first: inventory_pb2.WatchStockResponse | None = None
+
+    @classmethod
+    async def open(cls, upstreams: Upstreams, request: inventory_pb2.WatchStockRequest) -> "_Watch":
+        """Its first response, or the refusal as a Problem (a gRPC error goes to problems.py)."""
+        watch = cls(upstreams, request)
+        watch._first = await watch._start()
+        if watch._first is None:  # the replica was stopping
+            raise Problem(503, "DEPENDENCY_UNAVAILABLE", "A service behind the gateway is unavailable; retry later.")
+        return watch
+
+    async def responses(self) -> AsyncIterator[inventory_pb2.WatchStockResponse]:
+        response = self._first
+        while response is not None:
+            yield response
+            try:
+                response = await self.call.read()
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    log.info("live stock stream ended by inventory", grpc_status=error.code().name)
+                    return
+                response = _END
+            if response is _END:
+                response = await self._watch_again()
+
+    def cancel(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+
+    async def _start(self) -> inventory_pb2.WatchStockResponse | None:
+        """A new call and its first response (None: it ended at once). No deadline on the call: it
+        lasts as long as the client listens. Its first answer has one."""
+        self.cancel()
+        self.call = self._upstreams.inventory.WatchStock(self._request, metadata=outgoing_metadata())
+        try:
+            async with asyncio.timeout(self._upstreams.deadline_seconds):
+                first = await self.call.read()
+        except TimeoutError:
+            self.cancel()
+            raise Problem(
+                504, "DEPENDENCY_TIMEOUT", "A service behind the gateway did not answer in time; retry later."
+            ) from None
+        except BaseException:
+            self.cancel()
+            raise
+        return None if first is _END else first
+
+    async def _watch_again(self) -> inventory_pb2.WatchStockResponse | None:
+        """A new call's first response, after a few tries with backoff; None: give up (the client
+        reconnects after the `retry:` hint)."""
+        for attempt in range(RESUME_ATTEMPTS):
+            try:
+                first = await self._start()
+            except (grpc.aio.AioRpcError, Problem) as error:
+                log.info("live stock: inventory away, watching again", attempt=attempt + 1, error=str(error)[:200])
+                first = None
+            if first is not None:
+                return first
+            await asyncio.sleep(min(RESUME_MAX_DELAY_SECONDS, RESUME_FIRST_DELAY_SECONDS * 2**attempt))
+        log.info("live stock stream ended: inventory stayed away")
+        return None
 
 
 def _levels_json(response: inventory_pb2.WatchStockResponse) -> str:
@@ -174,9 +238,9 @@ def _levels_json(response: inventory_pb2.WatchStockResponse) -> str:
 class _WatchResponse(EventSourceResponse):
     """Cancels its WatchStock call, and gives its slot back, however the stream ends."""
 
-    def __init__(self, call: Any, give_back: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, watch: _Watch, give_back: Callable[[], None], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.call = call
+        self.watch = watch
         self.give_back = give_back
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,4 +248,4 @@ class _WatchResponse(EventSourceResponse):
             await super().__call__(scope, receive, send)
         finally:
             self.give_back()
-            self.call.cancel()
+            self.watch.cancel()
