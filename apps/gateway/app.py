@@ -20,8 +20,10 @@ from gateway import (
     health,
     live_events,
     metrics,
+    order_import,
     restock,
     routes,
+    stock_events,
 )
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
@@ -95,17 +97,28 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
     app.state.open_feeds = live_events.OpenFeeds(settings.live_events_max_per_customer)
+    app.state.open_stock_streams = stock_events.OpenStockStreams(settings.stock_events_max_open)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    public = [route.path for route in routes.router.routes if isinstance(route, APIRoute)]
+    # The import's body is a stream of lines, each held to the limit by the route itself.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes, streamed_paths={order_import.PATH}
+    )
+    public = [
+        route.path
+        for router in (routes.router, stock_events.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
     app.include_router(restock.router)
+    app.include_router(order_import.router)
     app.include_router(live_events.router)
+    app.include_router(stock_events.router)
     app.include_router(admin_dead_letters.router)
     app.include_router(admin_pipeline.router)
     app.include_router(admin_reconciliation.router)

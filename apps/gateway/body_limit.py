@@ -5,9 +5,13 @@ A declared Content-Length over the limit is refused before a byte of the body is
 without one (chunked) is counted as it arrives and refused as soon as it passes the limit: the
 gateway never holds more than the limit of a request in memory, whatever the client claims.
 
+A route that reads its body as a stream of pieces and holds each piece to the limit itself (the
+bulk order import, gateway.order_import) is named in `streamed_paths` and passed through.
+
 Pure ASGI, placed inside RequestContextMiddleware, so the 413 carries the request id and gets its
 access line like every other answer."""
 
+from collections.abc import Collection
 from http import HTTPStatus
 
 from starlette.datastructures import Headers
@@ -21,12 +25,13 @@ class _BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed_paths: Collection[str] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed_paths = frozenset(streamed_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.streamed_paths:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

@@ -1,4 +1,4 @@
-"""The gRPC InventoryService: protobuf in, a catalog, reservations or restocking
+"""The gRPC InventoryService: protobuf in, a catalog, reservations, restocking or stock watch
 call, protobuf out.
 
 Client errors are ServiceErrors raised by the domain; the kit's interceptor turns them into a
@@ -11,6 +11,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import catalog, reservations, restocking, stock_conservation
+from inventory.stock_watch import StockWatch
 from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
@@ -23,9 +24,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InventoryServicer:
-    def __init__(self, engine: AsyncEngine, currency: str) -> None:
+    def __init__(self, engine: AsyncEngine, currency: str, stock_watch: StockWatch) -> None:
         self._engine = engine
         self._currency = currency
+        self._stock_watch = stock_watch
 
     async def ListProducts(
         self, request: inventory_pb2.ListProductsRequest, context: Context
@@ -78,6 +80,14 @@ class InventoryServicer:
                 for product in summary.products
             ],
         )
+
+    async def WatchStock(
+        self, request: inventory_pb2.WatchStockRequest, context: Context
+    ) -> AsyncIterator[inventory_pb2.WatchStockResponse]:
+        async for levels in self._stock_watch.watch(request.skus):
+            yield inventory_pb2.WatchStockResponse(
+                levels=[inventory_pb2.StockLevel(sku=sku, available=levels[sku]) for sku in sorted(levels)]
+            )
 
     async def CheckStockConservation(
         self, request: inventory_pb2.CheckStockConservationRequest, context: Context
@@ -135,7 +145,9 @@ async def _restock_lines(
         )
 
 
-def inventory_service(engine: AsyncEngine, currency: str) -> GrpcService:
+def inventory_service(engine: AsyncEngine, currency: str, stock_watch: StockWatch) -> GrpcService:
     return GrpcService(
-        SERVICE_NAME, InventoryServicer(engine, currency), inventory_pb2_grpc.add_InventoryServiceServicer_to_server
+        SERVICE_NAME,
+        InventoryServicer(engine, currency, stock_watch),
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
     )

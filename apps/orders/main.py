@@ -74,7 +74,14 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
                 port=settings.orders_port,
                 services=[
                     GrpcService(
-                        SERVICE_NAME, OrderServicer(orders, engine), orders_pb2_grpc.add_OrderServiceServicer_to_server
+                        SERVICE_NAME,
+                        OrderServicer(
+                            orders,
+                            engine,
+                            import_concurrency=settings.import_concurrency,
+                            import_window=settings.import_window,
+                        ),
+                        orders_pb2_grpc.add_OrderServiceServicer_to_server,
                     )
                 ],
                 background=[

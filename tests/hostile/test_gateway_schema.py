@@ -3,6 +3,7 @@ invalid requests, checked against the OpenAPI document: once with an admin's bea
 schemathesis also takes away or spoils to see each operation refuse, and once without a valid
 token (none, or one schemathesis makes up), where every answer must be the documented 401."""
 
+import json
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ GENERATION = {"deterministic": True, "database": "none"}
 # is read, before the token or any line is looked at. Invalid data is refused as schemathesis
 # expects by default, or so.
 RESTOCK = "POST /v1/admin/restock"
+IMPORT = "POST /v1/admin/orders:import"
 REJECTED_OR_TOO_LARGE = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 CONFIG = {
@@ -47,6 +49,12 @@ CONFIG = {
             # Schema-valid lines may still name a SKU unknown to the catalog (404 UNKNOWN_SKU), give
             # a known one another name or price or overflow its stock (409), or contradict each other
             # (400); and name comes with price_cents, which the schema cannot say (422).
+            # The bulk import answers every line, valid or not, inside its 200 stream (each line's
+            # problem in its answer line): an invalid line is not a refused request.
+            "include-name": IMPORT,
+            "checks": {"negative_data_rejection": {"expected-statuses": ["200", *REJECTED_OR_TOO_LARGE]}},
+        },
+        {
             "include-name": RESTOCK,
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": ["200", "400", "404", "409", "413", "422"]},
@@ -67,6 +75,13 @@ ANONYMOUS_CONFIG = {
         "negative_data_rejection": {"expected-statuses": REJECTED_OR_TOO_LARGE},
     },
 }
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: Any, value: Any) -> bytes:
+    """The bulk import's body: the generated value as one line (its schema is one line's)."""
+    return (json.dumps(value) + "\n").encode()
+
 
 DOCUMENT = create_app(GatewaySettings(jwt_secret=JWT_SECRET)).openapi()
 

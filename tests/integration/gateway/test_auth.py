@@ -220,6 +220,7 @@ async def test_openapi_declares_the_bearer_scheme_and_each_operation_that_needs_
         "GET /v1/orders/{order_id}",
         "GET /v1/customers/{customer_id}/loyalty",
         "POST /v1/admin/restock",
+        "POST /v1/admin/orders:import",
         "GET /v1/orders/{order_id}/events",
         "GET /v1/events",
         "GET /v1/admin/dead-letters",

@@ -116,6 +116,26 @@ class RestockSummary(_message.Message):
     products: _containers.RepeatedCompositeFieldContainer[RestockedProduct]
     def __init__(self, messages: _Optional[int] = ..., products: _Optional[_Iterable[_Union[RestockedProduct, _Mapping]]] = ...) -> None: ...
 
+class WatchStockRequest(_message.Message):
+    __slots__ = ("skus",)
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    skus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, skus: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StockLevel(_message.Message):
+    __slots__ = ("sku", "available")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    available: int
+    def __init__(self, sku: _Optional[str] = ..., available: _Optional[int] = ...) -> None: ...
+
+class WatchStockResponse(_message.Message):
+    __slots__ = ("levels",)
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    levels: _containers.RepeatedCompositeFieldContainer[StockLevel]
+    def __init__(self, levels: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ...) -> None: ...
+
 class CheckStockConservationRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
