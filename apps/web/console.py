@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from orderflow_contracts.identifiers import MAX_RESTOCK_UNITS
-from web.pages import api, is_htmx, render, signed_in
+from web.gateway_client import ApiProblem
+from web.pages import api, gateway_of, is_htmx, render, signed_in, token_for
 from web.session import check_csrf
 
 router = APIRouter(prefix="/console")
@@ -24,6 +25,10 @@ FlagName = Annotated[str, Path(pattern=r"^[a-z_]{1,64}$")]
 # What a switch turns a flag on with when its field is left empty; flags that take only on or off have no field.
 SWITCH_ON_VALUES: Final = {"publish_twice": "new_msg_id", "consumer_fail_first": "1", "inventory_delay_ms": "1000"}
 OFF_VALUES: Final = frozenset({"", "off", "0", "false", "no"})
+# The import form: a paste of NDJSON, bounded (bigger imports: `orderflow orders import FILE.jsonl`).
+IMPORT_MAX_CHARS: Final = 200_000
+IMPORT_MAX_LINES: Final = 1_000
+NDJSON: Final = "application/x-ndjson"
 
 
 @router.get("")
@@ -159,3 +164,29 @@ async def switch_fault(
     shown = f"{name}={flags[name]}" if state == "on" else name
     notice = f"Fault flag {shown} switched {state} (revision {written['revision']})."
     return render(request, "_faults.html", {"faults": written, "switches": switches(written), "notice": notice})
+
+
+@posting.post("/import")
+async def import_orders(
+    request: Request, orders: Annotated[str, Form(min_length=1, max_length=IMPORT_MAX_CHARS)]
+) -> Response:
+    """Bulk import through `POST /v1/admin/orders:import`: each line one order with its
+    client_request_id, so importing the same lines again places nothing twice."""
+    who = signed_in(request, admin=True)
+    lines = orders.replace("\r\n", "\n").strip("\n").split("\n")
+    if len(lines) > IMPORT_MAX_LINES:
+        detail = f"At most {IMPORT_MAX_LINES} lines from this form; use `orderflow orders import FILE.jsonl` for more."
+        raise ApiProblem(413, "IMPORT_TOO_LARGE", "Import too large", detail)
+    answers = await gateway_of(request).json_lines(
+        "/v1/admin/orders:import",
+        token=token_for(request, who),
+        content=("\n".join(lines) + "\n").encode(),
+        content_type=NDJSON,
+        max_lines=IMPORT_MAX_LINES,
+    )
+    placed = sum(1 for answer in answers if "order" in answer)
+    notice = (
+        f"Import: {placed} of {len(answers)} line{'s' if len(answers) != 1 else ''} placed (or found placed before)."
+    )
+    page = "_import.html" if is_htmx(request) else "import_done.html"
+    return render(request, page, {"answers": answers, "placed": placed, "notice": notice})
