@@ -228,6 +228,7 @@ async def test_openapi_declares_the_bearer_scheme_and_each_operation_that_needs_
         "POST /v1/admin/dead-letters/{sequence}/replay",
         "GET /v1/admin/faults",
         "GET /v1/admin/pipeline",
+        "GET /v1/admin/reconciliation",
         "PUT /v1/admin/faults",
     }
     problem = {"$ref": "#/components/schemas/ProblemDetails"}

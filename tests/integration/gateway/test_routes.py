@@ -136,6 +136,7 @@ async def test_openapi_documents_every_route_with_problem_responses(gateway: htt
         "/v1/admin/dead-letters/{sequence}/replay",
         "/v1/admin/faults",
         "/v1/admin/pipeline",
+        "/v1/admin/reconciliation",
         "/healthz",
         "/readyz",
     }
