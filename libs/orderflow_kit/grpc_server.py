@@ -5,6 +5,7 @@ into a rich status, a graceful stop on SIGTERM, and TLS when configured (orderfl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -148,46 +149,31 @@ def _observed(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.Rpc
 
 
 async def _observe(method: str, call: Callable[[], Awaitable[Any]], context: Context) -> Any:
-    """Run one call with the caller's request id and trace context bound; log it; abort with a
-    rich status on a ServiceError. grpc.aio serves each call in a task of its own, on a copy of
-    the context: whatever the call binds (these variables, structlog's) ends with it, unreset."""
-    _bind_caller(context)
-    started = time.perf_counter()
-    outcome = "OK"
-    error_code: str | None = None
-    try:
+    """Run one call as `_observed_call` says."""
+    async with _observed_call(method, context):
         return await call()
-    except ServiceError as error:
-        outcome, error_code = error.kind.value, error.code
-        status = rpc_status.to_status(to_rpc_status(error))
-        await context.abort(status.code, status.details, status.trailing_metadata)
-    except asyncio.CancelledError:
-        outcome = "CANCELLED"
-        raise
-    except Exception:
-        outcome = "INTERNAL"
-        log.exception("rpc failed", method=method)
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        observe_seconds(GRPC_SERVER_HANDLING, elapsed, method, outcome)
-        elapsed_ms = round(elapsed * 1000, 1)
-        if error_code is None:
-            log.info("rpc", method=method, code=outcome, ms=elapsed_ms)
-        else:
-            log.info("rpc", method=method, code=outcome, ms=elapsed_ms, error_code=error_code)
 
 
 async def _observe_stream(method: str, call: Callable[[], AsyncIterator[Any]], context: Context) -> AsyncIterator[Any]:
     """`_observe` for a method that streams its responses: each is passed on as the servicer
     yields it (grpc.aio writes it, waiting while the client's flow-control window is full)."""
+    async with _observed_call(method, context):
+        async for response in call():
+            yield response
+
+
+@contextlib.asynccontextmanager
+async def _observed_call(method: str, context: Context) -> AsyncIterator[None]:
+    """One call with the caller's request id and trace context bound; its duration measured and
+    one log line; a rich status on a ServiceError. grpc.aio serves each call in a task of its own,
+    on a copy of the context: whatever the call binds (these variables, structlog's) ends with it,
+    unreset."""
     _bind_caller(context)
     started = time.perf_counter()
     outcome = "OK"
     error_code: str | None = None
     try:
-        async for response in call():
-            yield response
+        yield
     except ServiceError as error:
         outcome, error_code = error.kind.value, error.code
         status = rpc_status.to_status(to_rpc_status(error))
