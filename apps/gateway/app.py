@@ -63,6 +63,14 @@ def _telemetry() -> TelemetryConfig:
     }
 
 
+def _size_and_internal_errors(settings: GatewaySettings) -> dict[int | str, dict[str, Any]]:
+    responses = problem_responses(413, 500)
+    responses[413]["description"] += (
+        f" (a body larger than {settings.max_request_body_bytes} bytes, ORDERFLOW_MAX_REQUEST_BODY_BYTES)"
+    )
+    return responses
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
 
@@ -92,7 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         telemetry=_telemetry(),
         # Any request may be refused for its size (a declared Content-Length is checked before routing).
-        responses=problem_responses(413, 500),
+        responses=_size_and_internal_errors(settings),
     )
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
@@ -102,7 +110,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
     # The import's body is a stream of lines, each held to the limit by the route itself.
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes, streamed_paths={order_import.PATH}
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        path_limits={restock.PATH: restock.MAX_BODY_BYTES},
+        streamed_paths={order_import.PATH},
     )
     public = [
         route.path

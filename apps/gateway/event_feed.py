@@ -39,7 +39,6 @@ from orderflow_contracts.cloudevents import MalformedEvent
 from orderflow_contracts.events import read_order_created, read_points_awarded, read_stock_confirmed
 from orderflow_contracts.streams import (
     DEAD_LETTER_STREAM,
-    MAX_SEQUENCE_AFTER,
     ORDER_CREATED_SUBJECT,
     ORDERS_STREAM,
     POINTS_AWARDED_SUBJECT,
@@ -55,7 +54,12 @@ STOCK_CONFIRMED: Final = "stock.confirmed"
 POINTS_AWARDED: Final = "points.awarded"
 ORDER_DEAD_LETTERED: Final = "order.dead_lettered"
 
-_POSITION: Final = re.compile(r"([0-9]{1,20})\.([0-9]{1,20})")
+# A sequence as an event id: decimal, no leading zero, at most 19 digits, so always below the
+# largest JetStream sequence (2^64 - 1, 20 digits), which no stream comes near.
+_SEQUENCE: Final = "(0|[1-9][0-9]{0,18})"
+# Exactly the event ids Position.parse accepts, for the OpenAPI document's Last-Event-ID.
+EVENT_ID_PATTERN: Final = rf"^{_SEQUENCE}\.{_SEQUENCE}$"
+_POSITION: Final = re.compile(EVENT_ID_PATTERN)
 # Messages read ahead of the client, per stream; beyond this a reader stops pulling.
 READ_AHEAD: Final = 64
 # ce-ids remembered per feed to pass each ORDERS event on once.
@@ -77,13 +81,13 @@ class Position:
 
     @classmethod
     def parse(cls, text: str) -> "Position":
-        match = _POSITION.fullmatch(text.strip())
+        match = _POSITION.fullmatch(text)
         if match is None:
-            raise InvalidPosition("expected <ORDERS sequence>.<DEAD_LETTERS sequence>, two unsigned integers")
-        orders, dead_letters = int(match[1]), int(match[2])
-        if max(orders, dead_letters) > MAX_SEQUENCE_AFTER:
-            raise InvalidPosition(f"a sequence is larger than {MAX_SEQUENCE_AFTER}")
-        return cls(orders, dead_letters)
+            raise InvalidPosition(
+                "expected <ORDERS sequence>.<DEAD_LETTERS sequence>, two unsigned integers of at most 19 digits "
+                "without leading zeros"
+            )
+        return cls(int(match[1]), int(match[2]))
 
     def __str__(self) -> str:
         return f"{self.orders}.{self.dead_letters}"

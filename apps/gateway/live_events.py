@@ -34,7 +34,7 @@ from gateway.auth import (
     authenticate,
 )
 from gateway.broker import broker_errors
-from gateway.event_feed import EventFeed, FeedScope, InvalidPosition, Position
+from gateway.event_feed import EVENT_ID_PATTERN, EventFeed, FeedScope, InvalidPosition, Position
 from gateway.problems import Problem, problem_responses
 from gateway.routes import PREFIX, UPSTREAM_FAILURES, OrderId
 from gateway.settings import GatewaySettings
@@ -103,12 +103,14 @@ LastEventId = Annotated[
     str | None,
     Header(
         alias="Last-Event-ID",
-        max_length=64,
         description=(
             "Resume after this event: the `id` of the last event received, `<ORDERS sequence>.<DEAD_LETTERS "
-            "sequence>`. EventSource clients send it by themselves when they reconnect."
+            "sequence>`, each decimal without leading zeros, at most 19 digits. EventSource clients send it by "
+            "themselves when they reconnect. Any other value is a 400 INVALID_LAST_EVENT_ID."
         ),
         examples=["1042.7"],
+        # Checked by Position.parse, so that a wrong one is INVALID_LAST_EVENT_ID, not a generic 422.
+        json_schema_extra={"pattern": EVENT_ID_PATTERN},
     ),
 ]
 

@@ -28,18 +28,18 @@ def create_order_request(
     """`customer_id` is whom gateway.auth decided the order is for, not necessarily the body's."""
     return orders_pb2.CreateOrderRequest(
         customer_id=customer_id,
-        items=[orders_pb2.OrderItem(sku=item.sku, quantity=item.quantity) for item in body.items],
+        items=[orders_pb2.OrderItem(sku=sku, quantity=quantity) for sku, quantity in body.quantities().items()],
         client_request_id=client_request_id,
     )
 
 
 def understood_order(customer_id: str, body: CreateOrderIn) -> dict[str, Any]:
     """The order as the gateway understood it, what an Idempotency-Key's fingerprint is of: the
-    customer gateway.auth decided on, whether the body named it or not, and the lines in SKU order,
-    as orders too takes the same lines in another order for the same request."""
+    customer gateway.auth decided on, whether the body named it or not, and each SKU's units in SKU
+    order, as orders too takes the same lines in another order, or split, for the same request."""
     return {
         "customer_id": customer_id,
-        "items": [item.model_dump() for item in sorted(body.items, key=lambda item: item.sku)],
+        "items": [{"sku": sku, "quantity": quantity} for sku, quantity in sorted(body.quantities().items())],
     }
 
 

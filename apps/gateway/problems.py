@@ -105,12 +105,14 @@ PROBLEM_TYPES: Final[Mapping[str, ProblemType]] = MappingProxyType(
             "Product mismatch", (409,), "MUG-001 is in the catalog with another name or price"
         ),
         "STOCK_LIMIT": ProblemType("Stock limit reached", (409,), "MUG-001 would hold more than 2147483647 units"),
-        "INVALID_PAGE_TOKEN": ProblemType("Invalid page token", (400,), "page_token is not one this API returned"),
+        "INVALID_PAGE_TOKEN": ProblemType(
+            "Invalid page token", (400,), "page_token is not a page token: pass next_page_token back as given"
+        ),
         "INVALID_LAST_EVENT_ID": ProblemType(
             "Invalid Last-Event-ID",
             (400,),
             "Last-Event-ID '12' is not an event id: expected <ORDERS sequence>.<DEAD_LETTERS sequence>, two "
-            "unsigned integers.",
+            "unsigned integers of at most 19 digits without leading zeros.",
         ),
         "RATE_LIMITED": ProblemType("Too many requests", (429,), "Too many requests from this customer; retry in 1 s."),
         "INVENTORY_UNAVAILABLE": ProblemType(

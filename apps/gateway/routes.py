@@ -15,7 +15,7 @@ from gateway.idempotency import Idempotency
 from gateway.problems import Problem, problem_responses
 from gateway.schemas import CreateOrderIn, LoyaltyBalanceOut, OrderOut, OrderPage, ProductList
 from gateway.upstreams import UpstreamsDep
-from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, ORDER_ID_PATTERN
+from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, ORDER_ID_PATTERN, PAGE_TOKEN_PATTERN
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_contracts.loyalty.v1 import loyalty_pb2
 from orderflow_contracts.orders.v1 import orders_pb2
@@ -91,7 +91,15 @@ async def list_orders(
     upstreams: UpstreamsDep,
     customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)],
     page_size: Annotated[int | None, Query(ge=1, le=100, description="Default 20.")] = None,
-    page_token: Annotated[str | None, Query(max_length=1024)] = None,
+    page_token: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="The next_page_token of the page before, as given; another value is a 400 INVALID_PAGE_TOKEN.",
+            # Checked by orders, whose INVALID_PAGE_TOKEN says more than a generic 422 would.
+            json_schema_extra={"pattern": PAGE_TOKEN_PATTERN},
+        ),
+    ] = None,
 ) -> OrderPage:
     """A customer's orders, a page at a time: the token's own customer's, or any with scope admin."""
     auth.check_may_read(principal, customer_id)

@@ -3,22 +3,35 @@ fields are mistakes) and follow the id shapes every service accepts, so most mis
 here with a 422 before any service is called."""
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from orderflow_contracts.identifiers import (
     CUSTOMER_ID_PATTERN,
-    MAX_CENTS,
     MAX_ORDER_LINES,
+    MAX_PRICE_CENTS,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_QUANTITY,
-    MAX_RESTOCK_LINES,
     MAX_RESTOCK_UNITS,
+    PRODUCT_NAME_PATTERN,
     SKU_PATTERN,
+    is_product_name,
 )
 
+
+def _integral(value: object) -> object:
+    """JSON Schema's integer is any number without a fraction part, so 2.0 is the integer 2 as the
+    document reads it; strict mode still refuses "2" and true. (A number past 2^53 written with a
+    fraction part has lost its last digits in the JSON parser already, as in most clients' own.)"""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Every integer of a request body.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 Sku = Annotated[str, Field(pattern=SKU_PATTERN, examples=["SKU-1"])]
 
@@ -29,7 +42,7 @@ class _Request(BaseModel):
 
 class OrderItemIn(_Request):
     sku: Sku
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: JsonInt = Field(ge=1, le=MAX_QUANTITY)
 
 
 class CreateOrderIn(_Request):
@@ -37,23 +50,19 @@ class CreateOrderIn(_Request):
         default=None, description="The token's customer (its sub) when left out; naming another is a 403."
     )
     items: list[OrderItemIn] = Field(
-        min_length=1, max_length=MAX_ORDER_LINES, description="One line per SKU: a SKU on two lines is a 422."
+        min_length=1,
+        max_length=MAX_ORDER_LINES,
+        description="Lines for the same SKU add up: the order has one line per SKU, with their total quantity.",
     )
 
-    @field_validator("items")
-    @classmethod
-    def _one_line_per_sku(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
-        """The services refuse a repeated SKU; refusing it here keeps it a 422, like every schema mistake."""
-        seen: set[str] = set()
-        for item in items:
-            if item.sku in seen:
-                raise PydanticCustomError(
-                    "duplicate_sku",
-                    "SKU {sku} appears on more than one line; order it once with the total quantity",
-                    {"sku": item.sku},
-                )
-            seen.add(item.sku)
-        return items
+    def quantities(self) -> dict[str, int]:
+        """The units of each SKU, its lines added up, in the order SKUs first appear. A rule a
+        schema can state (JSON Schema cannot say "one line per SKU"), and never more than the
+        services take per item (MAX_SKU_QUANTITY): every request the document allows is served."""
+        quantities: dict[str, int] = {}
+        for item in self.items:
+            quantities[item.sku] = quantities.get(item.sku, 0) + item.quantity
+        return quantities
 
 
 class OrderLineOut(BaseModel):
@@ -89,9 +98,26 @@ class ProductList(BaseModel):
     products: list[ProductOut]
 
 
+def _restock_line_schema(schema: dict[str, Any]) -> None:
+    """The document states what RestockLineIn's validators check: a name's characters, and name
+    and price_cents together (both given, or neither, null being none)."""
+    given = {}
+    for field in ("name", "price_cents"):
+        [given[field]] = [branch for branch in schema["properties"][field]["anyOf"] if branch.get("type") != "null"]
+    given["name"]["pattern"] = PRODUCT_NAME_PATTERN
+    # Each branch restates the whole of each field's schema: generators that pick a branch (schemathesis)
+    # need not merge it with `properties` to draw valid values.
+    schema["anyOf"] = [
+        {"required": ["name", "price_cents"], "properties": given},
+        {"properties": {"name": {"type": "null"}, "price_cents": {"type": "null"}}},
+    ]
+
+
 class RestockLineIn(_Request):
+    model_config = ConfigDict(json_schema_extra=_restock_line_schema)
+
     sku: Sku
-    quantity: int = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
+    quantity: JsonInt = Field(ge=1, le=MAX_RESTOCK_UNITS, description="Units received. Lines for the same SKU add up.")
     name: str | None = Field(
         default=None,
         min_length=1,
@@ -99,14 +125,14 @@ class RestockLineIn(_Request):
         description="With price_cents, adds a SKU new to the catalog; for a SKU already there, its own name.",
         examples=["Enamel mug"],
     )
-    price_cents: int | None = Field(
-        default=None, ge=0, le=MAX_CENTS, description="Comes with name, in the catalog's currency.", examples=[1250]
+    price_cents: Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS), BeforeValidator(_integral)] | None = Field(
+        default=None, description="Comes with name, in the catalog's currency.", examples=[1250]
     )
 
     @field_validator("name")
     @classmethod
     def _printable(cls, name: str | None) -> str | None:
-        if name is not None and not name.isprintable():
+        if name is not None and not is_product_name(name):
             raise PydanticCustomError("not_printable", "a product name is printable characters only")
         return name
 
@@ -117,9 +143,14 @@ class RestockLineIn(_Request):
         return self
 
 
+# Lines of one POST /v1/admin/restock: its JSON body is read whole, so fewer than a RestockStream
+# takes (MAX_RESTOCK_LINES), to keep the largest valid body a few MiB (gateway.restock).
+MAX_RESTOCK_REQUEST_LINES = 1000
+
+
 class RestockIn(_Request):
     lines: list[RestockLineIn] = Field(
-        min_length=1, max_length=MAX_RESTOCK_LINES, description="Applied all together, or none of them."
+        min_length=1, max_length=MAX_RESTOCK_REQUEST_LINES, description="Applied all together, or none of them."
     )
 
 

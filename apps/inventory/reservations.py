@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.database import autocommit, retried_on_conflict
 from inventory.models import ReservationStatus
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, SKU_PATTERN, is_order_id, is_sku
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_SKU_QUANTITY, SKU_PATTERN, is_order_id, is_sku
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.metrics import Source, child
@@ -522,9 +522,9 @@ def _validated_lines(items: Sequence[StockLine]) -> list[StockLine]:
                 f"items[{index}].sku {line.sku[:80]!r} is not a SKU (pattern {SKU_PATTERN})",
                 field=f"items[{index}].sku",
             )
-        if not 1 <= line.quantity <= MAX_QUANTITY:
+        if not 1 <= line.quantity <= MAX_SKU_QUANTITY:
             raise invalid_argument(
-                f"items[{index}].quantity must be between 1 and {MAX_QUANTITY}, got {line.quantity}",
+                f"items[{index}].quantity must be between 1 and {MAX_SKU_QUANTITY}, got {line.quantity}",
                 field=f"items[{index}].quantity",
             )
         if line.sku in seen:

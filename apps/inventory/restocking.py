@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inventory.database import retried_on_conflict
 from inventory.reservations import MAX_NAMED_SKUS
 from orderflow_contracts.identifiers import (
-    MAX_CENTS,
+    MAX_PRICE_CENTS,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_RESTOCK_LINES,
     MAX_RESTOCK_UNITS,
     SKU_PATTERN,
+    is_product_name,
     is_sku,
 )
 from orderflow_kit.errors import failed_precondition, invalid_argument, not_found
@@ -193,8 +194,13 @@ async def _read(lines: AsyncIterable[RestockLine]) -> tuple[dict[str, _Arrival],
         arrival = arrivals.setdefault(line.sku, _Arrival(0, None, None))
         if line.name is not None:
             if arrival.name is not None and (arrival.name, arrival.price_cents) != (line.name, line.price_cents):
-                raise invalid_argument(
-                    f"{where}.name: an earlier line gave {line.sku} another name or price", field=f"{where}.name"
+                # A conflict with the product as the earlier line names it, as with the catalog's: each
+                # line is valid alone, so no request schema could refuse it (issue 9.6).
+                raise failed_precondition(
+                    "PRODUCT_MISMATCH",
+                    f"{where}: an earlier line gave {line.sku} another name or price; a product has one of "
+                    "each, so give the same or none; nothing was restocked",
+                    skus=line.sku,
                 )
             arrival.name, arrival.price_cents = line.name, line.price_cents
         arrival.units += line.quantity
@@ -218,12 +224,14 @@ def _check(line: RestockLine, where: str) -> None:
         raise invalid_argument(
             f"{where}.name: name and price_cents come together, or not at all", field=f"{where}.name"
         )
-    if line.name is not None and not (0 < len(line.name) <= MAX_PRODUCT_NAME_LENGTH and line.name.isprintable()):
+    if line.name is not None and not is_product_name(line.name):
         raise invalid_argument(
             f"{where}.name must be 1 to {MAX_PRODUCT_NAME_LENGTH} printable characters", field=f"{where}.name"
         )
-    if line.price_cents is not None and not 0 <= line.price_cents <= MAX_CENTS:
-        raise invalid_argument(f"{where}.price_cents must not be negative", field=f"{where}.price_cents")
+    if line.price_cents is not None and not 0 <= line.price_cents <= MAX_PRICE_CENTS:
+        raise invalid_argument(
+            f"{where}.price_cents must be between 0 and {MAX_PRICE_CENTS}", field=f"{where}.price_cents"
+        )
 
 
 def _too_much(sku: str) -> Exception:

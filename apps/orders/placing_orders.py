@@ -68,7 +68,7 @@ from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
-    MAX_QUANTITY,
+    MAX_SKU_QUANTITY,
     is_client_request_id,
     is_customer_id,
     is_order_id,
@@ -334,7 +334,9 @@ class Orders:
             try:
                 after = page_tokens.decode(page_token)
             except page_tokens.InvalidPageToken:
-                raise invalid_argument("page_token is not a token this API returned", "INVALID_PAGE_TOKEN") from None
+                raise invalid_argument(
+                    "page_token is not a page token: pass next_page_token back as given", "INVALID_PAGE_TOKEN"
+                ) from None
             query = _NEXT_PAGE
             parameters |= {"after_created_at": after.created_at, "after_order_id": after.order_id}
         async with self._reader.connect() as connection:
@@ -556,9 +558,9 @@ def validated_order(customer_id: str, items: Sequence[RequestedItem]) -> dict[st
                 f"items[{index}].sku {item.sku} appears twice; order it once with the total quantity",
                 field=f"items[{index}].sku",
             )
-        if not 1 <= item.quantity <= MAX_QUANTITY:
+        if not 1 <= item.quantity <= MAX_SKU_QUANTITY:
             raise invalid_argument(
-                f"items[{index}].quantity must be between 1 and {MAX_QUANTITY}", field=f"items[{index}].quantity"
+                f"items[{index}].quantity must be between 1 and {MAX_SKU_QUANTITY}", field=f"items[{index}].quantity"
             )
         quantities[item.sku] = item.quantity
     return quantities

@@ -13,7 +13,7 @@ from orderflow_contracts.identifiers import (
     CUSTOMER_ID_PATTERN,
     MAX_CENTS,
     MAX_ORDER_LINES,
-    MAX_QUANTITY,
+    MAX_SKU_QUANTITY,
     SKU_PATTERN,
 )
 
@@ -27,7 +27,7 @@ class _Payload(BaseModel):
 
 class OrderLineV1(_Payload):
     sku: Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
-    quantity: Annotated[int, Field(gt=0, le=MAX_QUANTITY, strict=True)]
+    quantity: Annotated[int, Field(gt=0, le=MAX_SKU_QUANTITY, strict=True)]
     unit_price_cents: Annotated[int, Field(ge=0, le=MAX_CENTS, strict=True)]
 
 
@@ -75,7 +75,7 @@ class PointsAwarded:
 
 class ConfirmedLineV1(_Payload):
     sku: Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
-    quantity: Annotated[int, Field(gt=0, le=MAX_QUANTITY, strict=True)]
+    quantity: Annotated[int, Field(gt=0, le=MAX_SKU_QUANTITY, strict=True)]
 
 
 class StockConfirmedV1(_Payload):

@@ -2,6 +2,7 @@
 admin restocks many SKUs, new and known, in one call and the catalog shows the stock; a customer
 may not; a refused restock, whichever line is wrong, changes nothing."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.schemas import MAX_RESTOCK_REQUEST_LINES
+from orderflow_contracts.identifiers import MAX_PRICE_CENTS
 from tests.support.pipeline import Pipeline
 from tests.support.tokens import as_admin, as_customer
 
@@ -99,7 +102,7 @@ WRONG_LINES = {
         "PRODUCT_MISMATCH",
         {"sku": KNOWN, "quantity": 1, "name": "Not the mug", "price_cents": KNOWN_PRICE},
     ),
-    "lines that contradict each other": (400, "VALIDATION_FAILED", None),
+    "lines that contradict each other": (409, "PRODUCT_MISMATCH", None),
 }
 
 
@@ -125,3 +128,30 @@ async def test_a_restock_with_a_wrong_line_is_a_problem_and_restocks_nothing(
     after = await catalog(api)
     assert sku not in after
     assert after[KNOWN] == before[KNOWN]
+
+
+async def test_the_largest_restock_the_schema_allows_is_served_and_one_line_more_is_a_422(
+    api: httpx.AsyncClient,
+) -> None:
+    """Over the 64 KiB of other bodies, within the restock's own limit: the document's maxItems is the
+    rule, never the size of the body (each name's 200 characters \\u-escaped, 12 bytes apiece)."""
+    [sku] = new_skus(1)
+    line = {"sku": sku, "quantity": 1, "name": "\U0001f600" * 200, "price_cents": MAX_PRICE_CENTS}
+    headers = {**as_admin(), "content-type": "application/json"}
+
+    too_many = json.dumps({"lines": [line] * (MAX_RESTOCK_REQUEST_LINES + 1)}).encode()
+    refused = await api.post("/v1/admin/restock", content=too_many, headers=headers)
+    largest = json.dumps({"lines": [line] * MAX_RESTOCK_REQUEST_LINES}).encode()
+    served = await api.post("/v1/admin/restock", content=largest, headers=headers)
+
+    assert len(largest) > 2_000_000
+    assert (refused.status_code, refused.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert served.status_code == 200, served.text
+    assert served.json()["products"] == [
+        {
+            "sku": sku,
+            "units_added": MAX_RESTOCK_REQUEST_LINES,
+            "available": MAX_RESTOCK_REQUEST_LINES,
+            "added_to_catalog": True,
+        }
+    ]

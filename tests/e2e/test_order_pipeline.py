@@ -30,6 +30,23 @@ from tests.support.tokens import as_admin, as_customer
 pytestmark = pytest.mark.e2e
 
 
+async def test_lines_for_one_sku_add_up_to_one_line_past_the_per_line_maximum(api: httpx.AsyncClient) -> None:
+    """The OpenAPI document cannot say "one line per SKU", so lines add up; the sum may pass a line's
+    1000 units, and orders, inventory and the OrderCreated event all take it (MAX_SKU_QUANTITY)."""
+    customer = new_customer()
+    response = await place(api, customer, ("E2E-TEE", 1000), ("E2E-MUG", 1), ("E2E-TEE", 1000), ("E2E-TEE", 5))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["items"] == [
+        {"sku": "E2E-MUG", "quantity": 1, "unit_price_cents": 1250},
+        {"sku": "E2E-TEE", "quantity": 2005, "unit_price_cents": 2599},
+    ]
+    awarded = await eventually(
+        lambda: loyalty(api, customer), lambda b: b["orders_awarded"] >= 1, what="points for the order"
+    )
+    assert awarded["points"] == (2005 * 2599 + 1250) // 100
+
+
 async def test_an_order_is_created_published_and_awarded_exactly_its_points(api: httpx.AsyncClient) -> None:
     customer = new_customer()
     response = await place(api, customer, ("E2E-MUG", 2), ("E2E-TEE", 1))

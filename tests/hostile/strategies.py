@@ -12,7 +12,7 @@ from orderflow_contracts.identifiers import (
     CLIENT_REQUEST_ID_PATTERN,
     CUSTOMER_ID_PATTERN,
     MAX_ORDER_LINES,
-    MAX_QUANTITY,
+    MAX_SKU_QUANTITY,
     SKU_PATTERN,
 )
 
@@ -107,7 +107,7 @@ odd_order_ids = st.one_of(
 
 hostile_int32 = st.one_of(
     st.integers(min_value=INT32_MIN, max_value=INT32_MAX),
-    st.sampled_from([INT32_MIN, -1, 0, 1, MAX_QUANTITY, MAX_QUANTITY + 1, INT32_MAX]),
+    st.sampled_from([INT32_MIN, -1, 0, 1, MAX_SKU_QUANTITY, MAX_SKU_QUANTITY + 1, INT32_MAX]),
 )
 
 hostile_int64 = st.one_of(

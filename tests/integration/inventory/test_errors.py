@@ -8,7 +8,7 @@ import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_SKU_QUANTITY
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from tests.integration.inventory.helpers import add_product, available
@@ -30,7 +30,7 @@ MALFORMED_RESERVES: dict[str, tuple[str, Callable[[str], inventory_pb2.ReserveSt
     "too many lines": ("items", lambda sku: reserve([line(f"SKU-{n}") for n in range(MAX_ORDER_LINES + 1)])),
     "zero quantity": ("items[0].quantity", lambda sku: reserve([line(sku, 0)])),
     "negative quantity": ("items[0].quantity", lambda sku: reserve([line(sku, -1)])),
-    "quantity too large": ("items[0].quantity", lambda sku: reserve([line(sku, MAX_QUANTITY + 1)])),
+    "quantity too large": ("items[0].quantity", lambda sku: reserve([line(sku, MAX_SKU_QUANTITY + 1)])),
     "malformed sku": ("items[1].sku", lambda sku: reserve([line(sku), line("mug 1")])),
     "sku listed twice": ("items[1].sku", lambda sku: reserve([line(sku), line(sku)])),
 }

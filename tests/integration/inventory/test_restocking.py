@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.restocking import MAX_STOCK
-from orderflow_contracts.identifiers import MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
+from orderflow_contracts.identifiers import MAX_PRICE_CENTS, MAX_RESTOCK_LINES, MAX_RESTOCK_UNITS
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from tests.integration.inventory.helpers import add_product, stock_of
@@ -142,6 +142,26 @@ async def test_another_name_or_price_for_a_catalog_sku_is_refused_and_nothing_is
     assert await counts(engine, sku, other) == {sku: (15, 15), other: (10, 10)}
 
 
+async def test_lines_that_name_one_new_sku_otherwise_are_a_product_mismatch_and_nothing_is_written(
+    inventory: Any, engine: AsyncEngine
+) -> None:
+    """Each line is valid alone (so no request schema refuses them): a conflict, as with the catalog."""
+    other = await add_product(engine, stock=10)
+    new = f"NEW-{other}"
+
+    refused = await rpc_error(
+        inventory.RestockStream(
+            iter([line(other, 2), line(new, 1, name="Mug", price_cents=100), line(new, 1, name="Cup", price_cents=100)])
+        )
+    )
+
+    assert (refused.code, refused.detail) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        ErrorDetail("PRODUCT_MISMATCH", {"skus": new}),
+    )
+    assert await counts(engine, new, other) == {other: (10, 10)}
+
+
 async def test_stock_beyond_the_column_limit_is_refused_and_nothing_is_written(
     inventory: Any, engine: AsyncEngine
 ) -> None:
@@ -173,9 +193,9 @@ MALFORMED = {
     "name with a NUL": ("lines[0].name", [line("OK-1", 1, name="Mug\x00", price_cents=100)]),
     "name too long": ("lines[0].name", [line("OK-1", 1, name="M" * 201, price_cents=100)]),
     "negative price": ("lines[0].price_cents", [line("OK-1", 1, name="Mug", price_cents=-1)]),
-    "two names for one sku": (
-        "lines[1].name",
-        [line("OK-1", 1, name="Mug", price_cents=100), line("OK-1", 1, name="Cup", price_cents=100)],
+    "price past what JSON holds exactly": (
+        "lines[0].price_cents",
+        [line("OK-1", 1, name="Mug", price_cents=MAX_PRICE_CENTS + 1)],
     ),
 }
 

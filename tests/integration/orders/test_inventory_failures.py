@@ -9,7 +9,7 @@ import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orderflow_contracts.identifiers import MAX_QUANTITY
+from orderflow_contracts.identifiers import MAX_SKU_QUANTITY
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.grpc_client import ErrorDetail, channel
 from orders.settings import OrdersSettings
@@ -42,7 +42,7 @@ def create_request(
 MALFORMED = {
     "customer id": ("customer_id", create_request(customer_id="cust 1")),
     "no items": ("items", orders_pb2.CreateOrderRequest(customer_id="cust-1")),
-    "quantity": ("items[0].quantity", create_request(quantity=MAX_QUANTITY + 1)),
+    "quantity": ("items[0].quantity", create_request(quantity=MAX_SKU_QUANTITY + 1)),
     "sku": ("items[0].sku", create_request(sku="mug")),
 }
 

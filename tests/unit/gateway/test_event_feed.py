@@ -2,12 +2,16 @@
 becomes (gateway.event_feed). The feed itself runs against real NATS in tests/e2e/test_live_events.py."""
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.event_feed import (
+    EVENT_ID_PATTERN,
     FeedScope,
     InvalidPosition,
     LiveEvent,
@@ -19,7 +23,6 @@ from inventory.announcing_stock import stock_confirmed_event
 from inventory.reservations import Confirmation
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, PointsAwardedV1, read_order_created
-from orderflow_contracts.streams import MAX_SEQUENCE_AFTER
 from orderflow_kit.dead_letters import CONSUMER, ERROR, ERROR_CLASS, ORIGINAL_SUBJECT, REASON, DeadLetter
 
 ORDER_ID = uuid.UUID("0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23")
@@ -52,7 +55,7 @@ def points_awarded() -> CloudEvent:
     [
         ("0.0", Position(0, 0)),
         ("1042.7", Position(1042, 7)),
-        (f"{MAX_SEQUENCE_AFTER}.1", Position(MAX_SEQUENCE_AFTER, 1)),
+        (f"{10**19 - 1}.1", Position(10**19 - 1, 1)),
     ],
 )
 def test_an_event_id_is_the_position_in_both_streams_and_back(text: str, position: Position) -> None:
@@ -72,13 +75,25 @@ def test_an_event_id_is_the_position_in_both_streams_and_back(text: str, positio
         "1e3.0",
         "+1.0",
         "\u0661.0",
-        f"1.{MAX_SEQUENCE_AFTER + 1}",
+        f"1.{10**19}",
         "1" * 21 + ".0",
+        "01.0",
+        "1.00",
+        " 1.0",
+        "1.0\n",
+        "null",
     ],
 )
 def test_anything_else_is_not_a_position(text: str) -> None:
+    assert re.fullmatch(EVENT_ID_PATTERN, text) is None
     with pytest.raises(InvalidPosition):
         Position.parse(text)
+
+
+@given(st.from_regex(EVENT_ID_PATTERN, fullmatch=True))
+def test_every_event_id_of_the_documented_shape_is_a_position(text: str) -> None:
+    """The OpenAPI document's pattern for Last-Event-ID is exactly what the gateway accepts."""
+    assert str(Position.parse(text)) == text
 
 
 def test_an_order_created_event_carries_the_order_and_its_event_id() -> None:

@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway import mapping
 from gateway.schemas import CreateOrderIn
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY, MAX_SKU_QUANTITY
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_contracts.loyalty.v1 import loyalty_pb2
 from orderflow_contracts.orders.v1 import orders_pb2
@@ -97,3 +98,23 @@ def test_a_create_order_body_becomes_the_grpc_request_for_the_customer_auth_deci
     assert request == orders_pb2.CreateOrderRequest(
         customer_id="customer-1", items=[orders_pb2.OrderItem(sku="SKU-1", quantity=2)]
     )
+
+
+def test_lines_for_one_sku_add_up_to_one_item_each_at_most_what_the_services_take() -> None:
+    lines = [{"sku": "SKU-2", "quantity": 1}] + [{"sku": "SKU-1", "quantity": MAX_QUANTITY}] * MAX_ORDER_LINES
+    body = CreateOrderIn.model_validate({"items": lines[:MAX_ORDER_LINES]})
+
+    request = mapping.create_order_request("customer-1", body)
+
+    assert [(item.sku, item.quantity) for item in request.items] == [
+        ("SKU-2", 1),
+        ("SKU-1", (MAX_ORDER_LINES - 1) * MAX_QUANTITY),
+    ]
+    assert max(item.quantity for item in request.items) <= MAX_SKU_QUANTITY
+
+
+def test_an_order_split_over_lines_is_understood_as_the_same_order() -> None:
+    split = CreateOrderIn.model_validate({"items": [{"sku": "B", "quantity": 1}, {"sku": "A", "quantity": 2}] * 2})
+    whole = CreateOrderIn.model_validate({"items": [{"sku": "A", "quantity": 4}, {"sku": "B", "quantity": 2}]})
+
+    assert mapping.understood_order("c-1", split) == mapping.understood_order("c-1", whole)

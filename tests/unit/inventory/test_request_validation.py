@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.reservations import StockLine, release_stock, reserve_stock
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_SKU_QUANTITY
 from orderflow_kit.db import create_engine
 from orderflow_kit.errors import ErrorKind, ServiceError
 
@@ -33,7 +33,7 @@ async def unreachable_engine() -> AsyncIterator[AsyncEngine]:
         (ORDER_ID, [StockLine(f"SKU-{n}", 1) for n in range(MAX_ORDER_LINES + 1)], "items"),
         (ORDER_ID, [StockLine("MUG-001", 0)], "items[0].quantity"),
         (ORDER_ID, [StockLine("MUG-001", -3)], "items[0].quantity"),
-        (ORDER_ID, [StockLine("MUG-001", MAX_QUANTITY + 1)], "items[0].quantity"),
+        (ORDER_ID, [StockLine("MUG-001", MAX_SKU_QUANTITY + 1)], "items[0].quantity"),
         (ORDER_ID, [StockLine("MUG-001", 1), StockLine("mug-002", 1)], "items[1].sku"),
         (ORDER_ID, [StockLine("", 1)], "items[0].sku"),
         (ORDER_ID, [StockLine("MUG-001", 1), StockLine("MUG-001", 2)], "items[1].sku"),
@@ -61,7 +61,7 @@ async def test_release_refuses_an_order_id_that_is_not_a_canonical_uuid(unreacha
 
 async def test_reserve_accepts_the_limits_themselves(unreachable_engine: AsyncEngine) -> None:
     """The largest valid request gets past validation and only then fails to reach the database."""
-    items = [StockLine(f"SKU-{n:03}", MAX_QUANTITY) for n in range(MAX_ORDER_LINES)]
+    items = [StockLine(f"SKU-{n:03}", MAX_SKU_QUANTITY) for n in range(MAX_ORDER_LINES)]
 
     with pytest.raises(ConnectionRefusedError):
         await reserve_stock(unreachable_engine, ORDER_ID, items)

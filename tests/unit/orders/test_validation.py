@@ -2,7 +2,7 @@
 
 import pytest
 
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_QUANTITY
+from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_SKU_QUANTITY
 from orderflow_kit.errors import ErrorKind, ServiceError
 from orders.placing_orders import RequestedItem, validated_client_request_id, validated_order
 
@@ -16,7 +16,7 @@ MALFORMED: dict[str, tuple[str, str, list[RequestedItem]]] = {
     "too many lines": ("items", "cust-1", [RequestedItem(f"SKU-{n}", 1) for n in range(MAX_ORDER_LINES + 1)]),
     "zero quantity": ("items[0].quantity", "cust-1", [RequestedItem("MUG-001", 0)]),
     "negative quantity": ("items[0].quantity", "cust-1", [RequestedItem("MUG-001", -3)]),
-    "quantity too large": ("items[1].quantity", "cust-1", [MUG, RequestedItem("TEE-1", MAX_QUANTITY + 1)]),
+    "quantity too large": ("items[1].quantity", "cust-1", [MUG, RequestedItem("TEE-1", MAX_SKU_QUANTITY + 1)]),
     "lower-case sku": ("items[1].sku", "cust-1", [MUG, RequestedItem("mug-001", 1)]),
     "empty sku": ("items[0].sku", "cust-1", [RequestedItem("", 1)]),
     "sku listed twice": ("items[2].sku", "cust-1", [MUG, RequestedItem("TEE-1", 1), RequestedItem("MUG-001", 2)]),
@@ -39,13 +39,17 @@ def test_a_malformed_order_is_validation_failed_naming_the_field(
 
 
 def test_a_valid_order_gives_the_quantity_per_sku_in_request_order() -> None:
-    items = [RequestedItem("TEE-1", 2), MUG, RequestedItem("LAMP-DESK", MAX_QUANTITY)]
+    items = [RequestedItem("TEE-1", 2), MUG, RequestedItem("LAMP-DESK", MAX_SKU_QUANTITY)]
 
-    assert list(validated_order("cust-1", items).items()) == [("TEE-1", 2), ("MUG-001", 1), ("LAMP-DESK", MAX_QUANTITY)]
+    assert list(validated_order("cust-1", items).items()) == [
+        ("TEE-1", 2),
+        ("MUG-001", 1),
+        ("LAMP-DESK", MAX_SKU_QUANTITY),
+    ]
 
 
 def test_the_largest_order_is_valid() -> None:
-    items = [RequestedItem(f"SKU-{n}", MAX_QUANTITY) for n in range(MAX_ORDER_LINES)]
+    items = [RequestedItem(f"SKU-{n}", MAX_SKU_QUANTITY) for n in range(MAX_ORDER_LINES)]
 
     assert len(validated_order("c" * 64, items)) == MAX_ORDER_LINES
 
