@@ -3,7 +3,6 @@ invalid requests, checked against the OpenAPI document: once with an admin's bea
 schemathesis also takes away or spoils to see each operation refuse, and once without a valid
 token (none, or one schemathesis makes up), where every answer must be the documented 401."""
 
-import json
 from typing import Any
 
 import httpx
@@ -21,7 +20,8 @@ from tests.support.tokens import JWT_SECRET, admin_token
 ADMIN_ID = "customer-42"
 GENERATION = {"deterministic": True, "database": "none"}
 
-# Registered globally by the import: each Idempotency-Key its request's own, as a client makes them.
+# Registered globally by the import: each Idempotency-Key its request's own, as a client makes
+# them, and the bulk import's NDJSON serializer.
 assert callable(schemathesis_hooks.before_call)
 
 # Every rule the gateway holds a request to is in the document (issue 9.6), so schemathesis' own
@@ -57,12 +57,6 @@ ANONYMOUS_CONFIG = {
         "negative_data_rejection": {"expected-statuses": REJECTED},
     },
 }
-
-
-@schemathesis.serializer("application/x-ndjson")
-def _ndjson(ctx: Any, value: Any) -> bytes:
-    """The bulk import's body: the generated value as one line (its schema is one line's)."""
-    return (json.dumps(value) + "\n").encode()
 
 
 DOCUMENT = create_app(GatewaySettings(jwt_secret=JWT_SECRET)).openapi()
