@@ -61,7 +61,7 @@ async def pipeline_figures(_admin: AdminPrincipal, upstreams: UpstreamsDep, requ
             js.stream_info(ORDERS_STREAM, subjects_filter="orders.>"), js.stream_info(DEAD_LETTER_STREAM)
         )
         names = (settings.loyalty_consumer, settings.inventory_consumer)
-        consumers = list(await asyncio.gather(*(_consumer(js, name) for name in names)))
+        consumers = list(await asyncio.gather(*(consumer_figures(js, name) for name in names)))
     subjects = orders.state.subjects or {}
     return PipelineFigures(
         read_at=datetime.now(UTC),
@@ -72,7 +72,7 @@ async def pipeline_figures(_admin: AdminPrincipal, upstreams: UpstreamsDep, requ
     )
 
 
-async def _consumer(js: JetStreamContext, name: str) -> ConsumerFigures:
+async def consumer_figures(js: JetStreamContext, name: str) -> ConsumerFigures:
     try:
         info = await js.consumer_info(ORDERS_STREAM, name)
     except nats.js.errors.NotFoundError:

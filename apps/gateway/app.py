@@ -12,7 +12,19 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 
-from gateway import admin_dead_letters, admin_pipeline, health, live_events, metrics, restock, routes
+from gateway import (
+    admin_dead_letters,
+    admin_faults,
+    admin_pipeline,
+    admin_reconciliation,
+    health,
+    live_events,
+    metrics,
+    order_import,
+    restock,
+    routes,
+    stock_events,
+)
 from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
@@ -93,23 +105,35 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier.from_settings(settings)
     app.state.settings = settings
     app.state.open_feeds = live_events.OpenFeeds(settings.live_events_max_per_customer)
+    app.state.open_stock_streams = stock_events.OpenStockStreams(settings.stock_events_max_open)
     # The last added runs first: the request context wraps the rate limits and the size limit, so a
     # 429 or a 413 has a request id; a client over its limit is refused before its body is read.
+    # The import's body is a stream of lines, each held to the limit by the route itself.
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_body_bytes,
         path_limits={restock.PATH: restock.MAX_BODY_BYTES},
+        streamed_paths={order_import.PATH},
     )
-    public = [route.path for route in routes.router.routes if isinstance(route, APIRoute)]
+    public = [
+        route.path
+        for router in (routes.router, stock_events.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.authenticated)
     app.include_router(restock.router)
+    app.include_router(order_import.router)
     app.include_router(live_events.router)
+    app.include_router(stock_events.router)
     app.include_router(admin_dead_letters.router)
     app.include_router(admin_pipeline.router)
+    app.include_router(admin_reconciliation.router)
+    app.include_router(admin_faults.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

@@ -6,12 +6,14 @@ without one (chunked) is counted as it arrives and refused as soon as it passes 
 gateway never holds more than the limit of a request in memory, whatever the client claims.
 
 A route whose valid bodies can be larger (a restock of MAX_RESTOCK_REQUEST_LINES lines, gateway.restock)
-names its own limit in `path_limits`; the larger of the two applies to it.
+names its own limit in `path_limits`; the larger of the two applies to it. A route that reads
+its body as a stream of pieces and holds each piece to the limit itself (the bulk order import,
+gateway.order_import) is named in `streamed_paths` and passed through.
 
 Pure ASGI, placed inside RequestContextMiddleware, so the 413 carries the request id and gets its
 access line like every other answer."""
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from http import HTTPStatus
 
 from starlette.datastructures import Headers
@@ -25,13 +27,20 @@ class _BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+        streamed_paths: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.path_limits = {path: max(limit, max_bytes) for path, limit in (path_limits or {}).items()}
+        self.streamed_paths = frozenset(streamed_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.streamed_paths:
             await self.app(scope, receive, send)
             return
         max_bytes = self.path_limits.get(scope["path"], self.max_bytes)

@@ -1,7 +1,8 @@
 """What happens to orders, read live from JetStream for one client: the feed behind the gateway's
 Server-Sent Events (gateway.live_events; docs/patterns/live-events.md).
 
-Two streams feed it: ORDERS (`orders.created`, `orders.points_awarded`) and DEAD_LETTERS (`dlq.>`).
+Two streams feed it: ORDERS (`orders.created`, `orders.stock_confirmed`, `orders.points_awarded`) and
+DEAD_LETTERS (`dlq.>`).
 Each feed reads both with readers of its own (orderflow_kit.stream_reader: an ephemeral consumer
 each, in stream order, each message once, made again from where it was after a broker restart or
 an outage), and merges them in the order the broker stored the messages (see EventFeed). Closing
@@ -35,12 +36,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from orderflow_contracts.cloudevents import MalformedEvent
-from orderflow_contracts.events import read_order_created, read_points_awarded
+from orderflow_contracts.events import read_order_created, read_points_awarded, read_stock_confirmed
 from orderflow_contracts.streams import (
     DEAD_LETTER_STREAM,
     ORDER_CREATED_SUBJECT,
     ORDERS_STREAM,
     POINTS_AWARDED_SUBJECT,
+    STOCK_CONFIRMED_SUBJECT,
 )
 from orderflow_kit.dead_letters import ALL_DEAD_LETTERS, DeadLetter, delivered_dead_letter
 from orderflow_kit.stream_reader import StreamReader
@@ -48,6 +50,7 @@ from orderflow_kit.stream_reader import StreamReader
 log = structlog.get_logger()
 
 ORDER_CREATED: Final = "order.created"
+STOCK_CONFIRMED: Final = "stock.confirmed"
 POINTS_AWARDED: Final = "points.awarded"
 ORDER_DEAD_LETTERED: Final = "order.dead_lettered"
 
@@ -92,7 +95,7 @@ class Position:
 
 @dataclass(frozen=True)
 class LiveEvent:
-    name: str  # order.created, points.awarded, order.dead_lettered
+    name: str  # order.created, stock.confirmed, points.awarded, order.dead_lettered
     order_id: str | None
     data: dict[str, Any]
     # Copies with the same key are the same event (the CloudEvent's ce-id); None: never a copy.
@@ -126,6 +129,10 @@ def order_event(
             if published_at is not None:
                 data["published_at"] = published_at.isoformat()
             return LiveEvent(ORDER_CREATED, str(created.order.order_id), data, created.event_id)
+        if subject == STOCK_CONFIRMED_SUBJECT:
+            confirmed = read_stock_confirmed(headers, body)
+            data = {"event_id": confirmed.event_id, **confirmed.confirmation.model_dump(mode="json")}
+            return LiveEvent(STOCK_CONFIRMED, str(confirmed.confirmation.order_id), data, confirmed.event_id)
         if subject == POINTS_AWARDED_SUBJECT:
             awarded = read_points_awarded(headers, body)
             data = {"event_id": awarded.event_id, **awarded.award.model_dump(mode="json")}
@@ -180,7 +187,7 @@ class _Source:
     subjects: tuple[str, ...]
 
 
-_ORDERS: Final = _Source(ORDERS_STREAM, (ORDER_CREATED_SUBJECT, POINTS_AWARDED_SUBJECT))
+_ORDERS: Final = _Source(ORDERS_STREAM, (ORDER_CREATED_SUBJECT, STOCK_CONFIRMED_SUBJECT, POINTS_AWARDED_SUBJECT))
 _DEAD_LETTERS: Final = _Source(DEAD_LETTER_STREAM, (ALL_DEAD_LETTERS,))
 
 

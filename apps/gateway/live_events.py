@@ -125,6 +125,12 @@ data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a
 "currency":"EUR","created_at":"2026-11-20T10:15:00.123456Z","published_at":"2026-11-20T10:15:00.131002+00:00"}
 
 id: 1043.7
+event: stock.confirmed
+data: {"event_id":"9b2f4c1a-7d3e-5f60-8a1b-2c3d4e5f6a7b","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
+"customer_id":"customer-42","items":[{"sku":"SKU-1","quantity":2}],"late":false,\
+"confirmed_at":"2026-11-20T10:15:00.298765Z"}
+
+id: 1044.7
 event: points.awarded
 data: {"event_id":"1d7a3e1c-5b6e-5a0e-9c0f-6a2b1e4d7c55","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
 "customer_id":"customer-42","points":25,"balance_after":125,"awarded_at":"2026-11-20T10:15:00.456789Z"}
@@ -150,8 +156,8 @@ data: {"event_id":"7c1e9b0a-2f4d-4e8b-8a6c-3d5f7e9a1b2c","event_type":"orderflow
 _STREAM_DESCRIPTION = (
     "A stream of Server-Sent Events (`text/event-stream`) that stays open until the client closes it. It starts "
     "with a comment and a `retry:` hint (milliseconds), then one event per lifecycle step: `event` is "
-    "`order.created`, `points.awarded` or `order.dead_lettered`, `data` one line of JSON, `id` the position to "
-    "resume from (send it back as `Last-Event-ID`). A comment line (`: ping - ...`) comes every "
+    "`order.created`, `stock.confirmed`, `points.awarded` or `order.dead_lettered`, `data` one line of JSON, "
+    "`id` the position to resume from (send it back as `Last-Event-ID`). A comment line (`: ping - ...`) comes every "
     "ORDERFLOW_LIVE_EVENTS_HEARTBEAT_SECONDS, so that an idle connection stays open. Delivery is at least once: "
     "a client may see an event again after it reconnects, and dedupes on `data.event_id` (dead letters: "
     "`dead_letter_sequence`). "
@@ -184,9 +190,9 @@ async def order_events(
     feeds: OpenFeedsDep,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
-    """One order's lifecycle as it happens, from its creation: created, points awarded, and any
-    dead letter of it. Its own customer's order, or any with scope admin (who also sees dead
-    letters' errors); another customer's is a 404, as for GET /v1/orders/{order_id}."""
+    """One order's lifecycle as it happens, from its creation: created, stock confirmed, points
+    awarded, and any dead letter of it. Its own customer's order, or any with scope admin (who
+    also sees dead letters' errors); another customer's is a 404, as for GET /v1/orders/{order_id}."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
     position = _position(last_event_id)
     order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))

@@ -46,8 +46,14 @@ class GatewaySettings(Settings):
     live_events_lookback_seconds: float = Field(default=30.0, ge=0)
     # Live event streams one customer (or admin) may hold open at once in one gateway process.
     live_events_max_per_customer: int = Field(default=5, ge=1)
+    # Live stock streams (gateway.stock_events) one gateway process holds open at once, each a
+    # WatchStock call to inventory; beyond this a new one is a 429.
+    stock_events_max_open: int = Field(default=1000, ge=1)
 
     # The durable consumers of ORDERS whose backlog GET /v1/admin/pipeline shows (gateway.admin_pipeline):
     # the same settings loyalty and inventory name theirs with.
     loyalty_consumer: str = "loyalty"
     inventory_consumer: str = "inventory"
+    # GET /v1/admin/reconciliation (gateway.reconciliation): how long an order's event may wait in
+    # the outbox before the check calls it late.
+    reconciliation_lag_seconds: float = Field(default=10.0, gt=0)

@@ -1,5 +1,6 @@
 """Wiring: settings, logging, database, catalog, then InventoryService until SIGTERM, with the
-OrderCreated consumer (confirms reservations) and the sweeper (expires them) beside it."""
+OrderCreated consumer (confirms reservations), the sweeper (expires them) and the stock listener
+(feeds WatchStock) beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from functools import partial
@@ -13,7 +14,9 @@ from inventory.order_events import consume_order_events
 from inventory.reservations import reservation_gauges
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
+from inventory.stock_watch import StockWatch
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
@@ -44,6 +47,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
     engine = create_engine(settings.postgres_url, settings.inventory_database, pool_size=settings.database_pool_size)
     await open_pool(engine)
     subscribed = asyncio.Event()
+    stock_watch = StockWatch(engine)
     measured = {"reservations": reservation_gauges(engine), "database pool": pool_gauges(engine)}
     try:
         await load_catalog_if_empty(engine, settings.catalog)
@@ -51,9 +55,11 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
             await serve(
                 host=settings.listen_host,
                 port=settings.inventory_port,
-                services=[inventory_service(engine, settings.currency)],
+                services=[inventory_service(engine, settings.currency, stock_watch)],
                 background=[
+                    stock_watch.run,
                     partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
                     partial(
                         sweep_expired_reservations,
                         engine,
@@ -72,6 +78,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
                 stop=stop,
                 credentials=server_credentials(settings),
                 keepalive=Keepalive.from_settings(settings),
+                on_stopping=[stock_watch.end_all],
             )
     finally:
         await engine.dispose()

@@ -1,4 +1,4 @@
-"""The gRPC InventoryService: protobuf in, a catalog, reservations or restocking
+"""The gRPC InventoryService: protobuf in, a catalog, reservations, restocking or stock watch
 call, protobuf out.
 
 Client errors are ServiceErrors raised by the domain; the kit's interceptor turns them into a
@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory import catalog, reservations, restocking
+from inventory import catalog, reservations, restocking, stock_conservation
+from inventory.stock_watch import StockWatch
 from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
@@ -23,9 +24,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InventoryServicer:
-    def __init__(self, engine: AsyncEngine, currency: str) -> None:
+    def __init__(self, engine: AsyncEngine, currency: str, stock_watch: StockWatch) -> None:
         self._engine = engine
         self._currency = currency
+        self._stock_watch = stock_watch
 
     async def ListProducts(
         self, request: inventory_pb2.ListProductsRequest, context: Context
@@ -79,6 +81,33 @@ class InventoryServicer:
             ],
         )
 
+    async def WatchStock(
+        self, request: inventory_pb2.WatchStockRequest, context: Context
+    ) -> AsyncIterator[inventory_pb2.WatchStockResponse]:
+        async for levels in self._stock_watch.watch(request.skus):
+            yield inventory_pb2.WatchStockResponse(
+                levels=[inventory_pb2.StockLevel(sku=sku, available=levels[sku]) for sku in sorted(levels)]
+            )
+
+    async def CheckStockConservation(
+        self, request: inventory_pb2.CheckStockConservationRequest, context: Context
+    ) -> inventory_pb2.CheckStockConservationResponse:
+        counts = await stock_conservation.count_stock(self._engine)
+        return inventory_pb2.CheckStockConservationResponse(
+            products=[
+                inventory_pb2.StockCount(
+                    sku=count.sku,
+                    received=count.received,
+                    available=count.available,
+                    reserved=count.reserved,
+                    confirmed=count.confirmed,
+                    conserved=count.conserved,
+                )
+                for count in counts
+            ],
+            conserved=all(count.conserved for count in counts),
+        )
+
     def _product(self, product: catalog.CatalogProduct) -> inventory_pb2.Product:
         return inventory_pb2.Product(
             sku=product.sku,
@@ -116,7 +145,9 @@ async def _restock_lines(
         )
 
 
-def inventory_service(engine: AsyncEngine, currency: str) -> GrpcService:
+def inventory_service(engine: AsyncEngine, currency: str, stock_watch: StockWatch) -> GrpcService:
     return GrpcService(
-        SERVICE_NAME, InventoryServicer(engine, currency), inventory_pb2_grpc.add_InventoryServiceServicer_to_server
+        SERVICE_NAME,
+        InventoryServicer(engine, currency, stock_watch),
+        inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
     )

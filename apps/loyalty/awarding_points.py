@@ -205,3 +205,28 @@ async def get_balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
     if row is None:
         return CustomerBalance(customer_id, 0, 0)
     return CustomerBalance(customer_id, row.points, row.orders_awarded)
+
+
+@dataclass(frozen=True)
+class AwardCounts:
+    """The ledger as a whole, for reconciliation: one entry per award, so `awards` ==
+    `orders_awarded` unless some order was awarded twice."""
+
+    awards: int
+    orders_awarded: int
+    points: int
+
+
+_AWARD_COUNTS = text("SELECT count(*), count(DISTINCT order_id), coalesce(sum(points), 0) FROM ledger")
+
+
+async def count_awards(engine: AsyncEngine) -> AwardCounts:
+    """Every award the ledger holds, now (CountAwards)."""
+    try:
+        async with engine.connect() as connection:
+            awards, orders_awarded, points = (await connection.execute(_AWARD_COUNTS)).one()
+    except Exception as error:
+        if is_dependency_failure(error):
+            raise unavailable("DATABASE_UNAVAILABLE", "the loyalty database is unavailable") from error
+        raise
+    return AwardCounts(int(awards), int(orders_awarded), int(points))

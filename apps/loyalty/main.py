@@ -1,5 +1,5 @@
 """Wiring: settings, logging, migrations, then LoyaltyService with the OrderCreated consumer and
-the dedupe table's housekeeping beside it."""
+the dedupe table's housekeeping beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from datetime import timedelta
@@ -11,6 +11,7 @@ from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
@@ -49,6 +50,7 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
                 services=[loyalty_service(engine)],
                 background=[
                     partial(consume_order_events, settings, engine, subscribed),
+                    partial(watch_fault_flags, settings.nats_url, service="loyalty", bucket=settings.faults_bucket),
                     partial(
                         purge_periodically,
                         engine,

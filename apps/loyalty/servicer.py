@@ -3,7 +3,7 @@
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty.awarding_points import get_balance
+from loyalty.awarding_points import count_awards, get_balance
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_kit.grpc_server import GrpcService
 
@@ -20,6 +20,14 @@ class LoyaltyServicer(loyalty_pb2_grpc.LoyaltyServiceServicer):  # type: ignore[
         balance = await get_balance(self._engine, request.customer_id)
         return loyalty_pb2.Balance(
             customer_id=balance.customer_id, points=balance.points, orders_awarded=balance.orders_awarded
+        )
+
+    async def CountAwards(
+        self, request: loyalty_pb2.CountAwardsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> loyalty_pb2.CountAwardsResponse:
+        counts = await count_awards(self._engine)
+        return loyalty_pb2.CountAwardsResponse(
+            awards=counts.awards, orders_awarded=counts.orders_awarded, points=counts.points
         )
 
 

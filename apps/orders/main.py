@@ -1,5 +1,5 @@
 """Wiring: settings, logging, migrations, then OrderService with the outbox relay and the
-outbox's housekeeping beside it."""
+outbox's housekeeping beside it, and the fault flags' watcher (orderflow_kit.fault_bucket)."""
 
 import asyncio
 from datetime import timedelta
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import GrpcService, serve
@@ -72,10 +73,20 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
                 host=settings.listen_host,
                 port=settings.orders_port,
                 services=[
-                    GrpcService(SERVICE_NAME, OrderServicer(orders), orders_pb2_grpc.add_OrderServiceServicer_to_server)
+                    GrpcService(
+                        SERVICE_NAME,
+                        OrderServicer(
+                            orders,
+                            engine,
+                            import_concurrency=settings.import_concurrency,
+                            import_window=settings.import_window,
+                        ),
+                        orders_pb2_grpc.add_OrderServiceServicer_to_server,
+                    )
                 ],
                 background=[
                     relay.run,
+                    partial(watch_fault_flags, settings.nats_url, service="orders", bucket=settings.faults_bucket),
                     partial(
                         purge_periodically,
                         engine,

@@ -5,9 +5,11 @@ it afterwards. The statement that records the change writes the event's `outbox`
 (placing_orders: one statement for an order, its lines and its event).
 
 A published row is kept for a retention (for audit and investigations), then housekeeping purges
-it; a row not yet published is never purged. Its backlog is measured on scrape (`outbox_gauges`)."""
+it; a row not yet published is never purged. Its backlog is measured on scrape (`outbox_gauges`)
+and read with the count of orders for reconciliation (`outbox_status`)."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client.core import GaugeMetricFamily
@@ -58,6 +60,31 @@ _BACKLOG = text(
     "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) "
     "FROM outbox WHERE published_at IS NULL"
 )
+
+
+# Reconciliation: orders stored and the outbox's backlog in one statement, so one snapshot.
+_STATUS = text(
+    "SELECT (SELECT count(*) FROM orders) AS orders_stored, count(*) AS pending, "
+    "coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest_age "
+    "FROM outbox WHERE published_at IS NULL"
+)
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """Every stored order wrote its OrderCreated to the outbox in its own transaction: a stored
+    order's event is either pending here or published."""
+
+    orders_stored: int
+    pending_events: int
+    oldest_pending_age_seconds: float
+
+
+async def outbox_status(engine: AsyncEngine) -> OutboxStatus:
+    """Orders stored and the events still to publish, now (GetOutboxStatus)."""
+    async with engine.connect() as connection:
+        row = (await connection.execute(_STATUS)).one()
+    return OutboxStatus(int(row.orders_stored), int(row.pending), float(row.oldest_age))
 
 
 def outbox_gauges(engine: AsyncEngine) -> Source:

@@ -1,13 +1,17 @@
-"""The gRPC face of placing_orders: protobuf in, one domain call, protobuf out. Domain errors are
-ServiceErrors, which the kit's interceptor turns into statuses with ErrorInfo."""
+"""The gRPC face of placing_orders (and placing_many): protobuf in, one domain call, protobuf out.
+Domain errors are ServiceErrors, which the kit's interceptor turns into statuses with ErrorInfo."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2
 from orders.models import OrderStatus
+from orders.outbox import outbox_status
+from orders.placing_many import Answer, OrderRequest, place_many
 from orders.placing_orders import Orders, PlacedOrder, RequestedItem
 
 _STATUSES = {OrderStatus.CREATED: orders_pb2.ORDER_STATUS_CREATED}
@@ -18,8 +22,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class OrderServicer:
     """orderflow.orders.v1.OrderService (registered with orders_pb2_grpc.add_OrderServiceServicer_to_server)."""
 
-    def __init__(self, orders: Orders) -> None:
+    def __init__(self, orders: Orders, engine: AsyncEngine, *, import_concurrency: int, import_window: int) -> None:
         self._orders = orders
+        self._engine = engine
+        self._import_concurrency = import_concurrency
+        self._import_window = import_window
 
     async def CreateOrder(self, request: orders_pb2.CreateOrderRequest, context: Context) -> orders_pb2.Order:
         placed = await self._orders.place(
@@ -40,6 +47,52 @@ class OrderServicer:
         return orders_pb2.ListOrdersResponse(
             orders=[_order_message(placed) for placed in page.orders], next_page_token=page.next_page_token
         )
+
+    async def PlaceOrders(
+        self, request_iterator: AsyncIterator[orders_pb2.PlaceOrdersRequest], context: Context
+    ) -> AsyncIterator[orders_pb2.PlaceOrdersResponse]:
+        answers = place_many(
+            self._orders,
+            _order_requests(request_iterator),
+            concurrency=self._import_concurrency,
+            window=self._import_window,
+            time_remaining=context.time_remaining,
+        )
+        async for answer in answers:
+            yield _answer_message(answer)
+
+    async def GetOutboxStatus(
+        self, request: orders_pb2.GetOutboxStatusRequest, context: Context
+    ) -> orders_pb2.GetOutboxStatusResponse:
+        status = await outbox_status(self._engine)
+        return orders_pb2.GetOutboxStatusResponse(
+            orders_stored=status.orders_stored,
+            pending_events=status.pending_events,
+            oldest_pending_age_ms=round(status.oldest_pending_age_seconds * 1000),
+        )
+
+
+async def _order_requests(requests: AsyncIterator[orders_pb2.PlaceOrdersRequest]) -> AsyncIterator[OrderRequest]:
+    async for request in requests:
+        yield OrderRequest(
+            request.customer_id,
+            [RequestedItem(item.sku, item.quantity) for item in request.items],
+            request.client_request_id,
+        )
+
+
+def _answer_message(answer: Answer) -> orders_pb2.PlaceOrdersResponse:
+    response = orders_pb2.PlaceOrdersResponse(index=answer.index, client_request_id=answer.client_request_id)
+    if answer.order is not None:
+        response.order.CopyFrom(_order_message(answer.order))
+    elif answer.refusal is not None:
+        refusal = answer.refusal
+        response.error.CopyFrom(
+            orders_pb2.PlaceOrderError(
+                code=refusal.kind, reason=refusal.code, message=refusal.detail, metadata=refusal.metadata
+            )
+        )
+    return response
 
 
 def _order_message(placed: PlacedOrder) -> orders_pb2.Order:

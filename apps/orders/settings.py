@@ -1,5 +1,5 @@
 """Orders' settings beyond the shared ones: how long it waits for inventory, how its outbox relay
-paces itself, and how long published events are kept. All can be set as `ORDERFLOW_<NAME>`
+paces itself, how long published events are kept, and how a bulk import is paced. All can be set as `ORDERFLOW_<NAME>`
 environment variables."""
 
 from pydantic import Field
@@ -31,3 +31,7 @@ class OrdersSettings(Settings):
     outbox_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     # How often the purge runs (in batches, each its own short transaction).
     outbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Bulk import (PlaceOrders, orders.placing_many): placements one stream runs at once, and how
+    # many requests it reads ahead of the answer its client waits for (flow control beyond that).
+    import_concurrency: int = Field(default=4, ge=1, le=64)
+    import_window: int = Field(default=16, ge=1, le=1024)

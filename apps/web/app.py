@@ -2,6 +2,7 @@
 public API only (web.gateway_client). The session is a signed cookie (web.session); static
 assets are vendored in web/static (no CDN, no build step)."""
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,12 +32,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway(settings.gateway_url, settings.web_gateway_timeout_seconds)
 
-        async def levels() -> Levels:
-            products = (await gateway.call("GET", "/v1/products"))["products"]
-            return {product["sku"]: int(product["available"]) for product in products}
+        async def live_stock() -> AsyncIterator[Levels]:
+            async for event in gateway.events("/v1/products/events", token=None):
+                if event.event == "stock":
+                    yield {level["sku"]: int(level["available"]) for level in json.loads(event.data)["levels"]}
 
         app.state.gateway = gateway
-        app.state.stock_watch = StockWatch(levels, settings.web_stock_poll_seconds)
+        app.state.stock_watch = StockWatch(live_stock, settings.web_stock_retry_seconds)
         app.state.console_rates = console.Rates()
         try:
             yield

@@ -93,6 +93,27 @@ class Gateway:
             raise ApiProblem.from_response(response)
         return response.json() if response.content else None
 
+    async def json_lines(
+        self, path: str, *, token: str | None, content: bytes, content_type: str, max_lines: int
+    ) -> list[Any]:
+        """POST `content` and read the answer's JSON lines (NDJSON), at most `max_lines` of them;
+        ApiProblem for anything but a 2xx."""
+        headers = _headers(token, {"Content-Type": content_type})
+        timeout = httpx.Timeout(self._client.timeout.connect, read=None)
+        answers: list[Any] = []
+        try:
+            async with self._client.stream("POST", path, content=content, headers=headers, timeout=timeout) as response:
+                if response.is_error:
+                    raise ApiProblem.from_response(response, await response.aread())
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        answers.append(httpx.Response(200, content=line.encode()).json())
+                    if len(answers) >= max_lines:
+                        break
+        except httpx.HTTPError as error:
+            raise ApiProblem.unreachable(error) from error
+        return answers
+
     async def events(self, path: str, *, token: str | None) -> AsyncIterator[ServerSentEvent]:
         """A Server-Sent Events feed, event by event, until the gateway ends it (or the caller
         stops iterating: the connection is closed then). A refusal is an ApiProblem before the first event."""

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 CREATED: Final = "created"
 PUBLISHED: Final = "published"
+STOCK_CONFIRMED: Final = "stock_confirmed"
 AWARDED: Final = "awarded"
 DEAD_LETTERED: Final = "dead_lettered"
 
@@ -26,11 +27,14 @@ class Step:
 @dataclass
 class Journey:
     """Created (with its stock reserved: the gateway answers only once both are done), published
-    by the outbox relay, points awarded by loyalty; any dead letter of the order on the side."""
+    by the outbox relay, its stock confirmed by inventory and its points awarded by loyalty (the
+    two consumers work side by side, so either may come first); any dead letter of the order on
+    the side."""
 
     created_at: datetime
     published_at: datetime | None = None
     published: bool = False
+    confirmation: dict[str, Any] | None = None
     award: dict[str, Any] | None = None
     dead_letters: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -39,6 +43,9 @@ class Journey:
         if name == "order.created" and not self.published:
             self.published = True
             self.published_at = _time(data.get("published_at"))
+            return True
+        if name == "stock.confirmed" and self.confirmation is None:
+            self.confirmation = data
             return True
         if name == "points.awarded" and self.award is None:
             self.award = data
@@ -52,13 +59,19 @@ class Journey:
 
     @property
     def finished(self) -> bool:
-        return self.award is not None
+        return self.award is not None and self.confirmation is not None
 
     def steps(self) -> list[Step]:
         steps = [
             Step(CREATED, "Created, stock reserved", True, self.created_at),
             Step(PUBLISHED, "Published to the pipeline", self.published, self.published_at),
         ]
+        if self.confirmation is not None:
+            note = "taken again after its reservation had expired" if self.confirmation.get("late") else ""
+            at = _time(self.confirmation.get("confirmed_at"))
+            steps.append(Step(STOCK_CONFIRMED, "Stock confirmed", True, at, note))
+        elif not self.dead_letters:
+            steps.append(Step(STOCK_CONFIRMED, "Stock confirmed"))
         for sequence, letter in sorted(self.dead_letters.items()):
             note = f"{letter.get('consumer')} gave up ({letter.get('reason')}); dead letter #{sequence}"
             if letter.get("error"):

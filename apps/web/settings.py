@@ -27,6 +27,7 @@ class WebSettings(Settings):
     web_secure_cookies: bool = False
     web_session_max_age_seconds: int = Field(default=8 * 60 * 60, ge=60)
 
-    # The catalog's availability is read this often while a browser watches it (one reader per
-    # process, whatever the number of browsers), until the gateway streams stock changes.
-    web_stock_poll_seconds: float = Field(default=0.5, gt=0)
+    # The catalog's live availability follows the gateway's GET /v1/products/events (one stream per
+    # process, whatever the number of browsers); when that stream ends or fails, it is followed
+    # again after this long.
+    web_stock_retry_seconds: float = Field(default=1.0, gt=0)

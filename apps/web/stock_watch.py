@@ -1,13 +1,17 @@
-"""The catalog's availability for every browser watching it, read by one reader per process.
+"""The catalog's availability for every browser watching it, relayed from one stream per process.
 
-Today the gateway's catalog (GET /v1/products) is read every `web_stock_poll_seconds` while at
-least one browser watches, and not at all otherwise. Each watcher gets the latest levels, never a
-queue: one that is slow to read skips the levels in between (`changes` compares what it last got
-with what there is now), so a slow browser costs nothing but its own connection."""
+While at least one browser watches, one reader follows the gateway's live stock
+(`GET /v1/products/events`: inventory's WatchStock, whose first event holds every level and each
+later one the levels that changed); when the last browser leaves, the reader stops and the stream
+is closed. When the stream ends or cannot be opened (a gateway or an inventory replica stopping),
+the reader keeps the last levels and follows again after `retry_seconds`; the new stream's first
+event gives every level again. Each watcher gets the latest levels, never a queue: one that is
+slow to read skips the levels in between (`changes` compares what it last got with what there is
+now), so a slow browser costs nothing but its own connection."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import structlog
@@ -20,9 +24,10 @@ Levels = dict[str, int]
 
 
 class StockWatch:
-    def __init__(self, read: Callable[[], Awaitable[Levels]], every_seconds: float) -> None:
-        self._read = read
-        self._every = every_seconds
+    def __init__(self, follow: Callable[[], AsyncIterator[Levels]], retry_seconds: float) -> None:
+        """`follow()` yields the levels that changed (all of them first) until its stream ends."""
+        self._follow = follow
+        self._retry = retry_seconds
         self._levels: Levels = {}
         self._version = 0
         self._changed = asyncio.Condition()
@@ -47,6 +52,11 @@ class StockWatch:
                     yield changed
         finally:
             self._watchers -= 1
+            if self._watchers == 0 and self._reader is not None:
+                # Nobody watches: stop following (the stream to the gateway is closed); the
+                # next watcher starts a reader of its own.
+                self._reader.cancel()
+                self._reader = None
 
     def _newer_than(self, version: int) -> bool:
         return self._version != version
@@ -58,17 +68,15 @@ class StockWatch:
                 await self._reader
 
     async def _reading(self) -> None:
-        """Until the last watcher leaves; a failed read keeps the last levels and tries again."""
-        while self._watchers > 0:
+        """Until cancelled (the last watcher left); a stream that ends or fails keeps the last levels."""
+        while True:
             try:
-                levels = await self._read()
-            except ApiProblem as problem:
-                log.warning("catalog unavailable", problem=str(problem))
-            else:
-                if levels != self._levels or self._version == 0:
+                async for changed in self._follow():
                     async with self._changed:
-                        self._levels = levels
+                        self._levels = {**self._levels, **changed}
                         self._version += 1
                         self._changed.notify_all()
-            await asyncio.sleep(self._every)
-        self._reader = None
+                log.info("live stock stream ended: following again")
+            except ApiProblem as problem:
+                log.warning("live stock unavailable", problem=str(problem))
+            await asyncio.sleep(self._retry)

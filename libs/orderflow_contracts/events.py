@@ -73,6 +73,35 @@ class PointsAwarded:
     award: PointsAwardedV1
 
 
+class ConfirmedLineV1(_Payload):
+    sku: Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
+    quantity: Annotated[int, Field(gt=0, le=MAX_SKU_QUANTITY, strict=True)]
+
+
+class StockConfirmedV1(_Payload):
+    """Inventory confirmed an order's reservation: its stock is sold for good. Announced once per
+    order (ce-id and Nats-Msg-Id derived from the order id) after the confirmation committed; a
+    re-announcement (a redelivery after a crash, a replay) is the same event with its own time."""
+
+    TYPE: ClassVar[str] = "orderflow.inventory.stock_confirmed.v1"
+
+    order_id: UUID
+    customer_id: Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+    items: Annotated[list[ConfirmedLineV1], Field(min_length=1, max_length=MAX_ORDER_LINES)]
+    # The reservation had expired or been released, and its stock was taken again.
+    late: bool = False
+    # When inventory announced it, right after the confirmation committed.
+    confirmed_at: datetime
+
+
+@dataclass(frozen=True)
+class StockConfirmed:
+    """A StockConfirmed event as a consumer receives it."""
+
+    event_id: str
+    confirmation: StockConfirmedV1
+
+
 def read_order_created(headers: dict[str, str] | None, body: bytes) -> OrderCreated:
     """Read a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
     event = _json_event(headers, body, OrderCreatedV1.TYPE)
@@ -83,6 +112,12 @@ def read_points_awarded(headers: dict[str, str] | None, body: bytes) -> PointsAw
     """Read a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
     event = _json_event(headers, body, PointsAwardedV1.TYPE)
     return PointsAwarded(event.id, PointsAwardedV1.model_validate_json(event.data))
+
+
+def read_stock_confirmed(headers: dict[str, str] | None, body: bytes) -> StockConfirmed:
+    """Read a message; raises MalformedEvent or pydantic.ValidationError (both permanent)."""
+    event = _json_event(headers, body, StockConfirmedV1.TYPE)
+    return StockConfirmed(event.id, StockConfirmedV1.model_validate_json(event.data))
 
 
 def _json_event(headers: dict[str, str] | None, body: bytes, expected_type: str) -> CloudEvent:

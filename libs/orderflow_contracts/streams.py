@@ -1,4 +1,4 @@
-"""JetStream names shared by producers, consumers and tools (see ARCHITECTURE.md, Contracts)."""
+"""JetStream names shared by producers, consumers and tools (their configurations: orderflow_kit.nats)."""
 
 ORDERS_STREAM = "ORDERS"
 ORDERS_SUBJECTS = ["orders.>"]
@@ -8,6 +8,9 @@ ORDER_CREATED_SUBJECT = "orders.created"
 # Published by loyalty after it awarded an order's points (for live feeds); nothing consumes it
 # as part of the order pipeline.
 POINTS_AWARDED_SUBJECT = "orders.points_awarded"
+# Published by inventory after it confirmed an order's reservation (the stock is sold for good), for
+# live feeds like the one above; nothing in the pipeline consumes it.
+STOCK_CONFIRMED_SUBJECT = "orders.stock_confirmed"
 
 DEAD_LETTER_STREAM = "DEAD_LETTERS"
 DEAD_LETTER_SUBJECTS = ["dlq.>"]

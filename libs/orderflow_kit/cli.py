@@ -1,6 +1,7 @@
 """The `orderflow` command: `orderflow up` runs the whole pipeline locally (`make up`),
 `orderflow token` mints a development bearer token for the gateway, `orderflow dlq ...`
-inspects and replays dead letters, and `orderflow bench-protocols` compares the protocols alone."""
+inspects and replays dead letters, `orderflow orders import` imports orders in bulk, and
+`orderflow bench-protocols` compares the protocols alone."""
 
 from dataclasses import replace
 from datetime import timedelta
@@ -13,10 +14,12 @@ from orderflow_contracts.identifiers import is_customer_id
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
 from orderflow_kit.dev_tokens import NoSecret, mint_token, parse_ttl, signing_secret
 from orderflow_kit.dlq_cli import dlq_app
+from orderflow_kit.orders_cli import orders_app
 from orderflow_kit.runner import run_topology
 
 app = typer.Typer(help="orderflow: run the pipeline locally, and operate it.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(orders_app, name="orders")
 
 
 StateDir = Annotated[

@@ -129,6 +129,14 @@ IDEMPOTENT_METHODS = frozenset(
         "orderflow.orders.v1.OrderService/GetOrder",
         "orderflow.orders.v1.OrderService/ListOrders",
         "orderflow.loyalty.v1.LoyaltyService/GetBalance",
+        # Reads only. (gRPC retries a streaming call only until its first response arrives.)
+        "orderflow.inventory.v1.InventoryService/WatchStock",
+        # Every request carries a client_request_id: a repeated stream answers the orders it placed.
+        "orderflow.orders.v1.OrderService/PlaceOrders",
+        # Reads for reconciliation.
+        "orderflow.inventory.v1.InventoryService/CheckStockConservation",
+        "orderflow.orders.v1.OrderService/GetOutboxStatus",
+        "orderflow.loyalty.v1.LoyaltyService/CountAwards",
     }
 )
 

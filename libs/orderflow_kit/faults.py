@@ -1,15 +1,18 @@
 """Fault flags: break orderflow on purpose and watch its guarantees hold (tests, chaos runs, demos).
 
-One switch, off by default:
+One switch, off by default, from three sources, each overriding the one before flag by flag:
 - `ORDERFLOW_FAULTS="relay_crash_after_publish,inventory_delay_ms=1500"`: read at every use;
 - `ORDERFLOW_FAULTS_FILE=/path/to/file`: the same syntax (commas or new lines, `#` comments),
   re-read whenever the file changes, so a running demo is broken and healed without a restart.
-  A missing or empty file means no faults from it. For a flag set in both, the file wins.
+  A missing or empty file means no faults from it;
+- the JetStream key-value bucket `ORDERFLOW_FAULTS` (orderflow_kit.fault_bucket), the same syntax
+  again, which every service watches in the background and hands over with `use_bucket_spec`:
+  one switch for every replica, set through the gateway (`PUT /v1/admin/faults`).
 
-Each injection point calls one function of this module at the place the fault acts. With neither
-variable set, that call returns at once (two environment look-ups). When a fault fires it logs a
-warning, `fault injected`, naming it. A spec that does not parse is logged as an error once and
-ignored (no fault at all from that source), never half applied.
+Each injection point calls one function of this module at the place the fault acts. With nothing
+set, that call returns at once (two environment look-ups and a module variable). When a fault
+fires it logs a warning, `fault injected`, naming it. A spec that does not parse is logged as an
+error once and ignored (no fault at all from that source), never half applied.
 
 The flags (docs/fault-flags.md says what each one shows):
 - `relay_crash_after_publish`: the outbox relay SIGKILLs its process after the broker acked an
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +58,31 @@ class Fault(StrEnum):
     PUBLISH_TWICE = "publish_twice"
     INVENTORY_DELAY_MS = "inventory_delay_ms"
     ORDERS_CRASH_BEFORE_COMMIT = "orders_crash_before_commit"
+
+
+# What each flag does and the values it takes, for people choosing one (GET /v1/admin/faults).
+FLAG_HELP: Mapping[Fault, tuple[str, str]] = {
+    Fault.RELAY_CRASH_AFTER_PUBLISH: (
+        "The outbox relay SIGKILLs its process after the broker acked an event, before the row is marked published.",
+        "on or off",
+    ),
+    Fault.CONSUMER_FAIL_FIRST: (
+        "JetStream consumers fail the first N deliveries of every message with a transient error.",
+        "N, or CONSUMER:N for the durable consumer CONSUMER alone; 0 is off",
+    ),
+    Fault.PUBLISH_TWICE: (
+        "The outbox relay publishes every event a second time, with a new or the same Nats-Msg-Id.",
+        "new_msg_id (the default), same_msg_id or off",
+    ),
+    Fault.INVENTORY_DELAY_MS: (
+        "Inventory reserves the stock, then holds its answer to ReserveStock back N ms.",
+        "N, a whole number of milliseconds; 0 is off",
+    ),
+    Fault.ORDERS_CRASH_BEFORE_COMMIT: (
+        "Orders SIGKILLs its process after inventory reserved the stock, before the order commits.",
+        "on or off",
+    ),
+}
 
 
 class SecondPublish(StrEnum):
@@ -107,20 +136,61 @@ class FaultSpecError(ValueError):
     """A fault spec names an unknown flag or gives a flag a value it cannot take."""
 
 
+class FlagError(FaultSpecError):
+    """The flag `name` is unknown or cannot take the value it was given."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def parse(spec: str) -> FaultFlags:
     """Parse `name[=value]` entries separated by commas or new lines (`#` starts a comment)."""
     return replace(NO_FAULTS, **_entries(spec))
 
 
 def current() -> FaultFlags:
-    """The faults in force now: ORDERFLOW_FAULTS, overridden flag by flag by ORDERFLOW_FAULTS_FILE."""
+    """The faults in force now: ORDERFLOW_FAULTS, overridden flag by flag by ORDERFLOW_FAULTS_FILE,
+    overridden in turn by the bucket's flags (the last spec `use_bucket_spec` was given)."""
     spec = os.environ.get(FAULTS_ENV, "")
     path = os.environ.get(FAULTS_FILE_ENV, "")
-    if not spec and not path:
+    if not spec and not path and not _bucket_entries:
         return NO_FAULTS
-    flags = replace(NO_FAULTS, **{**_env_entries(spec), **_FILE.entries(path)})
+    flags = replace(NO_FAULTS, **{**_env_entries(spec), **_FILE.entries(path), **_bucket_entries})
     _announce(flags)
     return flags
+
+
+def use_bucket_spec(spec: str, *, source: str) -> None:
+    """Put the bucket's flags (a spec, empty for none) in force, and log the change at once.
+    One that does not parse puts none in force: never half a list."""
+    global _bucket_entries
+    _bucket_entries = _parsed_or_nothing(spec, source=source)
+    _announce(current())  # current() alone says nothing when no source sets a flag any more
+
+
+def canonical(values: Mapping[str, str]) -> dict[str, str]:
+    """Check flag by flag, and write each value the one way a spec does (`=on`, `=loyalty:2`).
+    Raises FlagError naming the first flag that is unknown or whose value it cannot take."""
+    written = {}
+    for name, value in values.items():
+        try:
+            if not _FLAG_NAME.fullmatch(name):
+                raise FaultSpecError(f"unknown fault {name!r}; known: {', '.join(Fault)}")
+            written[name] = _written(name, _value(name, value.strip()))
+        except FaultSpecError as error:
+            raise FlagError(name, str(error)) from None
+    return written
+
+
+def spec_of(values: Mapping[str, str]) -> str:
+    """A spec (one `name=value` a line) that parses back to exactly `canonical(values)`."""
+    return "".join(f"{name}={value}\n" for name, value in canonical(values).items())
+
+
+def flag_values(text: str) -> dict[str, str]:
+    """A spec's flags as `canonical` writes them; FaultSpecError when it does not parse."""
+    return {name: _written(name, value) for name, value in _entries(text).items()}
 
 
 def crash_point(fault: Fault, **context: object) -> None:
@@ -192,6 +262,10 @@ def _fired(fault: Fault, **details: object) -> None:
 
 _ON = {"", "1", "true", "on", "yes"}
 _OFF = {"0", "false", "off", "no"}
+_FLAG_NAME = re.compile(r"[a-z_]+")
+# A durable consumer's name in `consumer_fail_first=CONSUMER:N`: one subject token, nothing the
+# spec's syntax (`,` `#` `=` new lines) would split.
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _entries(spec: str) -> _Entries:
@@ -220,7 +294,9 @@ def _value(name: str, value: str) -> object:
         case Fault.INVENTORY_DELAY_MS:
             return _count(name, value)
         case Fault.CONSUMER_FAIL_FIRST:
-            consumer, _, attempts = value.rpartition(":")
+            consumer, colon, attempts = value.rpartition(":")
+            if colon and not _CONSUMER_NAME.fullmatch(consumer):
+                raise FaultSpecError(f"consumer_fail_first names no consumer it could be (got {consumer!r})")
             count = _count(name, attempts)
             return FailFirst(count, consumer or None) if count else None
     known = ", ".join(Fault)
@@ -228,9 +304,20 @@ def _value(name: str, value: str) -> object:
 
 
 def _count(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise FaultSpecError(f"{name} takes a whole number >= 0 (got {value!r})")
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise FaultSpecError(f"{name} takes a whole number from 0 to 999999999 (got {value!r})")
     return int(value)
+
+
+def _written(name: str, value: object) -> str:
+    """A parsed value as a spec writes it: what `_value(name, ...)` parses back to `value`."""
+    match value:
+        case bool():
+            return "on" if value else "off"
+        case None:
+            return "0" if name == Fault.CONSUMER_FAIL_FIRST else "off"
+        case _:
+            return str(value)
 
 
 # Sources: the environment (parsed once per distinct value) and the file (parsed once per version).
@@ -277,6 +364,8 @@ class _FaultsFile:
 
 
 _FILE = _FaultsFile()
+# The bucket's flags, set by its watcher (orderflow_kit.fault_bucket) whenever they change.
+_bucket_entries: _Entries = {}
 _last_announced: FaultFlags = NO_FAULTS
 
 

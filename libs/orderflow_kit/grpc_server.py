@@ -5,6 +5,7 @@ into a rich status, a graceful stop on SIGTERM, and TLS when configured (orderfl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -63,7 +64,9 @@ def to_rpc_status(error: ServiceError) -> status_pb2.Status:
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Binds the caller's request id, logs one line per call, and maps ServiceError to a status,
-    for unary and client-streaming methods alike.
+    for all four call types: unary, client streaming, server streaming and bidirectional (a
+    streaming method's line comes when its stream ends, with the whole call's duration; a
+    ServiceError raised after responses were sent still ends the call with its status).
 
     It also decodes the requests itself: grpc would answer bytes that are not the method's message
     (corrupt, or a string that is not UTF-8) with UNKNOWN and the parser's exception text; a
@@ -123,26 +126,59 @@ def _observed(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.Rpc
             return await _observe(method, lambda: streaming(decoded_each(raw_messages), context), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_call, response_serializer=handler.response_serializer)
+    if handler.unary_stream is not None:
+        responding = cast("Callable[[Any, Context], AsyncIterator[Any]]", handler.unary_stream)
+
+        # grpc.aio serves a streaming method only if it is an async generator function itself.
+        async def unary_stream_call(raw: bytes, context: Context) -> AsyncIterator[Any]:
+            async for response in _observe_stream(method, lambda: responding(decoded(raw), context), context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream_call, response_serializer=handler.response_serializer)
+    if handler.stream_stream is not None:
+        both = cast("Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]]", handler.stream_stream)
+
+        async def stream_stream_call(raw_messages: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            async for response in _observe_stream(method, lambda: both(decoded_each(raw_messages), context), context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream_call, response_serializer=handler.response_serializer
+        )
     return handler
 
 
 async def _observe(method: str, call: Callable[[], Awaitable[Any]], context: Context) -> Any:
-    """Run one call with the caller's request id and trace context bound; log it; abort with a
-    rich status on a ServiceError. grpc.aio serves each call in a task of its own, on a copy of
-    the context: whatever the call binds (these variables, structlog's) ends with it, unreset."""
-    incoming = dict(context.invocation_metadata() or ())
-    request_id_var.set(str(incoming.get(REQUEST_ID_HEADER) or new_request_id()))
-    traceparent_var.set(incoming.get(TRACEPARENT_HEADER))
+    """Run one call as `_observed_call` says."""
+    async with _observed_call(method, context):
+        return await call()
+
+
+async def _observe_stream(method: str, call: Callable[[], AsyncIterator[Any]], context: Context) -> AsyncIterator[Any]:
+    """`_observe` for a method that streams its responses: each is passed on as the servicer
+    yields it (grpc.aio writes it, waiting while the client's flow-control window is full)."""
+    async with _observed_call(method, context):
+        async for response in call():
+            yield response
+
+
+@contextlib.asynccontextmanager
+async def _observed_call(method: str, context: Context) -> AsyncIterator[None]:
+    """One call with the caller's request id and trace context bound; its duration measured and
+    one log line; a rich status on a ServiceError. grpc.aio serves each call in a task of its own,
+    on a copy of the context: whatever the call binds (these variables, structlog's) ends with it,
+    unreset."""
+    _bind_caller(context)
     started = time.perf_counter()
     outcome = "OK"
     error_code: str | None = None
     try:
-        return await call()
+        yield
     except ServiceError as error:
         outcome, error_code = error.kind.value, error.code
         status = rpc_status.to_status(to_rpc_status(error))
         await context.abort(status.code, status.details, status.trailing_metadata)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
         outcome = "CANCELLED"
         raise
     except Exception:
@@ -159,6 +195,12 @@ async def _observe(method: str, call: Callable[[], Awaitable[Any]], context: Con
             log.info("rpc", method=method, code=outcome, ms=elapsed_ms, error_code=error_code)
 
 
+def _bind_caller(context: Context) -> None:
+    incoming = dict(context.invocation_metadata() or ())
+    request_id_var.set(str(incoming.get(REQUEST_ID_HEADER) or new_request_id()))
+    traceparent_var.set(incoming.get(TRACEPARENT_HEADER))
+
+
 async def serve(
     *,
     host: str,
@@ -170,6 +212,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     credentials: grpc.ServerCredentials | None = None,
     keepalive: Keepalive = DEFAULT_KEEPALIVE,
+    on_stopping: Sequence[Callable[[], None]] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop taking calls, let in-flight ones finish and return.
 
@@ -178,7 +221,9 @@ async def serve(
     watched (orderflow_kit.readiness): the health status is NOT_SERVING while a required one is
     down. Setting `stop` ends it like a signal does: how a test stops a server it runs in-process.
     With `credentials` (orderflow_kit.grpc_tls.server_credentials) the port serves TLS only;
-    `keepalive` (orderflow_kit.grpc_keepalive) pings and ages out its connections."""
+    `keepalive` (orderflow_kit.grpc_keepalive) pings and ages out its connections. `on_stopping`
+    callbacks run when stopping begins, before the grace: what ends long-lived response streams
+    (a watch), which would otherwise hold the stop for the whole grace."""
     server = grpc.aio.server(interceptors=[_CallInterceptor()], options=keepalive.server_options())
     for service in services:
         service.add(service.servicer, server)
@@ -209,6 +254,8 @@ async def serve(
     failed = next((task for task in done if task is not stop_waiter), None)
     log.info("stopping", reason="signal" if failed is None else f"{failed.get_name()} ended")
     await health_servicer.enter_graceful_shutdown()
+    for stopping_callback in on_stopping:
+        stopping_callback()
     await server.stop(grace_seconds)
     stop_waiter.cancel()
     for task in tasks:

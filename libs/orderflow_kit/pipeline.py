@@ -54,8 +54,8 @@ def running_pipeline(
 ) -> Iterator[Pipeline]:
     """Start the four services (logs in `work/<service>.log`, as JSON), wait until each serves, and
     stop them at the end. Databases are `<prefix>_<run>_<service>`, the consumers
-    `loyalty-<prefix>-<run>` and `inventory-<prefix>-<run>`; the gateway verifies tokens signed
-    with `jwt_secret`.
+    `loyalty-<prefix>-<run>` and `inventory-<prefix>-<run>`, the fault flags' bucket
+    `faults-<prefix>-<run>`; the gateway verifies tokens signed with `jwt_secret`.
 
     `env` adds or overrides settings of every service; `replicas` runs more copies of a gRPC
     service (`orders-2`, ...) on ports of their own; a `supervisor` restarts services that die;
@@ -71,6 +71,8 @@ def running_pipeline(
         "ORDERFLOW_LOYALTY_DELIVER_POLICY": "new",
         "ORDERFLOW_INVENTORY_CONSUMER": f"inventory-{prefix}-{run}",
         "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
+        # Fault flags set through this pipeline's gateway break this pipeline alone.
+        "ORDERFLOW_FAULTS_BUCKET": f"faults-{prefix}-{run}",
         "ORDERFLOW_LOG_FORMAT": "json",
         **(env or {}),
     }

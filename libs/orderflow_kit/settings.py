@@ -7,6 +7,8 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderflow_kit.fault_bucket import BUCKET as FAULTS_BUCKET
+from orderflow_kit.fault_bucket import BUCKET_NAME_PATTERN
 from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE
 from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS
 
@@ -21,6 +23,9 @@ class Settings(BaseSettings):
     # The broker drops a re-published event (same Nats-Msg-Id) within this window; a copy that
     # arrives later (the relay retrying after a longer outage) is caught by the consumers' dedupe.
     nats_duplicate_window_seconds: float = Field(default=DUPLICATE_WINDOW_SECONDS, gt=0)
+    # The JetStream key-value bucket of the fault flags (orderflow_kit.fault_bucket,
+    # docs/fault-flags.md): every service watches it, the gateway reads and writes it.
+    faults_bucket: str = Field(default=FAULTS_BUCKET, pattern=BUCKET_NAME_PATTERN)
     # A server URL: each service uses its own database (database-per-service) on this server.
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -1,9 +1,11 @@
 """The operations console in a real browser: an admin watches the pipeline's figures while orders
-flow, replays a dead letter from the list, and restocks; a customer is kept out; the storefront
-works at 360 px wide."""
+flow, replays a dead letter from the list, restocks, and imports orders in bulk (twice: nothing
+placed twice); a customer is kept out; the storefront works at 360 px wide."""
 
 import asyncio
+import json
 import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -64,6 +66,34 @@ def test_an_admin_restocks_and_the_catalog_shows_it(page: Page, web_pipeline: Pi
     expect(page.locator("#notices")).to_contain_text("Restocked 7 \N{MULTIPLICATION SIGN} WEB-PRINT")
     page.goto("/")
     expect(page.locator("#stock-WEB-PRINT data")).to_have_attribute("value", str(before + 7))
+
+
+def test_an_admin_imports_orders_in_bulk_and_importing_again_places_nothing_twice(
+    page: Page, web_pipeline: Pipeline
+) -> None:
+    customer, batch = new_customer(), uuid.uuid4().hex[:8]
+    lines = [
+        {"customer_id": customer, "items": [{"sku": "WEB-MUG", "quantity": 2}], "client_request_id": f"{batch}-1"},
+        {"customer_id": customer, "items": [{"sku": "NO-SUCH", "quantity": 1}], "client_request_id": f"{batch}-2"},
+        {"customer_id": customer, "items": [{"sku": "WEB-TEE", "quantity": 1}], "client_request_id": f"{batch}-3"},
+    ]
+    sign_in(page, "ops-import", admin=True)
+    page.goto("/console")
+
+    def run_import() -> list[str]:
+        page.get_by_label("Orders, one JSON object a line").fill("\n".join(json.dumps(line) for line in lines))
+        page.get_by_role("button", name="Import").click()
+        expect(page.locator("#import-summary")).to_have_text("2 placed, 1 refused.")
+        expect(page.locator("table.import-results tr[data-line='2']")).to_contain_text("404 UNKNOWN_SKU")
+        return page.locator("table.import-results tr.placed a").all_inner_texts()
+
+    first = run_import()
+    screenshot(page, "console-import")
+    page.locator("#import-results").evaluate("element => { element.innerHTML = '' }")
+    assert run_import() == first, "the second import answered other orders"
+    with httpx.Client(base_url=web_pipeline.gateway_url, trust_env=False) as api:
+        listed = api.get("/v1/orders", params={"customer_id": customer}, headers=as_customer(customer))
+    assert len(listed.json()["orders"]) == 2
 
 
 def test_the_console_is_for_admins_and_the_shop_fits_a_phone(

@@ -1,6 +1,7 @@
 """The storefront in a real browser: a customer signs in, fills a cart, checks out and watches the
-order's journey reach "points awarded", while another visitor's catalog shows the stock drop; a
-double-clicked checkout places one order; the API's errors are pages of their own."""
+order's journey reach "stock confirmed" and "points awarded", while another visitor's catalog
+shows the stock drop; a double-clicked checkout places one order; the API's errors are pages of
+their own."""
 
 import re
 
@@ -47,6 +48,8 @@ def test_a_customer_checks_out_and_watches_the_journey_while_another_page_sees_t
     journey = page.locator("#journey")
     expect(journey.locator("[data-step=awarded].done")).to_contain_text("Points awarded", timeout=20_000)
     expect(journey.locator("[data-step=published].done")).to_be_visible()
+    expect(journey.locator("[data-step=stock_confirmed].done")).to_contain_text("Stock confirmed")
+    expect(journey.locator("[data-step=stock_confirmed] .when")).to_contain_text("+")
     expect(journey.locator("[data-step=awarded] .when")).to_contain_text("+")
     expect(page.locator("#trace-id")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
     screenshot(page, "order-journey")

@@ -41,13 +41,24 @@ def events_of(order_id: str) -> str:
     return f"/v1/orders/{order_id}/events"
 
 
-def is_points(message: Message) -> bool:
-    return message.event == "points.awarded"
+# After order.created, inventory's and loyalty's announcements, in whichever order they came.
+JOURNEY = ["order.created", "points.awarded", "stock.confirmed"]
 
 
-async def created_and_awarded(api: httpx.AsyncClient, customer: str, order_id: str) -> list[Message]:
+def journey_done() -> Any:
+    """A predicate for events_until: true once one order's stock is confirmed and its points awarded."""
+    seen: set[str] = set()
+
+    def done(message: Message) -> bool:
+        seen.add(message.event or "")
+        return {"stock.confirmed", "points.awarded"} <= seen
+
+    return done
+
+
+async def whole_journey(api: httpx.AsyncClient, customer: str, order_id: str) -> list[Message]:
     async with event_stream(api, events_of(order_id), as_customer(customer)) as stream:
-        return await stream.events_until(is_points)
+        return await stream.events_until(journey_done())
 
 
 async def publish_malformed_order_created(pipeline: Pipeline, order_id: str, customer: str) -> str:
@@ -63,13 +74,19 @@ async def test_an_order_streams_created_then_points_awarded_in_order_with_ids(ap
 
     async with event_stream(api, events_of(order["order_id"]), as_customer(customer)) as stream:
         opening = await stream.next_message()
-        events = await stream.events_until(is_points)
+        events = await stream.events_until(journey_done())
         assert stream.response.headers["cache-control"] == "no-store"
 
     assert opening.retry == 3000
     assert opening.event is None
-    assert [event.event for event in events] == ["order.created", "points.awarded"]
-    created, awarded = (event.json() for event in events)
+    assert events[0].event == "order.created"
+    assert sorted(event.event or "" for event in events) == JOURNEY
+    by_name = {event.event: event.json() for event in events}
+    created, awarded, confirmed = (by_name[name] for name in ("order.created", "points.awarded", "stock.confirmed"))
+    assert confirmed["order_id"] == order["order_id"]
+    assert confirmed["customer_id"] == customer
+    assert confirmed["items"] == [{"sku": "E2E-MUG", "quantity": 3}]
+    assert confirmed["late"] is False
     assert {key: created[key] for key in ("order_id", "customer_id", "total_cents", "currency")} == {
         key: order[key] for key in ("order_id", "customer_id", "total_cents", "currency")
     }
@@ -77,9 +94,10 @@ async def test_an_order_streams_created_then_points_awarded_in_order_with_ids(ap
     assert awarded["order_id"] == order["order_id"]
     assert awarded["customer_id"] == customer
     assert awarded["points"] == 3 * 1250 // 100
-    assert created["event_id"] != awarded["event_id"]
-    first, second = (Position.parse(event.id or "") for event in events)
-    assert first.orders < second.orders
+    assert len({created["event_id"], awarded["event_id"], confirmed["event_id"]}) == 3
+    positions = [Position.parse(event.id or "").orders for event in events]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 3
 
 
 async def test_reconnecting_with_last_event_id_repeats_nothing_and_sends_only_later_events(
@@ -87,19 +105,20 @@ async def test_reconnecting_with_last_event_id_repeats_nothing_and_sends_only_la
 ) -> None:
     customer = new_customer()
     order_id = (await placed_order(api, customer))["order_id"]
-    created, awarded = await created_and_awarded(api, customer, order_id)
+    created, *announced = await whole_journey(api, customer, order_id)
 
     resumed_after_created = {**as_customer(customer), "Last-Event-ID": created.id or ""}
     async with event_stream(api, events_of(order_id), resumed_after_created) as stream:
-        assert await stream.next_event() == awarded
+        assert [await stream.next_event(), await stream.next_event()] == announced
 
     await publish_malformed_order_created(pipeline, order_id, customer)
-    resumed_after_awarded = {**as_customer(customer), "Last-Event-ID": awarded.id or ""}
-    async with event_stream(api, events_of(order_id), resumed_after_awarded) as stream:
+    last = announced[-1]
+    resumed_after_last = {**as_customer(customer), "Last-Event-ID": last.id or ""}
+    async with event_stream(api, events_of(order_id), resumed_after_last) as stream:
         later = await stream.next_event()
     assert later.event == "order.dead_lettered"
     assert later.json()["order_id"] == order_id
-    assert Position.parse(later.id or "").dead_letters > Position.parse(awarded.id or "").dead_letters
+    assert Position.parse(later.id or "").dead_letters > Position.parse(last.id or "").dead_letters
 
 
 async def test_a_dead_lettered_event_of_the_order_shows_up_live_with_its_error_for_admins_only(
@@ -115,8 +134,8 @@ async def test_a_dead_lettered_event_of_the_order_shows_up_live_with_its_error_f
         event_stream(api, events_of(order_id), as_customer(customer)) as customers,
         event_stream(api, events_of(order_id), as_admin()) as admins,
     ):
-        await customers.events_until(is_points)
-        await admins.events_until(is_points)
+        await customers.events_until(journey_done())
+        await admins.events_until(journey_done())
         event_id = await publish_malformed_order_created(pipeline, order_id, customer)
         seen_by_customer = (await customers.events_until(loyalty_gave_up))[-1].json()
         seen_by_admin = (await admins.events_until(loyalty_gave_up))[-1].json()
@@ -146,7 +165,7 @@ async def test_the_admin_feed_streams_the_orders_of_several_customers(api: httpx
             order_id = message.json().get("order_id")
             if order_id in seen:
                 seen[order_id].append(message.event or "")
-            return all(events == ["order.created", "points.awarded"] for events in seen.values())
+            return all(events[:1] == ["order.created"] and sorted(events) == JOURNEY for events in seen.values())
 
         events = await stream.events_until(both_awarded)
 
@@ -160,7 +179,7 @@ async def test_a_heartbeat_comment_arrives_while_the_feed_is_idle(api: httpx.Asy
     customer = new_customer()
     order_id = (await placed_order(api, customer))["order_id"]
     async with event_stream(api, events_of(order_id), as_customer(customer)) as stream:
-        await stream.events_until(is_points)
+        await stream.events_until(journey_done())
         heartbeat = await stream.next_message(within=5)
 
     assert heartbeat.event is None
@@ -263,7 +282,7 @@ async def test_an_open_feed_goes_on_after_nats_restarts(api: httpx.AsyncClient, 
     customer = new_customer()
     order_id = (await placed_order(api, customer))["order_id"]
     async with event_stream(api, events_of(order_id), as_customer(customer)) as stream:
-        await stream.events_until(is_points)
+        await stream.events_until(journey_done())
         await asyncio.to_thread(nats_server.stop)
         await asyncio.to_thread(nats_server.start)
         event_id = await publish_malformed_order_created(pipeline, order_id, customer)
@@ -306,8 +325,8 @@ async def test_an_order_feed_ends_when_its_token_expires_and_a_fresh_one_resumes
 ) -> None:
     customer = new_customer()
     order_id = (await placed_order(api, customer))["order_id"]
-    _, awarded = await created_and_awarded(api, customer, order_id)
-    resume = {"Last-Event-ID": awarded.id or ""}
+    *_, announced = await whole_journey(api, customer, order_id)
+    resume = {"Last-Event-ID": announced.id or ""}
 
     async with event_stream(api, events_of(order_id), {**expiring(customer), **resume}) as stream:
         last = (await stream.until_it_ends())[-1]

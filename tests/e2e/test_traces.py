@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from orderflow_bench.otlp_receiver import OtlpReceiver, ReceivedSpan
-from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, POINTS_AWARDED_SUBJECT
+from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, POINTS_AWARDED_SUBJECT, STOCK_CONFIRMED_SUBJECT
 from orderflow_kit.infra import Infrastructure
 from tests.e2e.conftest import CATALOG
 from tests.e2e.support import loyalty, new_customer, order_created_event, publish
@@ -88,7 +88,7 @@ class Trace:
 
 
 def order_trace(receiver: OtlpReceiver, order_id: str) -> Trace | None:
-    """The order's trace once the last hops (points announced, both consumers done) arrived."""
+    """The order's trace once the last hops (points and stock announced, both consumers done) arrived."""
     spans = receiver.spans()
     created = [span for span in spans if span.attributes.get("orderflow.order_id") == order_id]
     if not created:
@@ -96,6 +96,7 @@ def order_trace(receiver: OtlpReceiver, order_id: str) -> Trace | None:
     found = Trace(spans, created[0].trace_id)
     done = (
         found.find("loyalty", f"send {POINTS_AWARDED_SUBJECT}")
+        and found.find("inventory", f"send {STOCK_CONFIRMED_SUBJECT}")
         and found.find("inventory", f"{ORDER_CREATED_SUBJECT} process")
         and found.find("loyalty", f"{ORDER_CREATED_SUBJECT} process")
         and found.find("orders", f"send {ORDER_CREATED_SUBJECT}")
@@ -162,6 +163,9 @@ async def test_one_order_is_one_trace_through_every_hop(
     # The points_awarded announcement is a child of loyalty's processing of the order.
     announce = found.one("loyalty", f"send {POINTS_AWARDED_SUBJECT}", "PRODUCER")
     assert announce.parent_span_id == found.one("loyalty", f"{ORDER_CREATED_SUBJECT} process").span_id
+    # And the stock_confirmed one, of inventory's.
+    confirmed = found.one("inventory", f"send {STOCK_CONFIRMED_SUBJECT}", "PRODUCER")
+    assert confirmed.parent_span_id == found.one("inventory", f"{ORDER_CREATED_SUBJECT} process").span_id
 
     # Log lines carry the trace: the gateway's access line and the relay's line of this order.
     assert _logged(traced, "gateway", "request", found.trace_id)
@@ -211,7 +215,12 @@ async def test_a_replayed_dead_letter_links_to_the_trace_it_began_in(
     assert replay.service == "gateway"
     assert replay.kind == "PRODUCER"
     assert replay.links == ((ORIGINAL_TRACE, ORIGINAL_SPAN),)
-    admin_request = Trace(receiver.spans(), replay.trace_id).by_id(replay.parent_span_id)
+    # The request's span ends (and is exported) after its child, the replay's.
+    admin_request = await eventually(
+        lambda: Trace(receiver.spans(), replay.trace_id).by_id(replay.parent_span_id),
+        lambda found: found is not None,
+        what="the admin request's span",
+    )
     assert admin_request is not None
     assert (admin_request.service, admin_request.kind) == ("gateway", "SERVER")
     assert admin_request.name.startswith("POST /v1/admin/dead-letters")

@@ -6,7 +6,9 @@ the key's description and lists the code under 422). schemathesis sends the docu
 key, or one it generated, with many bodies; a client makes a key per request. So each valid key is
 made its request's own: a digest of the body, then the key, in the form it came in. The same key
 with the same body stays one request, and gets the first answer again. A key that breaks the
-document's pattern is left as it is: it must still be refused."""
+document's pattern is left as it is: it must still be refused.
+
+The bulk import's body is NDJSON, which schemathesis cannot serialize by itself: a serializer here."""
 
 import hashlib
 import json
@@ -32,3 +34,9 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     for name, value in headers.items():
         if name.lower() == KEY_HEADER.lower() and isinstance(value, str) and re.fullmatch(KEY_PATTERN, value):
             headers[name] = own_key(value, case.body)
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx: Any, value: Any) -> bytes:
+    """The bulk import's body: the generated value as one line (its schema is one line's)."""
+    return (json.dumps(value) + "\n").encode()

@@ -400,6 +400,11 @@ CLIENT_STREAMING = {
     for service in (INVENTORY, ORDERS, LOYALTY)
     for method in service.methods
 }
+SERVER_STREAMING = {
+    (service.full_name, method.name): method.server_streaming
+    for service in (INVENTORY, ORDERS, LOYALTY)
+    for method in service.methods
+}
 ANY_CLIENT_ERROR = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
 
 undecodable = st.one_of(
@@ -416,7 +421,21 @@ async def test_bytes_that_are_no_request_message_are_a_client_error(
     services: Services, service: str, method: str, raw: bytes
 ) -> None:
     path, connection = f"/{service}/{method}", services.channels[service]
-    if CLIENT_STREAMING[service, method]:
+    if (service, method) == (ORDERS.full_name, "PlaceOrders"):  # bidirectional
+        both = connection.stream_stream(path, request_serializer=bytes, response_deserializer=bytes)
+        valid = orders_pb2.PlaceOrdersRequest(
+            customer_id="hostile-importer",
+            items=[orders_pb2.OrderItem(sku="HOSTILE-MUG", quantity=1)],
+            client_request_id="hostile-import",
+        ).SerializeToString()
+        await answer(_every_response(both(iter([valid, raw]), timeout=10)), ANY_CLIENT_ERROR)
+    elif SERVER_STREAMING[service, method]:
+        # The refusal comes before the first response; bytes that happen to decode start a watch.
+        watch = connection.unary_stream(path, request_serializer=bytes, response_deserializer=bytes)
+        watching = watch(raw, timeout=10)
+        await answer(watching.read(), ANY_CLIENT_ERROR)
+        watching.cancel()
+    elif CLIENT_STREAMING[service, method]:
         # The undecodable message after a valid one: each message of a stream is checked.
         stream = connection.stream_unary(path, request_serializer=bytes, response_deserializer=bytes)
         valid = inventory_pb2.RestockRequest(sku="HOSTILE-MUG", quantity=1).SerializeToString()
@@ -424,3 +443,8 @@ async def test_bytes_that_are_no_request_message_are_a_client_error(
     else:
         call = connection.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
         await answer(call(raw, timeout=10), ANY_CLIENT_ERROR)
+
+
+async def _every_response(call: Any) -> None:
+    async for _ in call:
+        pass

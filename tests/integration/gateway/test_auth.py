@@ -220,11 +220,16 @@ async def test_openapi_declares_the_bearer_scheme_and_each_operation_that_needs_
         "GET /v1/orders/{order_id}",
         "GET /v1/customers/{customer_id}/loyalty",
         "POST /v1/admin/restock",
+        "POST /v1/admin/orders:import",
         "GET /v1/orders/{order_id}/events",
         "GET /v1/events",
         "GET /v1/admin/dead-letters",
         "GET /v1/admin/dead-letters/{sequence}",
         "POST /v1/admin/dead-letters/{sequence}/replay",
+        "GET /v1/admin/faults",
+        "GET /v1/admin/pipeline",
+        "GET /v1/admin/reconciliation",
+        "PUT /v1/admin/faults",
     }
     problem = {"$ref": "#/components/schemas/ProblemDetails"}
     for path, operations in openapi["paths"].items():

@@ -26,7 +26,9 @@ from inventory.reservations import (
 )
 from inventory.settings import InventorySettings
 from inventory.stock_conservation import StockCount, unconserved_stock
+from orderflow_contracts.events import ConfirmedLineV1, StockConfirmed, read_stock_confirmed
 from orderflow_contracts.inventory.v1 import inventory_pb2
+from orderflow_contracts.streams import STOCK_CONFIRMED_SUBJECT
 from orderflow_kit.dead_letters import list_dead_letters, replay_dead_letter
 from orderflow_kit.errors import ServiceError
 from tests.integration.inventory.helpers import (
@@ -40,11 +42,33 @@ from tests.integration.inventory.helpers import (
     restock,
     stock_of,
 )
+from tests.support.jetstream import messages_on
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 from tests.support.services import serving_inventory
 
 TTL = timedelta(seconds=1)
+
+
+async def announcements(js: JetStreamContext, order_id: uuid.UUID) -> list[StockConfirmed]:
+    """The stock_confirmed events the stream holds for one order."""
+    found = await messages_on(js, STOCK_CONFIRMED_SUBJECT)
+    return [
+        read_stock_confirmed(message.headers, message.data or b"")
+        for message in found
+        if (message.headers or {}).get("ce-subject") == str(order_id)
+    ]
+
+
+async def test_check_stock_conservation_reads_every_products_counts(inventory: Any, engine: AsyncEngine) -> None:
+    sku = await add_product(engine, stock=10)
+    await reserve(inventory, uuid.uuid4(), {sku: 4})
+
+    answer = await inventory.CheckStockConservation(inventory_pb2.CheckStockConservationRequest())
+
+    assert answer.conserved
+    [count] = [count for count in answer.products if count.sku == sku]
+    assert (count.received, count.available, count.reserved, count.confirmed, count.conserved) == (10, 6, 4, 0, True)
 
 
 async def reserve(inventory: Any, order_id: uuid.UUID, quantities: dict[str, int]) -> None:
@@ -68,6 +92,10 @@ async def test_an_order_created_event_confirms_its_reservation_once_even_when_it
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=7, reserved=0, confirmed=3)}
     assert await list_dead_letters(js, subject=f"dlq.{settings.inventory_consumer}.>") == []
     assert await confirm_reservation(engine, order_id) is Confirmation.ALREADY_CONFIRMED
+    # Announced after each delivery with the same Nats-Msg-Id: the broker keeps one.
+    [announced] = await announcements(js, order_id)
+    assert announced.confirmation.items == [ConfirmedLineV1(sku=sku, quantity=3)]
+    assert announced.confirmation.late is False
 
 
 async def test_an_order_created_for_an_order_without_a_reservation_is_dead_lettered(
@@ -149,6 +177,8 @@ async def test_a_late_order_created_takes_the_stock_of_its_expired_reservation_a
 
     assert await reservation_status(engine, order_id) == "CONFIRMED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=5, available=3, reserved=0, confirmed=2)}
+    [announced] = await announcements(js, order_id)
+    assert announced.confirmation.late is True
 
 
 async def test_a_late_order_created_whose_stock_is_gone_is_dead_lettered_and_a_replay_after_a_restock_confirms_it(

@@ -19,8 +19,10 @@ from gateway.event_feed import (
     dead_letter_event,
     order_event,
 )
+from inventory.announcing_stock import stock_confirmed_event
+from inventory.reservations import Confirmation
 from orderflow_contracts.cloudevents import CloudEvent
-from orderflow_contracts.events import OrderCreatedV1, PointsAwardedV1
+from orderflow_contracts.events import OrderCreatedV1, PointsAwardedV1, read_order_created
 from orderflow_kit.dead_letters import CONSUMER, ERROR, ERROR_CLASS, ORIGINAL_SUBJECT, REASON, DeadLetter
 
 ORDER_ID = uuid.UUID("0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23")
@@ -130,6 +132,26 @@ def test_a_points_awarded_event_carries_the_award_and_dedupes_on_its_ce_id() -> 
         "balance_after": 40,
         "awarded_at": "2026-11-20T10:15:00Z",
     }
+
+
+def test_a_stock_confirmed_event_carries_the_confirmation_and_dedupes_on_its_ce_id() -> None:
+    created = read_order_created(order_created().to_headers(), order_created().data)
+    event = stock_confirmed_event(created, Confirmation.CONFIRMED, now=NOW)
+
+    live = order_event("orders.stock_confirmed", event.to_headers(), event.data)
+
+    assert live is not None
+    assert (live.name, live.order_id, live.dedupe_key) == ("stock.confirmed", str(ORDER_ID), event.id)
+    assert live.data == {
+        "event_id": event.id,
+        "order_id": str(ORDER_ID),
+        "customer_id": "customer-42",
+        "items": [{"sku": "SKU-1", "quantity": 2}],
+        "late": False,
+        "confirmed_at": "2026-11-20T10:15:00Z",
+    }
+    again = stock_confirmed_event(created, Confirmation.ALREADY_CONFIRMED)
+    assert again.id == event.id, "every announcement of one order is the same event"
 
 
 def test_unreadable_events_and_other_subjects_are_not_shown() -> None:

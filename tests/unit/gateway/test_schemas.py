@@ -156,7 +156,7 @@ def restock_line_validator() -> Draft202012Validator:
 
 def document_says_valid(line: dict[str, Any]) -> bool:
     """What the OpenAPI document's schema of a restock line says, as a JSON Schema validator reads it."""
-    return restock_line_validator().is_valid(line)
+    return bool(restock_line_validator().is_valid(line))
 
 
 RESTOCK_LINES = {

@@ -1,15 +1,19 @@
-"""The fault-flag switch: its syntax, its two sources (the environment and a file re-read when it
-changes), and what each injection point does and logs when its fault is on."""
+"""The fault-flag switch: its syntax, its three sources (the environment, a file re-read when it
+changes, and the bucket's spec as its watcher hands it over), the one way the API writes each value,
+and what each injection point does and logs when its fault is on."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from nats.js.api import PubAck
 
 from orderflow_contracts.cloudevents import NATS_MSG_ID
@@ -254,3 +258,115 @@ def test_a_crash_point_sigkills_its_process_after_logging_why() -> None:
     assert "alive" not in child.stdout
     assert "fault injected" in child.stdout + child.stderr
     assert "orders_crash_before_commit" in child.stdout + child.stderr
+
+
+@pytest.fixture
+def no_bucket_flags() -> Iterator[None]:
+    yield
+    faults.use_bucket_spec("", source="test")
+
+
+@pytest.mark.usefixtures("no_bucket_flags")
+def test_the_bucket_wins_over_the_file_and_the_environment_flag_by_flag(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    switch = tmp_path / "faults"
+    switch.write_text("inventory_delay_ms=5\n")
+    monkeypatch.setenv(FAULTS_ENV, "relay_crash_after_publish,publish_twice")
+    monkeypatch.setenv(FAULTS_FILE_ENV, str(switch))
+
+    bucket = "publish_twice=same_msg_id\ninventory_delay_ms=7\nrelay_crash_after_publish=off\n"
+    faults.use_bucket_spec(bucket, source="bucket B")
+
+    assert faults.current() == FaultFlags(publish_twice=SecondPublish.SAME_MSG_ID, inventory_delay_ms=7)
+
+
+@pytest.mark.usefixtures("no_bucket_flags")
+def test_the_bucket_alone_switches_faults_on_logs_the_change_at_once_and_an_empty_spec_heals() -> None:
+    with structlog.testing.capture_logs() as logs:
+        faults.use_bucket_spec("inventory_delay_ms=1500", source="bucket B")
+        assert faults.current() == FaultFlags(inventory_delay_ms=1500)
+        faults.use_bucket_spec("", source="bucket B")
+        assert faults.current() is NO_FAULTS
+
+    changes = [entry["faults"] for entry in logs if entry["event"] == "fault flags changed"]
+    assert changes == [{"inventory_delay_ms": "1500"}, {}]
+
+
+@pytest.mark.usefixtures("no_bucket_flags")
+def test_a_bad_bucket_spec_is_logged_and_applies_no_fault() -> None:
+    faults.use_bucket_spec("inventory_delay_ms=1500", source="bucket B")
+
+    with structlog.testing.capture_logs() as logs:
+        faults.use_bucket_spec("inventory_delay_ms=1500\nrelay_crash_after_publsh", source="bucket B")
+
+    assert faults.current() == NO_FAULTS
+    assert [entry["source"] for entry in logs if entry["event"] == "fault spec ignored"] == ["bucket B"]
+
+
+def test_canonical_writes_each_value_one_way_and_spec_of_parses_back_to_it() -> None:
+    values = {
+        "relay_crash_after_publish": "",
+        "orders_crash_before_commit": "no",
+        "publish_twice": " SAME_MSG_ID ",
+        "consumer_fail_first": "loyalty-e2e-1:2",
+        "inventory_delay_ms": "0",
+    }
+
+    written = faults.canonical(values)
+
+    assert written == {
+        "relay_crash_after_publish": "on",
+        "orders_crash_before_commit": "off",
+        "publish_twice": "same_msg_id",
+        "consumer_fail_first": "loyalty-e2e-1:2",
+        "inventory_delay_ms": "0",
+    }
+    assert faults.flag_values(faults.spec_of(values)) == written
+    assert faults.parse(faults.spec_of(values)) == FaultFlags(
+        relay_crash_after_publish=True,
+        publish_twice=SecondPublish.SAME_MSG_ID,
+        consumer_fail_first=FailFirst(2, "loyalty-e2e-1"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("relay_crash", "on", "unknown fault 'relay_crash'"),
+        ("inventory_delay_ms=5,publish_twice", "", "unknown fault"),
+        ("inventory_delay_ms", "5,relay_crash_after_publish", "takes a whole number"),
+        ("inventory_delay_ms", "9999999999", "takes a whole number"),
+        ("publish_twice", "new_msg_id\nrelay_crash_after_publish", "publish_twice takes"),
+        ("consumer_fail_first", "loyalty,relay_crash_after_publish:2", "names no consumer"),
+        ("consumer_fail_first", "loyalty:2#", "takes a whole number"),
+    ],
+)
+def test_canonical_refuses_what_would_not_survive_a_spec_naming_the_flag(name: str, value: str, message: str) -> None:
+    with pytest.raises(faults.FlagError, match=message) as refused:
+        faults.spec_of({"inventory_delay_ms": "10", name: value})
+
+    assert refused.value.name == name
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(list(Fault)).map(str) | st.text(max_size=12),
+        st.text(max_size=24) | st.integers(min_value=-5, max_value=10**10).map(str),
+        max_size=6,
+    )
+)
+def test_a_set_of_flags_is_refused_naming_a_flag_or_written_as_a_spec_that_parses_back_to_it(
+    values: dict[str, str],
+) -> None:
+    """What PUT /v1/admin/faults relies on, whatever a client sends (the API is not fuzzed with
+    valid sets: they would break the pipeline under attack)."""
+    refused: faults.FlagError | None = None
+    try:
+        written = faults.canonical(values)
+    except faults.FlagError as error:
+        refused = error
+    if refused is not None:
+        assert refused.name in values
+    else:
+        assert faults.flag_values(faults.spec_of(values)) == written

@@ -115,3 +115,51 @@ class RestockSummary(_message.Message):
     messages: int
     products: _containers.RepeatedCompositeFieldContainer[RestockedProduct]
     def __init__(self, messages: _Optional[int] = ..., products: _Optional[_Iterable[_Union[RestockedProduct, _Mapping]]] = ...) -> None: ...
+
+class WatchStockRequest(_message.Message):
+    __slots__ = ("skus",)
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    skus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, skus: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StockLevel(_message.Message):
+    __slots__ = ("sku", "available")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    available: int
+    def __init__(self, sku: _Optional[str] = ..., available: _Optional[int] = ...) -> None: ...
+
+class WatchStockResponse(_message.Message):
+    __slots__ = ("levels",)
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    levels: _containers.RepeatedCompositeFieldContainer[StockLevel]
+    def __init__(self, levels: _Optional[_Iterable[_Union[StockLevel, _Mapping]]] = ...) -> None: ...
+
+class CheckStockConservationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StockCount(_message.Message):
+    __slots__ = ("sku", "received", "available", "reserved", "confirmed", "conserved")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    CONSERVED_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    received: int
+    available: int
+    reserved: int
+    confirmed: int
+    conserved: bool
+    def __init__(self, sku: _Optional[str] = ..., received: _Optional[int] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., confirmed: _Optional[int] = ..., conserved: _Optional[bool] = ...) -> None: ...
+
+class CheckStockConservationResponse(_message.Message):
+    __slots__ = ("products", "conserved")
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    CONSERVED_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[StockCount]
+    conserved: bool
+    def __init__(self, products: _Optional[_Iterable[_Union[StockCount, _Mapping]]] = ..., conserved: _Optional[bool] = ...) -> None: ...

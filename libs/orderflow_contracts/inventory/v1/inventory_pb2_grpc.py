@@ -59,6 +59,16 @@ class InventoryServiceStub:
                 request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
                 _registered_method=True)
+        self.WatchStock = channel.unary_stream(
+                '/orderflow.inventory.v1.InventoryService/WatchStock',
+                request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockResponse.FromString,
+                _registered_method=True)
+        self.CheckStockConservation = channel.unary_unary(
+                '/orderflow.inventory.v1.InventoryService/CheckStockConservation',
+                request_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -112,6 +122,30 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStock(self, request, context):
+        """Live stock (server streaming): the first response holds the current level of every watched
+        SKU, each later one the levels that changed since the previous response, for as long as the
+        client listens. A change made through any replica reaches the watchers of every replica. A
+        watcher that reads slowly gets each SKU's latest level, not every step between (levels
+        coalesce per SKU, so the server holds at most one pending level per SKU for it). A level may
+        repeat, and after the server lost its database connection it sends every watched level again.
+        The stream ends (OK) when the server stops: reconnect. Errors, before the first response:
+        INVALID_ARGUMENT (a malformed SKU, more than 1,000 SKUs), NOT_FOUND (UNKNOWN_SKU: a SKU not
+        in the catalog; metadata `skus`), UNAVAILABLE (DATABASE_UNAVAILABLE; INVENTORY_UNAVAILABLE: the
+        replica is stopping).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckStockConservation(self, request, context):
+        """Reconciliation (operators): every product's counts read in one snapshot, and whether stock is
+        conserved: received (the catalog's stock plus every restock) == available + reserved + confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +173,16 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.RestockStream,
                     request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.FromString,
                     response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.SerializeToString,
+            ),
+            'WatchStock': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStock,
+                    request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockResponse.SerializeToString,
+            ),
+            'CheckStockConservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckStockConservation,
+                    request_deserializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +320,60 @@ class InventoryService:
             '/orderflow.inventory.v1.InventoryService/RestockStream',
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
             orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.RestockSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orderflow.inventory.v1.InventoryService/WatchStock',
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockRequest.SerializeToString,
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.WatchStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckStockConservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderflow.inventory.v1.InventoryService/CheckStockConservation',
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationRequest.SerializeToString,
+            orderflow__contracts_dot_inventory_dot_v1_dot_inventory__pb2.CheckStockConservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

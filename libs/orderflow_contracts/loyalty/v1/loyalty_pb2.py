@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orderflow_contracts/loyalty/v1/loyalty.proto\x12\x14orderflow.loyalty.v1\"(\n\x11GetBalanceRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"F\n\x07\x42\x61lance\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x16\n\x0eorders_awarded\x18\x03 \x01(\x03\x32\x66\n\x0eLoyaltyService\x12T\n\nGetBalance\x12\'.orderflow.loyalty.v1.GetBalanceRequest\x1a\x1d.orderflow.loyalty.v1.Balanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orderflow_contracts/loyalty/v1/loyalty.proto\x12\x14orderflow.loyalty.v1\"(\n\x11GetBalanceRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"F\n\x07\x42\x61lance\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x16\n\x0eorders_awarded\x18\x03 \x01(\x03\"\x14\n\x12\x43ountAwardsRequest\"M\n\x13\x43ountAwardsResponse\x12\x0e\n\x06\x61wards\x18\x01 \x01(\x03\x12\x16\n\x0eorders_awarded\x18\x02 \x01(\x03\x12\x0e\n\x06points\x18\x03 \x01(\x03\x32\xca\x01\n\x0eLoyaltyService\x12T\n\nGetBalance\x12\'.orderflow.loyalty.v1.GetBalanceRequest\x1a\x1d.orderflow.loyalty.v1.Balance\x12\x62\n\x0b\x43ountAwards\x12(.orderflow.loyalty.v1.CountAwardsRequest\x1a).orderflow.loyalty.v1.CountAwardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBALANCEREQUEST']._serialized_end=110
   _globals['_BALANCE']._serialized_start=112
   _globals['_BALANCE']._serialized_end=182
-  _globals['_LOYALTYSERVICE']._serialized_start=184
-  _globals['_LOYALTYSERVICE']._serialized_end=286
+  _globals['_COUNTAWARDSREQUEST']._serialized_start=184
+  _globals['_COUNTAWARDSREQUEST']._serialized_end=204
+  _globals['_COUNTAWARDSRESPONSE']._serialized_start=206
+  _globals['_COUNTAWARDSRESPONSE']._serialized_end=283
+  _globals['_LOYALTYSERVICE']._serialized_start=286
+  _globals['_LOYALTYSERVICE']._serialized_end=488
 # @@protoc_insertion_point(module_scope)

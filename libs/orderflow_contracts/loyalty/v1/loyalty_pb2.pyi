@@ -19,3 +19,17 @@ class Balance(_message.Message):
     points: int
     orders_awarded: int
     def __init__(self, customer_id: _Optional[str] = ..., points: _Optional[int] = ..., orders_awarded: _Optional[int] = ...) -> None: ...
+
+class CountAwardsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CountAwardsResponse(_message.Message):
+    __slots__ = ("awards", "orders_awarded", "points")
+    AWARDS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_AWARDED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    awards: int
+    orders_awarded: int
+    points: int
+    def __init__(self, awards: _Optional[int] = ..., orders_awarded: _Optional[int] = ..., points: _Optional[int] = ...) -> None: ...

@@ -39,6 +39,11 @@ class LoyaltyServiceStub:
                 request_serializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.Balance.FromString,
                 _registered_method=True)
+        self.CountAwards = channel.unary_unary(
+                '/orderflow.loyalty.v1.LoyaltyService/CountAwards',
+                request_serializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsResponse.FromString,
+                _registered_method=True)
 
 
 class LoyaltyServiceServicer:
@@ -53,6 +58,14 @@ class LoyaltyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountAwards(self, request, context):
+        """Reconciliation (operators): how many awards the ledger holds and for how many distinct orders
+        (the two differ only if an order was awarded twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoyaltyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_LoyaltyServiceServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.GetBalanceRequest.FromString,
                     response_serializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.Balance.SerializeToString,
+            ),
+            'CountAwards': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountAwards,
+                    request_deserializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +107,33 @@ class LoyaltyService:
             '/orderflow.loyalty.v1.LoyaltyService/GetBalance',
             orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.GetBalanceRequest.SerializeToString,
             orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.Balance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountAwards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderflow.loyalty.v1.LoyaltyService/CountAwards',
+            orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsRequest.SerializeToString,
+            orderflow__contracts_dot_loyalty_dot_v1_dot_loyalty__pb2.CountAwardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

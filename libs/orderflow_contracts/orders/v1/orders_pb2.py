@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*orderflow_contracts/orders/v1/orders.proto\x12\x13orderflow.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\tOrderItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"D\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\"\xe6\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .orderflow.orders.v1.OrderStatus\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.orderflow.orders.v1.OrderLine\x12\x13\n\x0btotal_cents\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x01\n\x12\x43reateOrderRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.orderflow.orders.v1.OrderItem\x12\x1e\n\x11\x63lient_request_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x14\n\x12_client_request_id\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x12ListOrdersResponse\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.orderflow.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*E\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_CREATED\x10\x01\x32\x8f\x02\n\x0cOrderService\x12R\n\x0b\x43reateOrder\x12\'.orderflow.orders.v1.CreateOrderRequest\x1a\x1a.orderflow.orders.v1.Order\x12L\n\x08GetOrder\x12$.orderflow.orders.v1.GetOrderRequest\x1a\x1a.orderflow.orders.v1.Order\x12]\n\nListOrders\x12&.orderflow.orders.v1.ListOrdersRequest\x1a\'.orderflow.orders.v1.ListOrdersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*orderflow_contracts/orders/v1/orders.proto\x12\x13orderflow.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\tOrderItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"D\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\"\xe6\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .orderflow.orders.v1.OrderStatus\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.orderflow.orders.v1.OrderLine\x12\x13\n\x0btotal_cents\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8e\x01\n\x12\x43reateOrderRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.orderflow.orders.v1.OrderItem\x12\x1e\n\x11\x63lient_request_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x14\n\x12_client_request_id\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x12ListOrdersResponse\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.orderflow.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x12PlaceOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x05items\x18\x02 \x03(\x0b\x32\x1e.orderflow.orders.v1.OrderItem\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"\xb7\x01\n\x0fPlaceOrderError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x44\n\x08metadata\x18\x04 \x03(\x0b\x32\x32.orderflow.orders.v1.PlaceOrderError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xad\x01\n\x13PlaceOrdersResponse\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12+\n\x05order\x18\x03 \x01(\x0b\x32\x1a.orderflow.orders.v1.OrderH\x00\x12\x35\n\x05\x65rror\x18\x04 \x01(\x0b\x32$.orderflow.orders.v1.PlaceOrderErrorH\x00\x42\x08\n\x06result\"\x18\n\x16GetOutboxStatusRequest\"g\n\x17GetOutboxStatusResponse\x12\x15\n\rorders_stored\x18\x01 \x01(\x03\x12\x16\n\x0epending_events\x18\x02 \x01(\x03\x12\x1d\n\x15oldest_pending_age_ms\x18\x03 \x01(\x03*E\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_CREATED\x10\x01\x32\xe3\x03\n\x0cOrderService\x12R\n\x0b\x43reateOrder\x12\'.orderflow.orders.v1.CreateOrderRequest\x1a\x1a.orderflow.orders.v1.Order\x12L\n\x08GetOrder\x12$.orderflow.orders.v1.GetOrderRequest\x1a\x1a.orderflow.orders.v1.Order\x12]\n\nListOrders\x12&.orderflow.orders.v1.ListOrdersRequest\x1a\'.orderflow.orders.v1.ListOrdersResponse\x12\x64\n\x0bPlaceOrders\x12\'.orderflow.orders.v1.PlaceOrdersRequest\x1a(.orderflow.orders.v1.PlaceOrdersResponse(\x01\x30\x01\x12l\n\x0fGetOutboxStatus\x12+.orderflow.orders.v1.GetOutboxStatusRequest\x1a,.orderflow.orders.v1.GetOutboxStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderflow_contracts.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=801
-  _globals['_ORDERSTATUS']._serialized_end=870
+  _globals['_PLACEORDERERROR_METADATAENTRY']._loaded_options = None
+  _globals['_PLACEORDERERROR_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ORDERSTATUS']._serialized_start=1411
+  _globals['_ORDERSTATUS']._serialized_end=1480
   _globals['_ORDERITEM']._serialized_start=100
   _globals['_ORDERITEM']._serialized_end=142
   _globals['_ORDERLINE']._serialized_start=144
@@ -48,6 +50,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTORDERSREQUEST']._serialized_end=708
   _globals['_LISTORDERSRESPONSE']._serialized_start=710
   _globals['_LISTORDERSRESPONSE']._serialized_end=799
-  _globals['_ORDERSERVICE']._serialized_start=873
-  _globals['_ORDERSERVICE']._serialized_end=1144
+  _globals['_PLACEORDERSREQUEST']._serialized_start=801
+  _globals['_PLACEORDERSREQUEST']._serialized_end=916
+  _globals['_PLACEORDERERROR']._serialized_start=919
+  _globals['_PLACEORDERERROR']._serialized_end=1102
+  _globals['_PLACEORDERERROR_METADATAENTRY']._serialized_start=1055
+  _globals['_PLACEORDERERROR_METADATAENTRY']._serialized_end=1102
+  _globals['_PLACEORDERSRESPONSE']._serialized_start=1105
+  _globals['_PLACEORDERSRESPONSE']._serialized_end=1278
+  _globals['_GETOUTBOXSTATUSREQUEST']._serialized_start=1280
+  _globals['_GETOUTBOXSTATUSREQUEST']._serialized_end=1304
+  _globals['_GETOUTBOXSTATUSRESPONSE']._serialized_start=1306
+  _globals['_GETOUTBOXSTATUSRESPONSE']._serialized_end=1409
+  _globals['_ORDERSERVICE']._serialized_start=1483
+  _globals['_ORDERSERVICE']._serialized_end=1966
 # @@protoc_insertion_point(module_scope)

@@ -86,3 +86,58 @@ class ListOrdersResponse(_message.Message):
     orders: _containers.RepeatedCompositeFieldContainer[Order]
     next_page_token: str
     def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PlaceOrdersRequest(_message.Message):
+    __slots__ = ("customer_id", "items", "client_request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    items: _containers.RepeatedCompositeFieldContainer[OrderItem]
+    client_request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ..., client_request_id: _Optional[str] = ...) -> None: ...
+
+class PlaceOrderError(_message.Message):
+    __slots__ = ("code", "reason", "message", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    reason: str
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PlaceOrdersResponse(_message.Message):
+    __slots__ = ("index", "client_request_id", "order", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    client_request_id: str
+    order: Order
+    error: PlaceOrderError
+    def __init__(self, index: _Optional[int] = ..., client_request_id: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., error: _Optional[_Union[PlaceOrderError, _Mapping]] = ...) -> None: ...
+
+class GetOutboxStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetOutboxStatusResponse(_message.Message):
+    __slots__ = ("orders_stored", "pending_events", "oldest_pending_age_ms")
+    ORDERS_STORED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    orders_stored: int
+    pending_events: int
+    oldest_pending_age_ms: int
+    def __init__(self, orders_stored: _Optional[int] = ..., pending_events: _Optional[int] = ..., oldest_pending_age_ms: _Optional[int] = ...) -> None: ...

@@ -49,6 +49,16 @@ class OrderServiceStub:
                 request_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
                 response_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
                 _registered_method=True)
+        self.PlaceOrders = channel.stream_stream(
+                '/orderflow.orders.v1.OrderService/PlaceOrders',
+                request_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersResponse.FromString,
+                _registered_method=True)
+        self.GetOutboxStatus = channel.unary_unary(
+                '/orderflow.orders.v1.OrderService/GetOutboxStatus',
+                request_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.SerializeToString,
+                response_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -82,6 +92,29 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceOrders(self, request_iterator, context):
+        """Bulk import (bidirectional streaming): the client streams order requests and the server
+        answers each, in request order, with its order or its error, while later requests are still
+        arriving. A few requests are placed at once and at most a window of them is read ahead of its
+        answer, so a fast client is slowed down (HTTP/2 flow control), never let to swamp orders.
+        Every request needs a client_request_id: a request repeated (an import run again) answers the
+        order it placed, never places a second one. One request's refusal is its answer and the
+        stream goes on; the stream itself fails only as a whole call does (CANCELLED, the server
+        stopping: UNAVAILABLE). A client that cancels leaves no placement half-done: each request
+        already read is placed, or not, to the end; the rest are never placed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOutboxStatus(self, request, context):
+        """Reconciliation (operators): how many orders are stored and how many of their events the
+        outbox has not published yet, read in one snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +132,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListOrders,
                     request_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.FromString,
                     response_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'PlaceOrders': grpc.stream_stream_rpc_method_handler(
+                    servicer.PlaceOrders,
+                    request_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersResponse.SerializeToString,
+            ),
+            'GetOutboxStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutboxStatus,
+                    request_deserializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.FromString,
+                    response_serializer=orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +225,60 @@ class OrderService:
             '/orderflow.orders.v1.OrderService/ListOrders',
             orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
             orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceOrders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderflow.orders.v1.OrderService/PlaceOrders',
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersRequest.SerializeToString,
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.PlaceOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutboxStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderflow.orders.v1.OrderService/GetOutboxStatus',
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusRequest.SerializeToString,
+            orderflow__contracts_dot_orders_dot_v1_dot_orders__pb2.GetOutboxStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
