@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 STATE ?= .state
 PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
 # One test per document generated from the code (`make docs`), failing when the committed one is stale.
-DOCS_DRIFT_TESTS := tests/unit/gateway/test_openapi_document.py tests/unit/gateway/test_errors_document.py
+DOCS_DRIFT_TESTS := tests/unit/gateway/test_openapi_document.py tests/unit/gateway/test_errors_document.py \
+	tests/unit/contracts/test_asyncapi_document.py
 
 .PHONY: help up test lint unit integration e2e chaos stubs openapi docs clean
 
@@ -21,7 +22,7 @@ help:
 	@echo "make bench  the pipeline under load: orders/s, latency, CPU per order (docs/benchmarks.md)"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
 	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
-	@echo "make docs   rewrite every document generated from the code: openapi.json, errors.md's tables"
+	@echo "make docs   rewrite every document generated from the code: openapi.json, asyncapi.json, errors.md's tables"
 	@echo "make bench-protocols  gRPC, HTTP/1.1 JSON, NATS and JetStream alone: docs/benchmarks.md, Protocols"
 
 $(UV):
@@ -80,6 +81,7 @@ openapi: $(VENV)/.synced
 
 # Every document generated from the code (DOCS_DRIFT_TESTS fail when one is not current).
 docs: openapi
+	$(BIN)/python -m orderflow_contracts.asyncapi_document > docs/asyncapi.json
 	$(BIN)/python -m gateway.errors_document docs/errors.md
 
 # The protocols alone, in Python on this machine (about 100 s); `orderflow bench-protocols --help` for options.
