@@ -32,7 +32,8 @@ from orderflow_contracts.events import EventPayload, OrderCreated, OrderCreatedV
 from orderflow_kit.dead_letters import HEADER_PREFIX, ORIGINAL_BROKER_HEADER_PREFIX, Failed, Reason, dead_letter_headers
 from orders import outbox
 
-COMMITTED = Path(__file__).parents[3] / "docs" / "asyncapi.json"
+DOCS = Path(__file__).parents[3] / "docs"
+COMMITTED = DOCS / "asyncapi.json"
 DOCUMENT = asyncapi_document()
 # The document as a JSON Schema resource, so that a message's schemas resolve their $refs in it.
 _REGISTRY = Registry().with_resource("urn:asyncapi", Resource.from_contents(DOCUMENT, default_specification=DRAFT7))
@@ -68,6 +69,13 @@ def test_every_event_model_is_a_documented_message() -> None:
 
     assert models == {event.payload for event in EVENTS}
     assert {model.__name__ for model in models} <= set(DOCUMENT["components"]["messages"])
+
+
+def test_docs_events_md_describes_every_cloudevents_header_of_the_document() -> None:
+    page = (DOCS / "events.md").read_text(encoding="utf-8")
+    headers = DOCUMENT["components"]["schemas"]["CloudEventHeaders"]["properties"]
+
+    assert [name for name in headers if f"| `{name}` |" not in page] == []
 
 
 def valid(message: str, part: str, value: object) -> None:
