@@ -36,7 +36,7 @@ up: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy apps libs tests
+	$(BIN)/mypy apps libs devstack tests
 	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	@# Breaking changes to the protos, against the main branch as committed (buf.yaml says which rules).
