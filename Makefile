@@ -26,7 +26,7 @@ $(UV):
 	.venv-tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The environment holds exactly what uv.lock pins (uv sync removes anything else).
-$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+$(VENV)/.synced: uv.lock pyproject.toml libs/pyproject.toml devstack/pyproject.toml | $(UV)
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
