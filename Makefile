@@ -30,7 +30,7 @@ $(UV):
 	.venv-tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The environment holds exactly what uv.lock pins (uv sync removes anything else).
-$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+$(VENV)/.synced: uv.lock pyproject.toml libs/pyproject.toml devstack/pyproject.toml | $(UV)
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
@@ -40,7 +40,7 @@ up: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy apps libs tests
+	$(BIN)/mypy apps libs devstack tests
 	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	@# Breaking changes to the protos, against the main branch as committed (buf.yaml says which rules).

@@ -14,10 +14,10 @@ from nats.js.errors import NotFoundError
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.dead_letters import list_dead_letters
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.faults import FAULTS_ENV
-from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import BatchHandling, ConsumerSpec, Result, consume, ensure_consumer
 from tests.support.jetstream import jetstream
 from tests.support.outages import Outage

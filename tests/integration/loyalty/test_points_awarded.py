@@ -19,7 +19,7 @@ from loyalty.settings import LoyaltySettings
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_contracts.events import PointsAwarded, PointsAwardedV1, read_order_created, read_points_awarded
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM, POINTS_AWARDED_SUBJECT
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import ensure_consumer
 from orderflow_kit.request_context import new_traceparent
 from tests.integration.loyalty.helpers import (
