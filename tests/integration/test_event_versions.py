@@ -14,8 +14,8 @@ import loyalty.main
 from inventory.settings import DEMO_CATALOG, InventorySettings
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.streams import DEAD_LETTER_STREAM
-from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from orderflow_devstack.infra import Infrastructure, free_port
+from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from tests.integration.loyalty.helpers import new_customer_id, order_created, publish
 from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
