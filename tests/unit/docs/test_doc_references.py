@@ -32,15 +32,18 @@ HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.MULTILINE)
 REPO_PATH = re.compile(r"(?:apps|libs|devstack|tests|infra|docs)/[\w./*-]*")
 # A module of the shared packages, as a page names it: `orderflow_kit.grpc_client.channel`.
 DOTTED_NAME = re.compile(r"\b(orderflow_(?:kit|contracts|devstack|bench))((?:\.\w+)+)")
-PACKAGE_DIRS = {"orderflow_kit": "libs", "orderflow_contracts": "libs", "orderflow_devstack": "devstack"} | {
-    "orderflow_bench": "devstack"
+PACKAGE_DIRS = {
+    "orderflow_kit": "libs",
+    "orderflow_contracts": "libs",
+    "orderflow_devstack": "devstack",
+    "orderflow_bench": "devstack",
 }
 # A test cited on its own: `test_x`, `::test_x` or `test_x[case]`, of the test file cited last.
 TEST_NAME = re.compile(r"(?:::)?(test_\w+)(?:\[.*\])?")
 
 
 class Citation(NamedTuple):
-    """A test file a page cites, and the names in it that it cites (none: the whole file)."""
+    """A test file a page cites, and the test in it that it names (None: the whole file)."""
 
     path: str
     name: str | None
@@ -64,7 +67,7 @@ def slug(heading: str) -> str:
 @cache
 def anchors(page: Path) -> frozenset[str]:
     seen: dict[str, int] = defaultdict(int)
-    found = set()
+    found: set[str] = set()
     for heading in HEADING.findall(prose(page)):
         anchor = slug(heading)
         found.add(f"{anchor}-{seen[anchor]}" if seen[anchor] else anchor)
@@ -75,7 +78,7 @@ def anchors(page: Path) -> frozenset[str]:
 @cache
 def defined_names(path: Path) -> frozenset[str]:
     """Every function, class and assigned name of a Python file, at any depth."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
@@ -160,7 +163,7 @@ def test_every_cited_test_exists(page: Path) -> None:
     missing = []
     for path, name in citations(page):
         if not any(ROOT.glob(path)):
-            missing.append(path)
+            missing.append(f"{path}::{name}" if name else path)
         elif name and ("*" in path or name not in defined_names(ROOT / path)):
             missing.append(f"{path}::{name}")
     assert not missing, f"{relative(page)} cites tests that do not exist: {missing}"
