@@ -28,8 +28,9 @@ FENCED_BLOCK = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.MULTILINE)
-# A file or folder of the repository, as a page names it: `apps/orders/outbox.py`, `tests/chaos/`.
-REPO_PATH = re.compile(r"(?:apps|libs|devstack|tests|infra|docs)/[\w./*-]*")
+# A file or folder of the repository, as a page names it: `apps/orders/outbox.py`, `tests/chaos/`
+# (not a part of a longer path or address: `../../apps/...` is a link, checked as one).
+REPO_PATH = re.compile(r"(?<![\w./-])(?:apps|libs|devstack|tests|infra|docs)/[\w./*-]*")
 # A module of the shared packages, as a page names it: `orderflow_kit.grpc_client.channel`.
 DOTTED_NAME = re.compile(r"\b(orderflow_(?:kit|contracts|devstack|bench))((?:\.\w+)+)")
 PACKAGE_DIRS = {
@@ -129,9 +130,8 @@ def importable(package: str, dotted: str) -> bool:
 
 
 def repository_paths(page: Path) -> set[str]:
-    """The files and folders a page names in its code spans, `tests/x.py::name` as `tests/x.py`."""
-    spans = CODE_SPAN.findall(prose(page))
-    return {found.split("::")[0].rstrip(".") for span in spans for found in REPO_PATH.findall(span)}
+    """The files and folders a page names, `tests/x.py::name` as `tests/x.py`."""
+    return {found.rstrip(".") for found in REPO_PATH.findall(prose(page))}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=relative)
