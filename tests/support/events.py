@@ -1,5 +1,6 @@
 """OrderCreated events as the orders service publishes them, for every test that needs one: fresh
-ids, one line of the order's total unless told otherwise, broken on request, and published."""
+ids, one line of the order's total unless told otherwise, broken on request; published, or as a
+consumer's handler receives them."""
 
 import json
 import uuid
@@ -10,8 +11,9 @@ from typing import Any
 from nats.js import JetStreamContext, api
 
 from orderflow_contracts.cloudevents import TRACEPARENT, CloudEvent
-from orderflow_contracts.events import OrderCreatedV1
+from orderflow_contracts.events import OrderCreated, OrderCreatedV1, read_order_created
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_kit.batches import Received
 
 # The price of each unit of `items`.
 UNIT_PRICE_CENTS = 1000
@@ -64,6 +66,12 @@ def order_created(
         subject=payload["order_id"],
         extensions={TRACEPARENT: traceparent} if traceparent else {},
     )
+
+
+def received(event: CloudEvent) -> Received[OrderCreated]:
+    """`event` as a consumer's batch handler gets it."""
+    headers = event.to_headers()
+    return Received(read_order_created(headers, event.data), headers)
 
 
 async def publish(js: JetStreamContext, event: CloudEvent, *, msg_id: str | None = None) -> api.PubAck:

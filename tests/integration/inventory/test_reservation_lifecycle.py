@@ -89,7 +89,7 @@ async def test_an_order_created_event_confirms_its_reservation_once_even_when_it
     assert await reservation_status(engine, order_id) == "CONFIRMED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=7, reserved=0, confirmed=3)}
     assert await list_dead_letters(js, subject=f"dlq.{settings.order_events.consumer}.>") == []
-    assert await confirm_reservation(engine, order_id) is Confirmation.ALREADY_CONFIRMED
+    assert await confirm_reservation(engine, order_id) is Confirmation.DUPLICATE
     # Announced after each delivery with the same Nats-Msg-Id: the broker keeps one.
     [announced] = await announcements(js, order_id)
     assert announced.confirmation.items == [ConfirmedLineV1(sku=sku, quantity=3)]
@@ -290,9 +290,9 @@ async def test_a_batch_confirms_an_order_listed_twice_once(engine: AsyncEngine) 
 
     outcomes = await confirm_reservations(engine, [first, second, first])
 
-    assert outcomes == [Confirmation.CONFIRMED, Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED]
+    assert outcomes == [Confirmation.CONFIRMED, Confirmation.CONFIRMED, Confirmation.DUPLICATE]
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=6, reserved=0, confirmed=4)}
-    assert await confirm_reservations(engine, [second]) == [Confirmation.ALREADY_CONFIRMED]
+    assert await confirm_reservations(engine, [second]) == [Confirmation.DUPLICATE]
 
 
 async def test_orders_without_a_reservation_fail_alone_in_a_batch(engine: AsyncEngine) -> None:
@@ -355,7 +355,7 @@ async def test_batches_racing_over_the_same_orders_confirm_each_once(engine: Asy
         for order_id, outcome in zip(listed, batch, strict=True)
     ]
     assert sorted(order_id for order_id, outcome in outcomes if outcome is Confirmation.CONFIRMED) == sorted(orders)
-    assert {outcome for _, outcome in outcomes} == {Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED}
+    assert {outcome for _, outcome in outcomes} == {Confirmation.CONFIRMED, Confirmation.DUPLICATE}
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=100, available=60, reserved=0, confirmed=40)}
 
 

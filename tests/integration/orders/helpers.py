@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.cloudevents import CloudEvent
-from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orders.models import OUTBOX
-from orders.outbox import NOTIFY_CHANNEL, new_event
+from orders.outbox import NOTIFY_CHANNEL
+from tests.support.events import order_created
 
 # The catalog of the real inventory the tests order from.
 CATALOG = [
@@ -78,19 +77,6 @@ class FakeInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: ignor
     ) -> inventory_pb2.ReleaseStockResponse:
         self.release_requests.append(request.order_id)
         return inventory_pb2.ReleaseStockResponse(released=True)
-
-
-def order_created() -> CloudEvent:
-    order_id, now = uuid.uuid4(), datetime.now(UTC)
-    payload = OrderCreatedV1(
-        order_id=order_id,
-        customer_id="cust-1",
-        items=[OrderLineV1(sku="MUG-001", quantity=1, unit_price_cents=1290)],
-        total_cents=1290,
-        currency="EUR",
-        created_at=now,
-    )
-    return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
 
 
 async def stage(engine: AsyncEngine, count: int, *, notify: bool = True) -> list[CloudEvent]:
