@@ -62,14 +62,3 @@ def test_the_order_events_consumer_is_inventory_on_orders_created(monkeypatch: p
 def test_an_ack_wait_shorter_than_the_handlers_worst_case_is_refused() -> None:
     with pytest.raises(ValidationError, match="must exceed the handler's worst case"):
         InventoryConsumer(ack_wait_seconds=10, handler_timeout_seconds=5)
-
-
-def test_the_consumer_is_set_by_orderflow_inventory_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ORDERFLOW_INVENTORY_CONSUMER", "inventory-blue")
-    monkeypatch.setenv("ORDERFLOW_INVENTORY_DELIVER_POLICY", "new")
-    monkeypatch.setenv("ORDERFLOW_INVENTORY_RETRY_BASE_SECONDS", "0.5")
-    monkeypatch.setenv("ORDERFLOW_LOYALTY_DELIVER_POLICY", "all")  # loyalty's, not inventory's
-
-    consumer = InventorySettings().order_events
-
-    assert (consumer.consumer, consumer.deliver_policy, consumer.retry_base_seconds) == ("inventory-blue", "new", 0.5)
