@@ -26,8 +26,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from nats.aio.msg import Msg
 from opentelemetry import trace
@@ -56,8 +55,7 @@ HANDLER_DURATION = Histogram(
 Result = str | Exception
 
 
-@dataclass(frozen=True)
-class Received(Generic[T]):
+class Received(NamedTuple, Generic[T]):
     """A message as the handler gets it: its event, read, and the headers it came with (its
     request id and trace context go on to what the handler publishes about it)."""
 
@@ -70,8 +68,7 @@ class Received(Generic[T]):
 BatchHandler = Callable[[Sequence[Received[T]]], Awaitable[Sequence[Result]]]
 
 
-@dataclass(frozen=True)
-class Delivery(Generic[T]):
+class Delivery(NamedTuple, Generic[T]):
     """One message of a batch: what the handler gets, the broker's message, and (tracing on) the
     message's processing context, its process span."""
 

@@ -238,31 +238,23 @@ def _described(settings: ConsumerSettings, message: Msg) -> dict[str, object]:
     }
 
 
-class Subscription(Generic[T]):
-    """The consumer's FastStream subscriber, declared on a broker before it connects; it receives
-    once `start` has given it the connection's JetStream context (and so the handler)."""
+def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamContext) -> None:
+    """Declare the consumer's FastStream subscriber on `broker`, connected as `js`: a pull
+    subscriber of the durable consumer whose payload is the event, as the consumer's reader reads it."""
+    settings = consumer.settings
+    receiver = Receiver(settings, consumer.handler_for(js), js)
 
-    def __init__(self, broker: NatsBroker, consumer: DurableConsumer[T]) -> None:
-        self._consumer = consumer
-        self._receiver: Receiver[T] | None = None
-        settings = consumer.settings
-
-        @broker.subscriber(
-            settings.subject,
-            stream=JStream(settings.stream, declare=False),
-            durable=settings.consumer,
-            config=consumer_config(settings),
-            pull_sub=PullSub(batch_size=settings.batch_size, timeout=BATCH_WINDOW_SECONDS),
-            ack_policy=AckPolicy.MANUAL,
-            decoder=_reading(consumer.read),
-        )
-        async def received(event: T | Exception, message: NatsMessage) -> None:
-            if self._receiver is None:
-                raise RuntimeError("a message arrived before the subscription was started")
-            await self._receiver.receive(event, message.raw_message)
-
-    def start(self, js: JetStreamContext) -> None:
-        self._receiver = Receiver(self._consumer.settings, self._consumer.handler_for(js), js)
+    @broker.subscriber(
+        settings.subject,
+        stream=JStream(settings.stream, declare=False),
+        durable=settings.consumer,
+        config=consumer_config(settings),
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=BATCH_WINDOW_SECONDS),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_reading(consumer.read),
+    )
+    async def received(event: T | Exception, message: NatsMessage) -> None:
+        await receiver.receive(event, message.raw_message)
 
 
 def _reading(read: Reader[T]) -> Callable[[StreamMessage[Any]], Awaitable[T | Exception]]:
@@ -303,12 +295,11 @@ async def consume(consumer: DurableConsumer[T], settings: Settings, subscribed: 
         logger=logging.getLogger(f"{own.consumer}.broker"),
         serializer=None,
     )
-    subscription = Subscription(broker, consumer)
     for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
         child(EVENTS, own.consumer, outcome)
     try:
         js = await _set_up(broker, own, settings.nats_duplicate_window_seconds)
-        subscription.start(js)
+        subscribe(broker, consumer, js)
         await broker.start()
         _raise_if_cancelled()
         log.info("consuming", stream=own.stream, subject=own.subject, consumer=own.consumer)

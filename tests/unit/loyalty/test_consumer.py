@@ -76,7 +76,7 @@ async def test_the_announcement_carries_the_headers_the_event_came_with() -> Non
     announcements = Announcements()
     event = order_created("cust-1", 1200)
     arrived = received(event)
-    arrived = dataclasses.replace(arrived, headers={**arrived.headers, REQUEST_ID: "req-42"})
+    arrived = arrived._replace(headers={**arrived.headers, REQUEST_ID: "req-42"})
 
     await AwardingPoints(FakeLedger().award, announcements.announce)([arrived])
 
