@@ -8,8 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .state
 PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
+# One test per document generated from the code (`make docs`), failing when the committed one is stale.
+DOCS_DRIFT_TESTS := tests/unit/gateway/test_openapi_document.py tests/unit/gateway/test_errors_document.py \
+	tests/unit/contracts/test_asyncapi_document.py
 
-.PHONY: help up test lint unit integration e2e chaos stubs openapi clean
+.PHONY: help up test lint unit integration e2e chaos stubs openapi docs clean
 
 help:
 	@echo "make up     start infrastructure and the four services (Ctrl-C stops everything)"
@@ -19,6 +22,7 @@ help:
 	@echo "make bench  the pipeline under load: orders/s, latency, CPU per order (docs/benchmarks.md)"
 	@echo "make stubs  regenerate the gRPC stubs from the protos"
 	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
+	@echo "make docs   rewrite every document generated from the code: openapi.json, asyncapi.json, errors.md's tables"
 	@echo "make bench-protocols  gRPC, HTTP/1.1 JSON, NATS and JetStream alone: docs/benchmarks.md, Protocols"
 
 $(UV):
@@ -26,7 +30,7 @@ $(UV):
 	.venv-tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The environment holds exactly what uv.lock pins (uv sync removes anything else).
-$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+$(VENV)/.synced: uv.lock pyproject.toml libs/pyproject.toml devstack/pyproject.toml | $(UV)
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
@@ -36,13 +40,15 @@ up: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy apps libs tests
+	$(BIN)/mypy apps libs devstack tests
 	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	@# Breaking changes to the protos, against the main branch as committed (buf.yaml says which rules).
 	@if git rev-parse --verify --quiet main >/dev/null; then \
 		$(BIN)/buf breaking --against '.git#branch=main,subdir=libs'; \
 	else echo "buf breaking skipped: no main branch in this clone"; fi
+	@# The committed generated documents are the code's (their drift tests; `make docs` fixes them).
+	$(BIN)/pytest -q -p no:cacheprovider -o addopts= $(DOCS_DRIFT_TESTS)
 
 test: lint
 	$(BIN)/pytest
@@ -72,6 +78,11 @@ stubs: $(VENV)/.synced
 # The gateway's API as committed: tests/unit/gateway/test_openapi_document.py fails when it drifts.
 openapi: $(VENV)/.synced
 	$(BIN)/python -m gateway.openapi_document > docs/openapi.json
+
+# Every document generated from the code (DOCS_DRIFT_TESTS fail when one is not current).
+docs: openapi
+	$(BIN)/python -m orderflow_contracts.asyncapi_document > docs/asyncapi.json
+	$(BIN)/python -m gateway.errors_document docs/errors.md
 
 # The protocols alone, in Python on this machine (about 100 s); `orderflow bench-protocols --help` for options.
 .PHONY: bench-protocols

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure, provide_infrastructure
+from orderflow_devstack.infra import Infrastructure, provide_infrastructure
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
 from gateway.broker import broker_errors
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.routes import PREFIX, require_json
 from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.streams import MAX_SEQUENCE, MAX_SEQUENCE_AFTER

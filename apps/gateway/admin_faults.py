@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
 from gateway.broker import broker_errors
-from gateway.problems import FieldError, Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import FieldError, Problem
 from gateway.routes import PREFIX, require_json
 from gateway.upstreams import UpstreamsDep
 from orderflow_kit import faults

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
 from gateway.broker import broker_errors
-from gateway.problems import problem_responses
+from gateway.problem_openapi import problem_responses
 from gateway.routes import PREFIX
 from gateway.settings import GatewaySettings
 from gateway.upstreams import UpstreamsDep

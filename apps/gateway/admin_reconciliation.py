@@ -14,7 +14,7 @@ from gateway import reconciliation
 from gateway.admin_pipeline import consumer_figures
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
 from gateway.broker import broker_errors
-from gateway.problems import problem_responses
+from gateway.problem_openapi import problem_responses
 from gateway.reconciliation import AwardFigures, InFlight, OutboxFigures, Status, StockFigures
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
 from gateway.settings import GatewaySettings

@@ -29,7 +29,8 @@ from gateway.auth import TokenVerifier, known_customer
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.idempotency import IdempotencyStore
 from gateway.middleware import RequestContextMiddleware
-from gateway.problems import install_problem_handlers, problem_responses, with_problem_media_type
+from gateway.problem_handlers import install_problem_handlers
+from gateway.problem_openapi import problem_responses, with_problem_media_type
 from gateway.rate_limits import RateLimiter, RateLimitMiddleware, with_rate_limit_responses
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams

@@ -34,7 +34,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.rate_limits import limit_customer
 from gateway.settings import GatewaySettings
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE

@@ -8,7 +8,8 @@ from typing import Final
 
 from fastapi import APIRouter
 
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.schemas import Alive, Ready
 from gateway.upstreams import OK, REDIS, UpstreamsDep
 

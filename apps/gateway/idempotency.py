@@ -39,13 +39,8 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.problems import (
-    Problem,
-    idempotency_key_in_flight,
-    idempotency_key_reused,
-    problem_from_grpc_error,
-    problem_response,
-)
+from gateway.grpc_problems import problem_from_grpc_error
+from gateway.problems import Problem, idempotency_key_in_flight, idempotency_key_reused, problem_response
 from gateway.settings import GatewaySettings
 from orderflow_kit.metrics import child
 

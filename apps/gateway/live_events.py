@@ -35,7 +35,8 @@ from gateway.auth import (
 )
 from gateway.broker import broker_errors
 from gateway.event_feed import EVENT_ID_PATTERN, EventFeed, FeedScope, InvalidPosition, Position
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.routes import PREFIX, UPSTREAM_FAILURES, OrderId
 from gateway.settings import GatewaySettings
 from gateway.upstreams import UpstreamsDep

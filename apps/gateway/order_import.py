@@ -24,7 +24,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 import grpc
@@ -39,24 +38,17 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import mapping
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.problems import (
-    DEPENDENCY_FAILED,
-    GRPC_TO_HTTP,
-    PROBLEM_TYPES,
-    Problem,
-    ProblemDetails,
-    problem_from_grpc_error,
-    problem_from_validation,
-    problem_responses,
-    problem_type,
-)
+from gateway.grpc_problems import DEPENDENCY_FAILED, GRPC_TO_HTTP, problem_from_grpc_error
+from gateway.problem_handlers import problem_from_validation
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem, problem_details
 from gateway.routes import PREFIX
 from gateway.schemas import CreateOrderIn, CustomerId
 from gateway.settings import GatewaySettings
 from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.identifiers import CLIENT_REQUEST_ID_PATTERN
 from orderflow_contracts.orders.v1 import orders_pb2
-from orderflow_kit.request_context import outgoing_metadata, request_id_var
+from orderflow_kit.request_context import outgoing_metadata
 
 log = structlog.get_logger()
 
@@ -316,18 +308,7 @@ def _call_failed(sent: _Sent, error: grpc.aio.AioRpcError, instance: str) -> dic
 
 
 def _problem_line(line: int, client_request_id: str | None, problem: Problem, instance: str) -> dict[str, Any]:
-    known = PROBLEM_TYPES.get(problem.code)
-    details = ProblemDetails(
-        type=problem_type(problem.code),
-        title=known.title if known is not None else HTTPStatus(problem.status).phrase,
-        status=problem.status,
-        detail=problem.detail,
-        code=problem.code,
-        instance=instance,
-        request_id=request_id_var.get() or "",
-        errors=problem.errors,
-        skus=problem.skus,
-    )
+    details = problem_details(problem, instance)
     return {"line": line, "client_request_id": client_request_id, "problem": details.model_dump(exclude_none=True)}
 
 

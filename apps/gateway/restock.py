@@ -10,7 +10,7 @@ from fastapi.openapi.models import Example
 
 from gateway import mapping
 from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.problems import problem_responses
+from gateway.problem_openapi import problem_responses
 from gateway.routes import PREFIX, UPSTREAM_FAILURES, require_json
 from gateway.schemas import RestockIn, RestockSummaryOut
 from gateway.upstreams import UpstreamsDep

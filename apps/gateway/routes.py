@@ -1,5 +1,5 @@
 """The REST API: each route validates, calls one service, maps the answer. Errors are not handled
-here: they propagate to problems.py, which turns each into problem+json. Who may do what is
+here: they propagate to problem_handlers.py, which turns each into problem+json. Who may do what is
 gateway.auth's call: routes only ask it."""
 
 import email.message
@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from gateway import auth, idempotency, mapping
 from gateway.auth import CustomerPrincipal, auth_responses, authenticate
 from gateway.idempotency import Idempotency
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.schemas import CreateOrderIn, LoyaltyBalanceOut, OrderOut, OrderPage, ProductList
 from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.identifiers import CUSTOMER_ID_PATTERN, ORDER_ID_PATTERN, PAGE_TOKEN_PATTERN

@@ -22,7 +22,8 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from gateway.problems import Problem, problem_responses
+from gateway.problem_openapi import problem_responses
+from gateway.problems import Problem
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams, UpstreamsDep
@@ -171,7 +172,7 @@ class _Watch:
 
     @classmethod
     async def open(cls, upstreams: Upstreams, request: inventory_pb2.WatchStockRequest) -> "_Watch":
-        """Its first response, or the refusal as a Problem (a gRPC error goes to problems.py)."""
+        """Its first response, or the refusal as a Problem (a gRPC error goes to grpc_problems.py)."""
         watch = cls(upstreams, request)
         watch._first = await watch._start()
         if watch._first is None:  # the replica was stopping

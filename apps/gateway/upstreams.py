@@ -82,7 +82,7 @@ class Upstreams:
         await asyncio.gather(*channels, self.redis.aclose(), self.broker.close())
 
     async def call(self, rpc: Callable[..., Awaitable[ResponseT]], request: Message | Iterable[Message]) -> ResponseT:
-        """A slow service costs one deadline, never a hung request; its errors reach problems.py.
+        """A slow service costs one deadline, never a hung request; its errors reach grpc_problems.py.
         A client-streaming rpc takes the messages to stream."""
         return await rpc(request, timeout=self.deadline_seconds, metadata=outgoing_metadata())
 

@@ -12,7 +12,7 @@ SPEC_VERSION = "1.0"
 NATS_MSG_ID = "Nats-Msg-Id"
 TRACEPARENT = "traceparent"
 REQUEST_ID = "ce-requestid"
-_REQUIRED = ("ce-specversion", "ce-id", "ce-type", "ce-source", "ce-time")
+REQUIRED_HEADERS = ("ce-specversion", "ce-id", "ce-type", "ce-source", "ce-time")
 
 
 class MalformedEvent(ValueError):
@@ -49,7 +49,7 @@ class CloudEvent:
     @classmethod
     def from_message(cls, headers: dict[str, str] | None, data: bytes) -> "CloudEvent":
         headers = headers or {}
-        missing = [name for name in _REQUIRED if not headers.get(name)]
+        missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
         if missing:
             raise MalformedEvent(f"missing CloudEvents headers: {', '.join(missing)}")
         if headers["ce-specversion"] != SPEC_VERSION:
@@ -58,7 +58,7 @@ class CloudEvent:
             time = datetime.fromisoformat(headers["ce-time"])
         except ValueError as error:
             raise MalformedEvent(f"ce-time is not an RFC 3339 time: {headers['ce-time']!r}") from error
-        known = {*_REQUIRED, "ce-subject", "content-type", NATS_MSG_ID}
+        known = {*REQUIRED_HEADERS, "ce-subject", "content-type", NATS_MSG_ID}
         return cls(
             id=headers["ce-id"],
             type=headers["ce-type"],

@@ -1,6 +1,9 @@
 """Event payloads. Each type is a versioned pydantic model; a breaking change is a new version
-(a new model and a new `ce-type`), never an edit of an existing one."""
+(a new model and a new `ce-type`), never an edit of an existing one. Every `ce-type` is
+`orderflow.<service>.<event>.v<N>` (EVENT_TYPE_PATTERN); docs/events.md says how a new version
+rolls out."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, ClassVar
@@ -20,9 +23,19 @@ from orderflow_contracts.identifiers import (
 # BIGINT: no count of points is larger.
 MAX_POINTS = 2**63 - 1
 
+# The versioning rule: the service that publishes it, the event, its version.
+EVENT_TYPE_PATTERN = r"^orderflow\.(?P<service>[a-z]+)\.(?P<event>[a-z_]+)\.v(?P<version>[1-9][0-9]*)$"
+_event_type = re.compile(EVENT_TYPE_PATTERN)
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class EventPayload(_Payload):
+    """The payload of one version of one event type; `TYPE` is its ce-type."""
+
+    TYPE: ClassVar[str]
 
 
 class OrderLineV1(_Payload):
@@ -31,7 +44,7 @@ class OrderLineV1(_Payload):
     unit_price_cents: Annotated[int, Field(ge=0, le=MAX_CENTS, strict=True)]
 
 
-class OrderCreatedV1(_Payload):
+class OrderCreatedV1(EventPayload):
     TYPE: ClassVar[str] = "orderflow.orders.order_created.v1"
 
     order_id: UUID
@@ -50,7 +63,7 @@ class OrderCreated:
     order: OrderCreatedV1
 
 
-class PointsAwardedV1(_Payload):
+class PointsAwardedV1(EventPayload):
     """Loyalty awarded an order's points; published once per order (its ce-id and Nats-Msg-Id are
     derived from the order id), after the award committed."""
 
@@ -78,7 +91,7 @@ class ConfirmedLineV1(_Payload):
     quantity: Annotated[int, Field(gt=0, le=MAX_SKU_QUANTITY, strict=True)]
 
 
-class StockConfirmedV1(_Payload):
+class StockConfirmedV1(EventPayload):
     """Inventory confirmed an order's reservation: its stock is sold for good. Announced once per
     order (ce-id and Nats-Msg-Id derived from the order id) after the confirmation committed; a
     re-announcement (a redelivery after a crash, a replay) is the same event with its own time."""
@@ -123,7 +136,20 @@ def read_stock_confirmed(headers: dict[str, str] | None, body: bytes) -> StockCo
 def _json_event(headers: dict[str, str] | None, body: bytes, expected_type: str) -> CloudEvent:
     event = CloudEvent.from_message(headers, body)
     if event.type != expected_type:
-        raise MalformedEvent(f"unsupported ce-type {event.type!r} (expected {expected_type!r})")
+        raise MalformedEvent(_unsupported_type(event.type, expected_type))
     if not event.content_type.startswith("application/json"):
         raise MalformedEvent(f"unsupported content-type {event.content_type!r} (expected application/json)")
     return event
+
+
+def _unsupported_type(received: str, expected: str) -> str:
+    """Why a reader refuses `received`; another version of the event it reads says so, for whoever
+    reads the dead letter: a newer producer is ahead of this consumer (docs/events.md)."""
+    refused = f"unsupported ce-type {received!r}"
+    got, wanted = _event_type.fullmatch(received), _event_type.fullmatch(expected)
+    if got is None or wanted is None or got.group("service", "event") != wanted.group("service", "event"):
+        return f"{refused} (expected {expected!r})"
+    family = expected.removesuffix(f".v{wanted['version']}")
+    return (
+        f"{refused}: version v{got['version']} of {family} is unknown here (this consumer reads v{wanted['version']})"
+    )

@@ -1,34 +1,21 @@
 """Development bearer tokens: HS256 JWTs signed with ORDERFLOW_JWT_SECRET, the kind the gateway
-verifies when no JWKS is configured. Real deployments get RS256 tokens from their identity
-provider; nothing here is for them.
+verifies when no JWKS is configured and the web app mints for its sign-in. Real deployments get
+RS256 tokens from their identity provider; nothing here is for them.
 
-`make up` needs no committed secret: when ORDERFLOW_JWT_SECRET is not set it makes a random one,
-gives it to the gateway and keeps it in the state dir (mode 0600), where `orderflow token`, run
-from another terminal, finds it."""
+Where a developer's secret comes from (`make up` stores one) is the dev stack's business:
+orderflow_devstack.dev_secret."""
 
-import os
-import re
-import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Final
 
 import jwt
 
 SECRET_ENV: Final = "ORDERFLOW_JWT_SECRET"
 JWKS_URL_ENV: Final = "ORDERFLOW_JWT_JWKS_URL"
-SECRET_FILE: Final = "jwt-secret"
 ALGORITHM: Final = "HS256"
 # RFC 7518 3.2: an HS256 key is at least as long as the hash, 32 bytes; the gateway refuses shorter.
 MIN_SECRET_BYTES: Final = 32
-
-_TTL: Final = re.compile(r"([1-9][0-9]*)([smhd])")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-class NoSecret(Exception):
-    """Neither ORDERFLOW_JWT_SECRET nor a secret stored by `make up` is there to sign with."""
 
 
 def mint_token(
@@ -38,49 +25,3 @@ def mint_token(
     issued = now or datetime.now(UTC)
     claims = {"sub": customer_id, "scope": " ".join(scopes), "iat": issued, "exp": issued + ttl}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
-
-
-def parse_ttl(text: str) -> timedelta:
-    """'90s', '30m', '1h', '7d' -> a timedelta; anything else is a ValueError."""
-    match = _TTL.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a lifetime like 90s, 30m, 1h or 7d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
-
-
-def signing_secret(state_dir: Path) -> str:
-    """ORDERFLOW_JWT_SECRET when set, else the secret `make up` stored under `state_dir`."""
-    secret = os.environ.get(SECRET_ENV) or _stored(state_dir)
-    if not secret:
-        raise NoSecret(
-            f"no secret to sign with: set {SECRET_ENV} to the gateway's, or start the pipeline with "
-            f"`make up` first (it stores one in {state_dir / SECRET_FILE})"
-        )
-    return secret
-
-
-def secret_for_make_up(state_dir: Path) -> str | None:
-    """The secret `make up` gives the gateway, or None when the environment configures token
-    verification already (ORDERFLOW_JWT_SECRET or a JWKS URL, which the services inherit).
-    The stored one is reused, so tokens minted before a restart keep working."""
-    if os.environ.get(SECRET_ENV) or os.environ.get(JWKS_URL_ENV):
-        return None
-    path = state_dir / SECRET_FILE
-    secret = _stored(state_dir)
-    if secret is None or len(secret.encode()) < MIN_SECRET_BYTES:
-        secret = secrets.token_urlsafe(MIN_SECRET_BYTES)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        # Created 0600 from the start: the secret is never readable by others, not even briefly.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secret + "\n")
-    path.chmod(0o600)
-    return secret
-
-
-def _stored(state_dir: Path) -> str | None:
-    try:
-        return (state_dir / SECRET_FILE).read_text().strip() or None
-    except FileNotFoundError:
-        return None

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from orderflow_bench.measured import LOAD_GENERATOR
 from orderflow_bench.run import SERVICES, BenchOptions, run_bench
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 
 MEASURED = {*SERVICES, "postgres", "nats", "redis", LOAD_GENERATOR}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from orderflow_kit.cli import app
+from orderflow_devstack.cli import app
 
 ROWS = [
     "gRPC unary",

@@ -13,7 +13,7 @@ from typing import Final
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from tests.support.pipeline import Pipeline, pytest_runtest_makereport, running_pipeline
 
 __all__ = ["browser", "page", "pytest_runtest_makereport", "web_pipeline"]

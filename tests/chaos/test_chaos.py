@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure, ManagedServer, NatsServer
-from orderflow_kit.processes import ServiceProcess
-from orderflow_kit.supervision import RestartPolicy, Supervisor
+from orderflow_devstack.infra import Infrastructure, ManagedServer, NatsServer
+from orderflow_devstack.processes import ServiceProcess
+from orderflow_devstack.supervision import RestartPolicy, Supervisor
 from tests.chaos.harness import (
     CATALOG,
     RECONCILIATION,

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from orderflow_kit.cli import app
+from orderflow_devstack.cli import app
+from orderflow_devstack.infra import free_port
 from orderflow_kit.dev_tokens import SECRET_ENV
-from orderflow_kit.infra import free_port
 from tests.e2e.support import new_customer
 from tests.support.pipeline import Pipeline
 from tests.support.tokens import JWT_SECRET, as_admin

@@ -11,9 +11,9 @@ from functools import partial
 import httpx
 import pytest
 
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
+from orderflow_devstack.processes import ServiceProcess
 from orderflow_kit.probe import http_ok
-from orderflow_kit.processes import ServiceProcess
 from tests.e2e.support import new_customer, place
 from tests.support.pipeline import Pipeline
 from tests.support.tokens import as_admin, as_customer

@@ -13,7 +13,7 @@ import pytest
 
 from orderflow_bench.otlp_receiver import OtlpReceiver, ReceivedSpan
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, POINTS_AWARDED_SUBJECT, STOCK_CONFIRMED_SUBJECT
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from tests.e2e.conftest import CATALOG
 from tests.e2e.support import loyalty, new_customer, publish
 from tests.support.events import order_created

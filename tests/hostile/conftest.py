@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from tests.support.pipeline import Pipeline, pytest_runtest_makereport, running_pipeline
 
 __all__ = ["pipeline", "pytest_runtest_makereport"]

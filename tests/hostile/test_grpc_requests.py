@@ -33,8 +33,8 @@ from orderflow_contracts.identifiers import (
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import error_detail
-from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
 from tests.hostile.strategies import (
     HOSTILE_EXAMPLES,

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
-from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.nats import ORDERS_MAX_MESSAGE_BYTES, ensure_streams
 from tests.hostile.strategies import HOSTILE_EXAMPLES, INT64_MAX, odd_text
 from tests.integration.loyalty.helpers import balance, consuming, new_customer_id, rows

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from redis.asyncio import Redis
 
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 
 
 def unique(prefix: str) -> str:

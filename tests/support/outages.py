@@ -5,7 +5,7 @@ import asyncio
 
 from sqlalchemy.engine import make_url
 
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
 
 
 class Outage:

@@ -1,4 +1,4 @@
-"""The whole pipeline for tests that drive it from outside (orderflow_kit.pipeline), as every suite
+"""The whole pipeline for tests that drive it from outside (orderflow_devstack.pipeline), as every suite
 starts it: tokens from tests.support.tokens, generous rate limits (tests.support.rate_limits: these
 suites send bursts from one address) and quick consumer retries."""
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_kit import pipeline as kit_pipeline
-from orderflow_kit.infra import Infrastructure
-from orderflow_kit.pipeline import Pipeline
-from orderflow_kit.supervision import Supervisor
+from orderflow_devstack import pipeline as devstack_pipeline
+from orderflow_devstack.infra import Infrastructure
+from orderflow_devstack.pipeline import Pipeline
+from orderflow_devstack.supervision import Supervisor
 from tests.support.rate_limits import GENEROUS_RATE_LIMITS_ENV
 from tests.support.tokens import JWT_SECRET
 
@@ -36,8 +36,8 @@ def running_pipeline(
     supervisor: Supervisor | None = None,
     web: bool = False,
 ) -> Iterator[Pipeline]:
-    """orderflow_kit.pipeline.running_pipeline with the tests' settings; `env` overrides them."""
-    with kit_pipeline.running_pipeline(
+    """orderflow_devstack.pipeline.running_pipeline with the tests' settings; `env` overrides them."""
+    with devstack_pipeline.running_pipeline(
         infra,
         work,
         catalog,

@@ -14,9 +14,9 @@ import loyalty.main
 import orders.main
 from inventory.settings import InventorySettings
 from loyalty.settings import LoyaltySettings
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_devstack.infra import Infrastructure, free_port
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
 from orders.settings import OrdersSettings
 from tests.support.grpc_servers import serving
 

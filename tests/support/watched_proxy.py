@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
 
 
 @dataclass

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_devstack.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import Fakes, fake_services
 from tests.support.polling import eventually
 from tests.support.rate_limits import GENEROUS_RATE_LIMITS

@@ -13,9 +13,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.faults import Fault
-from orderflow_kit.infra import Infrastructure
 from tests.integration.gateway.conftest import client_of
 from tests.support.outages import Outage
 from tests.support.polling import eventually

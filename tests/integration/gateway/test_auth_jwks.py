@@ -17,7 +17,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
 from tests.integration.gateway.conftest import client_of
 from tests.integration.gateway.fakes import Fakes
 from tests.integration.gateway.test_errors import assert_problem

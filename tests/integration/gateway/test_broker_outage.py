@@ -10,7 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from tests.integration.gateway.conftest import over_http
 from tests.support.jetstream import ensure_orderflow_streams
 from tests.support.outages import Outage

@@ -19,8 +19,8 @@ from gateway.app import create_app
 from gateway.idempotency import IN_FLIGHT_MARGIN_SECONDS, KEY_HEADER, REPLAYED_HEADER, client_request_id, record_key
 from gateway.settings import GatewaySettings
 from orderflow_contracts.identifiers import is_client_request_id
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.errors import ServiceError, aborted, failed_precondition, unavailable
-from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of
 from tests.integration.gateway.fakes import Fakes
 from tests.integration.gateway.test_routes import new_customer

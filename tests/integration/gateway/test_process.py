@@ -19,7 +19,7 @@ import pytest
 
 from gateway.settings import GatewaySettings
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_devstack.infra import Infrastructure, free_port
 from tests.integration.gateway.fakes import INTERNAL_MESSAGE, Fakes
 from tests.support.jetstream import consumers_described_by, ensure_orderflow_streams
 from tests.support.sse import event_stream

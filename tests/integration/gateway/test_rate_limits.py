@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.rate_limits import Policy, RateLimiter
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_devstack.infra import Infrastructure, free_port
 from tests.integration.gateway.conftest import over_http
 from tests.integration.gateway.fakes import Fakes
 from tests.support.polling import eventually

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
 from tests.integration.gateway.conftest import DEADLINE_SECONDS, client_of
 from tests.integration.gateway.fakes import Fakes
 

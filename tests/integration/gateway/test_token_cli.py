@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from orderflow_kit.dev_tokens import JWKS_URL_ENV, SECRET_ENV, secret_for_make_up
+from orderflow_devstack.dev_secret import secret_for_make_up
+from orderflow_kit.dev_tokens import JWKS_URL_ENV, SECRET_ENV
 from tests.integration.gateway.conftest import client_of
 from tests.support.tokens import GATEWAY_ENV, bearer
 

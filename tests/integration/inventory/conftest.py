@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory.main import MIGRATIONS
 from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure, free_port
 from tests.support.databases import database_engine, fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually

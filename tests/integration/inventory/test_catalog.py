@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory.catalog import CatalogError, list_products, load_catalog_if_empty, read_catalog
 from inventory.settings import DEMO_CATALOG, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure, free_port
 from tests.support.services import serving_inventory
 
 SHOP = [

@@ -33,8 +33,8 @@ from inventory.reservations import (
     reserve_stock,
 )
 from inventory.restocking import RestockLine, restock
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.db import migrate
-from orderflow_kit.infra import Infrastructure
 from tests.integration.inventory.helpers import available, held_since_an_hour
 from tests.support.databases import database_engine, fresh_database
 from tests.support.polling import eventually

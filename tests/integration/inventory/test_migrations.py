@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory.main import MIGRATIONS
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.stock_conservation import StockCount, count_stock
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.db import database_url
-from orderflow_kit.infra import Infrastructure
 from tests.support.databases import database_engine, unmigrated_database
 from tests.support.schema import schema_differences
 

@@ -12,9 +12,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from inventory.servicer import SERVICE_NAME
 from inventory.settings import DEMO_CATALOG, InventorySettings
-from orderflow_kit.infra import Infrastructure, free_port, poll_until
+from orderflow_devstack.infra import Infrastructure, free_port, poll_until
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
 from tests.support.grpc_servers import health_status
 
 START_TIMEOUT = 30.0

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory.settings import InventorySettings
 from inventory.stock_watch import LISTENER_APPLICATION_NAME
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from orderflow_devstack.infra import free_port
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import free_port
 from tests.integration.inventory.helpers import add_product, available, restock
 from tests.support.jetstream import delete_consumer, new_consumer_name
 from tests.support.polling import eventually

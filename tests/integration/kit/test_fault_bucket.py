@@ -11,10 +11,10 @@ import nats
 import pytest
 from nats.js import JetStreamContext
 
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit import fault_bucket, faults
 from orderflow_kit.fault_bucket import KEY, open_bucket, read_flags, watch_fault_flags, write_flags
 from orderflow_kit.faults import NO_FAULTS, FaultFlags, SecondPublish
-from orderflow_kit.infra import Infrastructure
 from tests.support.outages import Outage
 from tests.support.polling import eventually
 

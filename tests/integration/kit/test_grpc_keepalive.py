@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderflow_devstack.infra import free_port
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
-from orderflow_kit.infra import free_port
 from tests.support.grpc_servers import serving
 from tests.support.polling import eventually
 from tests.support.watched_proxy import watched_proxy

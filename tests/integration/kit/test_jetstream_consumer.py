@@ -12,12 +12,12 @@ from nats.js import JetStreamContext
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.batches import Received, Result
 from orderflow_kit.consumer_settings import ConsumerSettings, ensure_consumer
 from orderflow_kit.dead_letters import list_dead_letters
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.faults import FAULTS_ENV
-from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import DurableConsumer, Receiver, consume
 from orderflow_kit.settings import Settings
 from tests.support.jetstream import consumer_exists, impatient, jetstream

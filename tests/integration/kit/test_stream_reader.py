@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.stream_reader import StreamReader
 from tests.support.polling import eventually
 

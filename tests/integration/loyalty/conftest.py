@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltyConsumer, LoyaltySettings
-from orderflow_kit.infra import Infrastructure, free_port
+from orderflow_devstack.infra import Infrastructure, free_port
 from tests.support.databases import database_engine, fresh_database
 from tests.support.jetstream import impatient, jetstream
 

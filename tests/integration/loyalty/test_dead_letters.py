@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
-from orderflow_kit.infra import Infrastructure, free_port
 from tests.integration.loyalty.helpers import (
     DatabaseOutage,
     balance,

@@ -12,10 +12,10 @@ from typer.testing import CliRunner, Result
 
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.streams import ORDERS_STREAM
-from orderflow_kit.cli import app
+from orderflow_devstack.cli import app
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.dead_letters import get_dead_letter
-from orderflow_kit.infra import Infrastructure, free_port
 from orderflow_kit.settings import MAKE_UP_ENV_FILE
 from tests.integration.loyalty.helpers import balance, consuming, dead_letters, new_customer_id, rows
 from tests.support.events import order_created, order_created_payload, publish

@@ -13,9 +13,9 @@ from loyalty.consumer import order_events
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.events import MAX_POINTS, read_order_created
 from orderflow_contracts.streams import ORDERS_STREAM
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.consumer_settings import ensure_consumer
 from orderflow_kit.failures import PermanentFailure
-from orderflow_kit.infra import Infrastructure
 from orderflow_kit.jetstream_consumer import consume
 from tests.integration.loyalty.helpers import (
     TIMEOUT,

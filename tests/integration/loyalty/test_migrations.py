@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
 from loyalty.models import Balance, LedgerEntry, ProcessedEvent
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.db import database_url
-from orderflow_kit.infra import Infrastructure
 from tests.support.databases import database_engine, unmigrated_database
 from tests.support.schema import schema_differences
 

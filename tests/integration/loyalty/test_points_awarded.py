@@ -19,8 +19,8 @@ from loyalty.settings import LoyaltySettings
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_contracts.events import PointsAwarded, PointsAwardedV1, read_order_created, read_points_awarded
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM, POINTS_AWARDED_SUBJECT
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.consumer_settings import ensure_consumer
-from orderflow_kit.infra import Infrastructure
 from orderflow_kit.request_context import new_traceparent
 from tests.integration.loyalty.helpers import TIMEOUT, consumer_info, consuming, dead_letters, new_customer_id
 from tests.support.events import order_created, publish

@@ -16,12 +16,12 @@ from nats.js import JetStreamContext
 from loyalty.awarding_points import get_balance
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
+from orderflow_devstack.infra import free_port
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 from orderflow_kit.db import create_engine
 from orderflow_kit.errors import ErrorKind, ServiceError
 from orderflow_kit.grpc_client import channel, error_detail
-from orderflow_kit.infra import free_port
 from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
 from tests.integration.loyalty.helpers import new_customer_id
 from tests.support.events import order_created, publish
 from tests.support.jetstream import acked_through, consumer_exists

@@ -11,8 +11,8 @@ from inventory.main import MIGRATIONS as INVENTORY_MIGRATIONS
 from inventory.settings import InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2_grpc
+from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure, free_port
 from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import FakeInventory, write_catalog
 from tests.support.databases import database_engine, fresh_database

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.stock_conservation import unconserved_stock
 from orderflow_contracts.inventory.v1 import inventory_pb2
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.errors import ErrorKind, ServiceError
 from orderflow_kit.grpc_client import ErrorDetail, channel, error_detail
-from orderflow_kit.infra import Infrastructure
 from orders.inventory_client import InventoryClient
 from orders.placing_orders import Orders, RequestedItem
 from tests.integration.orders.helpers import FakeInventory, available, create_request, new_customer

@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+from orderflow_devstack.infra import Infrastructure
+from orderflow_devstack.processes import ServiceProcess
 from orderflow_kit.faults import FAULTS_ENV, FAULTS_FILE_ENV
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure
-from orderflow_kit.processes import ServiceProcess
 from tests.integration.orders.helpers import (
     count_rows,
     next_stream_seq,

@@ -12,8 +12,8 @@ import stamina.instrumentation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from orderflow_devstack.infra import Infrastructure, ManagedServer
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure, ManagedServer
 from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import (
     event_ids_of,

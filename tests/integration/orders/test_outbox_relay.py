@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.request_context import new_traceparent, traceparent_var
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from tests.integration.orders.helpers import (

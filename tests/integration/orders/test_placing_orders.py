@@ -13,10 +13,10 @@ from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
+from orderflow_devstack.infra import free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.errors import ErrorKind, ServiceError
 from orderflow_kit.grpc_client import ErrorDetail, channel
-from orderflow_kit.infra import free_port
 from orderflow_kit.request_context import new_traceparent
 from orders.inventory_client import InventoryClient
 from orders.models import OutboxEvent

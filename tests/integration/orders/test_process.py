@@ -11,8 +11,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.grpc_client import channel
-from orderflow_kit.infra import Infrastructure
 from orders.main import SERVICE_NAME
 from tests.integration.orders.helpers import event_ids_of, pending_events
 from tests.support.polling import eventually

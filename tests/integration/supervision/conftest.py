@@ -16,7 +16,7 @@ import loyalty.main
 import orders.main
 from inventory.settings import InventoryConsumer, InventorySettings
 from loyalty.settings import LoyaltyConsumer, LoyaltySettings
-from orderflow_kit.infra import Infrastructure, ManagedServer, free_port
+from orderflow_devstack.infra import Infrastructure, ManagedServer, free_port
 from orders.settings import OrdersSettings
 from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name

@@ -17,7 +17,7 @@ from loyalty.awarding_points import points_for
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 from orders.main import SERVICE_NAME as ORDERS_SERVICE
 from tests.integration.gateway.conftest import client_of
 from tests.integration.supervision.conftest import Backends, stopped

@@ -15,9 +15,9 @@ import pytest_asyncio
 
 from inventory.main import MIGRATIONS
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from orderflow_kit.infra import Infrastructure
-from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
-from orderflow_kit.supervision import RestartPolicy, Supervisor
+from orderflow_devstack.infra import Infrastructure
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
+from orderflow_devstack.supervision import RestartPolicy, Supervisor
 from tests.support.databases import fresh_database
 from tests.support.jetstream import delete_consumer, new_consumer_name
 from tests.support.polling import eventually

@@ -46,6 +46,13 @@ def test_an_unknown_event_type_or_version_is_malformed(event_type: str) -> None:
         read_order_created(headers, body)
 
 
+def test_an_unknown_version_says_which_version_this_consumer_reads() -> None:
+    headers, body = message(json.dumps(order_created_payload()).encode(), "orderflow.orders.order_created.v2")
+
+    with pytest.raises(MalformedEvent, match=r"v2 of orderflow\.orders\.order_created is unknown here .*reads v1"):
+        read_order_created(headers, body)
+
+
 def test_a_body_that_is_not_json_fails_validation() -> None:
     headers, body = message(b"not json {")
 

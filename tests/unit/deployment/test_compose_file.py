@@ -73,7 +73,7 @@ def test_services_run_the_commands_make_up_runs(compose: dict[str, Any]) -> None
 
 def test_services_restart_unless_stopped_as_make_up_does(compose: dict[str, Any]) -> None:
     """compose restarts a service that dies and leaves one stopped on purpose, like the `make up`
-    supervisor (orderflow_kit.supervision)."""
+    supervisor (orderflow_devstack.supervision)."""
     for name in SERVICES:
         assert compose["services"][name]["restart"] == "unless-stopped", name
 

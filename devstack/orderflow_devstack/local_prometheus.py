@@ -13,9 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from orderflow_kit.infra import ChildProcess
+from orderflow_devstack.infra import ChildProcess
+from orderflow_devstack.processes import TopologyPorts, documented_or_free
 from orderflow_kit.probe import http_ok
-from orderflow_kit.processes import TopologyPorts, documented_or_free
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "observability" / "prometheus"
 DEFAULT_PORT = 9090

@@ -337,7 +337,7 @@ class NatsServer(EmbeddedServer):
         super()._prepare()
         # JSON strings are valid quoted strings in the NATS configuration format.
         config = f"""\
-# Written by orderflow_kit.infra at every start.
+# Written by orderflow_devstack.infra at every start.
 listen: {json.dumps(f"{_HOST}:{self.port}")}
 jetstream {{ store_dir: {json.dumps(str(self.data_dir))} }}
 authorization {{ user: {json.dumps(self.login.user)}, password: {json.dumps(self.login.password)} }}

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from orderflow_kit.infra import Infrastructure, free_ports
+from orderflow_devstack.infra import Infrastructure, free_ports
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
+from orderflow_devstack.supervision import Supervisor
+from orderflow_devstack.web_app import web_spec
 from orderflow_kit.probe import grpc_serving
-from orderflow_kit.processes import ServiceProcess, ServiceSpec, TopologyPorts, topology
-from orderflow_kit.supervision import Supervisor
-from orderflow_kit.web_app import web_spec
 
 READY_TIMEOUT = 90.0
 

@@ -32,7 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
-from orderflow_kit.dev_tokens import NoSecret, mint_token, signing_secret
+from orderflow_devstack.dev_secret import NoSecret, signing_secret
+from orderflow_kit.dev_tokens import mint_token
 
 IMPORT_PATH: Final = "/v1/admin/orders:import"
 NDJSON: Final = "application/x-ndjson"

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from orderflow_kit.infra import free_port
+from orderflow_devstack.infra import free_port
 
 TRACES_PATH = "/v1/traces"
 # OTLP span kinds by number (opentelemetry.proto.trace.v1.Span.SpanKind).

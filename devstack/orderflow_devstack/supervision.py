@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from orderflow_kit.processes import ServiceProcess, ServiceSpec
+from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 
 _TAIL_LINES = 5
 

@@ -3,19 +3,21 @@
 inspects and replays dead letters, `orderflow orders import` imports orders in bulk, and
 `orderflow bench-protocols` compares the protocols alone."""
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
 from orderflow_contracts.identifiers import is_customer_id
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
-from orderflow_kit.dev_tokens import NoSecret, mint_token, parse_ttl, signing_secret
-from orderflow_kit.dlq_cli import dlq_app
-from orderflow_kit.orders_cli import orders_app
-from orderflow_kit.runner import run_topology
+from orderflow_devstack.dev_secret import NoSecret, signing_secret
+from orderflow_devstack.dlq_cli import dlq_app
+from orderflow_devstack.orders_cli import orders_app
+from orderflow_devstack.runner import run_topology
+from orderflow_kit.dev_tokens import mint_token
 
 app = typer.Typer(help="orderflow: run the pipeline locally, and operate it.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
@@ -31,6 +33,18 @@ StateDir = Annotated[
 def up(state_dir: StateDir = Path(".state")) -> None:
     """Start the infrastructure and the four services; Ctrl-C stops everything."""
     raise typer.Exit(run_topology(state_dir))
+
+
+_TTL: Final = re.compile(r"([1-9][0-9]*)([smhd])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_ttl(text: str) -> timedelta:
+    """'90s', '30m', '1h', '7d' -> a timedelta; anything else is a ValueError."""
+    match = _TTL.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a lifetime like 90s, 30m, 1h or 7d")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def _customer_id(value: str) -> str:

@@ -4,11 +4,11 @@ It blocks until Ctrl-C or SIGTERM, then stops the services (gateway first) and t
 it started, so nothing is left running. The banner shows the servers' URLs with their passwords
 masked; the full URLs are in `<state dir>/orderflow.env`, readable by its owner only, for tools
 such as `orderflow dlq`. Meanwhile a service that dies is restarted with backoff,
-as compose's `restart: unless-stopped` does (orderflow_kit.supervision); one that fails while the
+as compose's `restart: unless-stopped` does (orderflow_devstack.supervision); one that fails while the
 pipeline starts up stops everything instead, with its last output.
 
 Each service's metrics endpoint is in the banner; with a `prometheus` binary on PATH, a Prometheus
-scraping them all (orderflow_kit.local_prometheus) starts too, and the banner gives its URL.
+scraping them all (orderflow_devstack.local_prometheus) starts too, and the banner gives its URL.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from types import FrameType
 import grpc
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from orderflow_kit.dev_tokens import JWKS_URL_ENV, SECRET_ENV, secret_for_make_up
+from orderflow_devstack.dev_secret import secret_for_make_up
+from orderflow_devstack.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
+from orderflow_devstack.local_prometheus import LocalPrometheus, local_prometheus
+from orderflow_devstack.processes import ServiceProcess, TopologyPorts, topology
+from orderflow_devstack.supervision import Supervisor
+from orderflow_devstack.web_app import web_port_for_make_up, web_spec
+from orderflow_kit.dev_tokens import JWKS_URL_ENV, SECRET_ENV
 from orderflow_kit.grpc_client import blocking_channel
 from orderflow_kit.grpc_tls import channel_credentials
-from orderflow_kit.infra import Infrastructure, StartupError, provide_infrastructure, write_private_file
-from orderflow_kit.local_prometheus import LocalPrometheus, local_prometheus
-from orderflow_kit.processes import ServiceProcess, TopologyPorts, topology
 from orderflow_kit.redaction import redact
 from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
-from orderflow_kit.supervision import Supervisor
-from orderflow_kit.web_app import web_port_for_make_up, web_spec
 
 READY_TIMEOUT = 90.0
 """Seconds all services together get to become ready."""

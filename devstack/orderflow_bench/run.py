@@ -38,7 +38,7 @@ from orderflow_bench.target import (
     running_gateway,
     stock_up,
 )
-from orderflow_kit.infra import Infrastructure
+from orderflow_devstack.infra import Infrastructure
 
 SERVICES = ("gateway", "orders", "inventory", "loyalty")
 LONE_ORDER_TIMEOUT = 30.0

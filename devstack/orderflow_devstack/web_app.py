@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Final
 
+from orderflow_devstack.infra import free_port
+from orderflow_devstack.processes import ServiceSpec
 from orderflow_kit.dev_tokens import SECRET_ENV
-from orderflow_kit.infra import free_port
 from orderflow_kit.probe import http_ok
-from orderflow_kit.processes import ServiceSpec
 
 WEB_PORT: Final = 8080
 _HOST: Final = "127.0.0.1"

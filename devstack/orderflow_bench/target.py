@@ -2,7 +2,7 @@
 
 Either way the bench needs the same things: the gateway's URL, the databases it reads event
 latency from, the secret to sign its customers' tokens with, and the processes to measure. A
-pipeline of its own is started as the end-to-end tests start theirs (orderflow_kit.pipeline), with
+pipeline of its own is started as the end-to-end tests start theirs (orderflow_devstack.pipeline), with
 rate limits off and logs as JSON; a running one is found through what `make up` wrote to its
 state directory, and its processes by the ports they listen on."""
 
@@ -22,9 +22,10 @@ import psutil
 from orderflow_bench.measured import listening_processes
 from orderflow_contracts.identifiers import MAX_RESTOCK_UNITS
 from orderflow_contracts.scopes import ADMIN_SCOPE, ORDERS_SCOPE
-from orderflow_kit.dev_tokens import NoSecret, mint_token, signing_secret
-from orderflow_kit.infra import ChildProcess, Infrastructure, ManagedServer, provide_infrastructure
-from orderflow_kit.pipeline import running_pipeline
+from orderflow_devstack.dev_secret import NoSecret, signing_secret
+from orderflow_devstack.infra import ChildProcess, Infrastructure, ManagedServer, provide_infrastructure
+from orderflow_devstack.pipeline import running_pipeline
+from orderflow_kit.dev_tokens import mint_token
 from orderflow_kit.settings import MAKE_UP_ENV_FILE, Settings
 
 SKUS = tuple(f"BENCH-{number:03d}" for number in range(1, 101))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from orderflow_kit.local_prometheus import CONFIG_DIR, local_config
-from orderflow_kit.processes import TopologyPorts
-from orderflow_kit.runner import _metrics_lines
+from orderflow_devstack.local_prometheus import CONFIG_DIR, local_config
+from orderflow_devstack.processes import TopologyPorts
+from orderflow_devstack.runner import _metrics_lines
 from tests.support.promtool import promtool
 
 PORTS = TopologyPorts(

@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from orderflow_devstack.infra import ChildProcess, Infrastructure, free_port, free_ports
 from orderflow_kit.dev_tokens import SECRET_ENV
 from orderflow_kit.grpc_tls import channel_credentials
-from orderflow_kit.infra import ChildProcess, Infrastructure, free_port, free_ports
 from orderflow_kit.probe import grpc_serving, http_ok
 from orderflow_kit.settings import Settings
 
@@ -56,7 +56,7 @@ class ServiceProcess(ChildProcess):
     """One service as a child process, its output copied to `sink` as `name | line`.
 
     `on_exit` is called (from the output thread) whenever the process ends, including after
-    stop(): a supervisor (orderflow_kit.supervision) hangs its restarting on it, and tells the
+    stop(): a supervisor (orderflow_devstack.supervision) hangs its restarting on it, and tells the
     two apart by `stop_requested`.
     """
 
