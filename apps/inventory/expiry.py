@@ -34,6 +34,6 @@ async def sweep_expired_reservations(
         await asyncio.sleep(every_seconds)
 
 
-def _log_expired(orders: list[uuid.UUID]) -> None:
-    for order in orders:
-        log.warning("reservation expired; stock returned", order_id=str(order))
+def _log_expired(order_ids: list[uuid.UUID]) -> None:
+    for order_id in order_ids:
+        log.warning("reservation expired; stock returned", order_id=str(order_id))

@@ -10,7 +10,7 @@ import structlog
 
 from inventory.catalog import CatalogError, load_catalog_if_empty
 from inventory.expiry import sweep_expired_reservations
-from inventory.order_events import consume_order_events
+from inventory.order_events import order_events
 from inventory.reservations import reservation_gauges
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
@@ -20,6 +20,7 @@ from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
+from orderflow_kit.jetstream_consumer import consume
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
@@ -58,7 +59,7 @@ async def run(settings: InventorySettings, stop: asyncio.Event | None = None) ->
                 services=[inventory_service(engine, settings.currency, stock_watch)],
                 background=[
                     stock_watch.run,
-                    partial(consume_order_events, settings, engine, subscribed),
+                    partial(consume, order_events(settings, engine), settings, subscribed),
                     partial(watch_fault_flags, settings.nats_url, service="inventory", bucket=settings.faults_bucket),
                     partial(
                         sweep_expired_reservations,

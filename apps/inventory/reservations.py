@@ -58,10 +58,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.database import autocommit, retried_on_conflict
 from inventory.models import ReservationStatus
-from orderflow_contracts.identifiers import MAX_ORDER_LINES, MAX_SKU_QUANTITY, SKU_PATTERN, is_order_id, is_sku
+from orderflow_contracts.identifiers import is_order_id
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.metrics import Source, child
+from orderflow_kit.order_lines import check_order_lines
 
 log = structlog.get_logger()
 
@@ -222,7 +223,7 @@ _CONFIRM = text(
     WITH batch AS MATERIALIZED (
         SELECT order_id, status
           FROM reservations
-         WHERE order_id = ANY(CAST(:orders AS uuid[]))
+         WHERE order_id = ANY(CAST(:order_ids AS uuid[]))
          ORDER BY order_id
            FOR NO KEY UPDATE
     ),
@@ -291,7 +292,7 @@ _EXPIRE = text(
 )
 
 
-async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[StockLine]) -> list[ReservedLine]:
+async def reserve_stock(engine: AsyncEngine, requested_order_id: str, items: Sequence[StockLine]) -> list[ReservedLine]:
     """Reserve every line of an order or none, and return the reserved lines (in SKU order) with
     the unit price the order is charged.
 
@@ -299,11 +300,11 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
     VALIDATION_FAILED, UNKNOWN_SKU, OUT_OF_STOCK, RESERVATION_CONFLICT (same order, other
     lines), RESERVATION_RELEASED (the order was released, perhaps before this call arrived) or
     RESERVATION_EXPIRED."""
-    structlog.contextvars.bind_contextvars(order_id=order_id)
-    order = _parse_order_id(order_id)
+    structlog.contextvars.bind_contextvars(order_id=requested_order_id)
+    order_id = _parse_order_id(requested_order_id)
     lines = _validated_lines(items)
     request = {
-        "order_id": order,
+        "order_id": order_id,
         "skus": [line.sku for line in lines],
         "quantities": [line.quantity for line in lines],
     }
@@ -317,15 +318,15 @@ async def reserve_stock(engine: AsyncEngine, order_id: str, items: Sequence[Stoc
             # Nothing was taken: the order was reserved (or released) before, or the stock is short.
             # Read with a new snapshot: a request for the same order that this one waited for is
             # committed now, and visible.
-            stored = (await connection.execute(_STORED, {"order_id": order})).all()
+            stored = (await connection.execute(_STORED, {"order_id": order_id})).all()
         if not stored:
             raise _why_not_taken(outcome)
-        return _stored_reservation(order, stored, lines)
+        return _stored_reservation(order_id, stored, lines)
 
     return await retried_on_conflict(reserve)
 
 
-async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
+async def release_stock(engine: AsyncEngine, requested_order_id: str) -> bool:
     """Give an order's reserved stock back, once; False when there was nothing (left) to release
     (released before, or expired).
 
@@ -333,16 +334,16 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
     that arrives late (it timed out at the caller, who then released) fails instead of taking
     stock that nobody would ever release. A CONFIRMED reservation is refused
     (RESERVATION_CONFIRMED): its order exists, so its stock is sold and stays taken."""
-    structlog.contextvars.bind_contextvars(order_id=order_id)
-    order = _parse_order_id(order_id)
+    structlog.contextvars.bind_contextvars(order_id=requested_order_id)
+    order_id = _parse_order_id(requested_order_id)
 
     async def release() -> ReservationStatus | None:
         async with autocommit(engine) as connection:
-            if (await connection.execute(_TOMBSTONE, {"order_id": order})).first() is not None:
+            if (await connection.execute(_TOMBSTONE, {"order_id": order_id})).first() is not None:
                 return None
             # The row existed (or a reservation in flight committed it while the insert waited): a
             # new statement, so a new snapshot, sees it.
-            return ReservationStatus((await connection.execute(_RELEASE, {"order_id": order})).scalar_one())
+            return ReservationStatus((await connection.execute(_RELEASE, {"order_id": order_id})).scalar_one())
 
     status = await retried_on_conflict(release)
     if status is None:
@@ -350,8 +351,8 @@ async def release_stock(engine: AsyncEngine, order_id: str) -> bool:
     if status == ReservationStatus.CONFIRMED:
         raise failed_precondition(
             "RESERVATION_CONFIRMED",
-            f"order {order} is confirmed (the order exists): its stock cannot be released",
-            order_id=str(order),
+            f"order {order_id} is confirmed (the order exists): its stock cannot be released",
+            order_id=str(order_id),
         )
     released = status == ReservationStatus.RESERVED
     if released:
@@ -363,7 +364,9 @@ class Confirmation(StrEnum):
     """What confirming a reservation did (the consumer logs it as the event's outcome)."""
 
     CONFIRMED = "confirmed"
-    ALREADY_CONFIRMED = "duplicate"
+    # It was confirmed already (a redelivery, a replay, a second copy in the batch): nothing changed.
+    # The consumer counts it as a duplicate (jetstream_consumer.DUPLICATE).
+    DUPLICATE = "duplicate"
     # The reservation had expired or been released, and its stock was taken again.
     CONFIRMED_LATE = "confirmed-late"
 
@@ -378,13 +381,13 @@ class StockGone(PermanentFailure):
 
 
 async def confirm_reservations(
-    engine: AsyncEngine, orders: Sequence[uuid.UUID]
+    engine: AsyncEngine, order_ids: Sequence[uuid.UUID]
 ) -> list[Confirmation | PermanentFailure]:
     """These orders exist (their OrderCreated events arrived): their stock is sold for good.
     Returns one outcome per order, in the same order; an order that cannot be confirmed gets its
     PermanentFailure (NoReservation, StockGone) as its outcome, and never holds the others back.
-    Idempotent: confirming again changes nothing (ALREADY_CONFIRMED), and an order listed twice is
-    confirmed once, its copies answering ALREADY_CONFIRMED. Raises only when the whole batch fails
+    Idempotent: confirming again changes nothing (DUPLICATE), and an order listed twice is
+    confirmed once, its copies answering DUPLICATE. Raises only when the whole batch fails
     (the database is away): nothing of it may be acknowledged then, and a retry is safe.
 
     Every RESERVED reservation of the batch is confirmed by one statement. A late event, for a
@@ -392,70 +395,72 @@ async def confirm_reservations(
     TTL, or orders could not tell whether its commit succeeded), takes the same lines again if the
     stock is there (all or none, like a reservation), in a transaction of its own. If it is not,
     StockGone: stock is never taken below zero, and the order is left for an operator."""
-    distinct = list(dict.fromkeys(orders))
+    distinct = list(dict.fromkeys(order_ids))
 
     async def confirm() -> dict[uuid.UUID, ReservationStatus]:
         async with autocommit(engine) as connection:
             return {
                 row.order_id: ReservationStatus(row.status)
-                for row in await connection.execute(_CONFIRM, {"orders": distinct})
+                for row in await connection.execute(_CONFIRM, {"order_ids": distinct})
             }
 
     found = await retried_on_conflict(confirm)
     outcomes: dict[uuid.UUID, Confirmation | PermanentFailure] = {}
-    for order in distinct:
-        status = found.get(order)
+    for order_id in distinct:
+        status = found.get(order_id)
         if status is None:
-            outcomes[order] = NoReservation(f"order {order} has no reservation in inventory")
+            outcomes[order_id] = NoReservation(f"order {order_id} has no reservation in inventory")
         elif status == ReservationStatus.RESERVED:
-            outcomes[order] = Confirmation.CONFIRMED
+            outcomes[order_id] = Confirmation.CONFIRMED
         elif status == ReservationStatus.CONFIRMED:
-            outcomes[order] = Confirmation.ALREADY_CONFIRMED
+            outcomes[order_id] = Confirmation.DUPLICATE
         else:
-            outcomes[order] = await _confirm_late(engine, order)
+            outcomes[order_id] = await _confirm_late(engine, order_id)
     confirmed = sum(outcome in (Confirmation.CONFIRMED, Confirmation.CONFIRMED_LATE) for outcome in outcomes.values())
     child(TRANSITIONS, ReservationStatus.CONFIRMED.value).inc(confirmed)
     answered: set[uuid.UUID] = set()
     results: list[Confirmation | PermanentFailure] = []
-    for order in orders:
-        outcome = outcomes[order]
-        if order in answered and isinstance(outcome, Confirmation):
-            outcome = Confirmation.ALREADY_CONFIRMED
-        answered.add(order)
+    for order_id in order_ids:
+        outcome = outcomes[order_id]
+        if order_id in answered and isinstance(outcome, Confirmation):
+            outcome = Confirmation.DUPLICATE
+        answered.add(order_id)
         results.append(outcome)
     return results
 
 
-async def confirm_reservation(engine: AsyncEngine, order: uuid.UUID) -> Confirmation:
+async def confirm_reservation(engine: AsyncEngine, order_id: uuid.UUID) -> Confirmation:
     """Confirm one order (confirm_reservations of a batch of one); raises its PermanentFailure."""
-    [outcome] = await confirm_reservations(engine, [order])
+    [outcome] = await confirm_reservations(engine, [order_id])
     if isinstance(outcome, PermanentFailure):
         raise outcome
     return outcome
 
 
-async def _confirm_late(engine: AsyncEngine, order: uuid.UUID) -> Confirmation | PermanentFailure:
+async def _confirm_late(engine: AsyncEngine, order_id: uuid.UUID) -> Confirmation | PermanentFailure:
     """Take the stock of an EXPIRED or RELEASED reservation again, all or none, and confirm it."""
 
     async def take_again() -> tuple[ReservationStatus, list[Row[Any]]]:
         async with engine.begin() as connection:
-            status = ReservationStatus((await connection.execute(_LOCK_RESERVATION, {"order_id": order})).scalar_one())
+            status = ReservationStatus(
+                (await connection.execute(_LOCK_RESERVATION, {"order_id": order_id})).scalar_one()
+            )
             if status == ReservationStatus.CONFIRMED:  # by a confirmation racing this one
                 return status, []
-            return status, list((await connection.execute(_TAKE_AGAIN, {"order_id": order})).all())
+            return status, list((await connection.execute(_TAKE_AGAIN, {"order_id": order_id})).all())
 
     status, outcome = await retried_on_conflict(take_again)
     if status == ReservationStatus.CONFIRMED:
-        return Confirmation.ALREADY_CONFIRMED
+        return Confirmation.DUPLICATE
     if not outcome:
-        return NoReservation(f"order {order} was released before it reserved anything")
+        return NoReservation(f"order {order_id} was released before it reserved anything")
     if any(line.price_cents is None for line in outcome):
         refusal = _why_not_taken(outcome)
-        log.error("order without stock", order_id=str(order), reservation=status.lower(), error=refusal.detail)
+        log.error("order without stock", order_id=str(order_id), reservation=status.lower(), error=refusal.detail)
         return StockGone(
-            f"order {order} exists but its reservation was {status.lower()} and its stock is gone: {refusal.detail}"
+            f"order {order_id} exists but its reservation was {status.lower()} and its stock is gone: {refusal.detail}"
         )
-    log.warning("reservation confirmed late; stock taken again", order_id=str(order), reservation=status.lower())
+    log.warning("reservation confirmed late; stock taken again", order_id=str(order_id), reservation=status.lower())
     return Confirmation.CONFIRMED_LATE
 
 
@@ -511,46 +516,27 @@ def _parse_order_id(order_id: str) -> uuid.UUID:
 
 def _validated_lines(items: Sequence[StockLine]) -> list[StockLine]:
     """The request's lines in SKU order (the order their rows are locked in), or VALIDATION_FAILED."""
-    if not items:
-        raise invalid_argument("items must hold at least one line", field="items")
-    if len(items) > MAX_ORDER_LINES:
-        raise invalid_argument(f"items holds {len(items)} lines, at most {MAX_ORDER_LINES} are allowed", field="items")
-    seen: set[str] = set()
-    for index, line in enumerate(items):
-        if not is_sku(line.sku):
-            raise invalid_argument(
-                f"items[{index}].sku {line.sku[:80]!r} is not a SKU (pattern {SKU_PATTERN})",
-                field=f"items[{index}].sku",
-            )
-        if not 1 <= line.quantity <= MAX_SKU_QUANTITY:
-            raise invalid_argument(
-                f"items[{index}].quantity must be between 1 and {MAX_SKU_QUANTITY}, got {line.quantity}",
-                field=f"items[{index}].quantity",
-            )
-        if line.sku in seen:
-            raise invalid_argument(
-                f"items[{index}].sku {line.sku} is listed twice; put its whole quantity on one line",
-                field=f"items[{index}].sku",
-            )
-        seen.add(line.sku)
+    check_order_lines(items)
     return sorted(items, key=lambda line: line.sku)
 
 
-def _stored_reservation(order: uuid.UUID, stored: Sequence[Row[Any]], lines: list[StockLine]) -> list[ReservedLine]:
+def _stored_reservation(order_id: uuid.UUID, stored: Sequence[Row[Any]], lines: list[StockLine]) -> list[ReservedLine]:
     """The answer to a repeated request: the stored lines, if the request asks for the same ones."""
     status = ReservationStatus(stored[0].status)
     if status == ReservationStatus.RELEASED:
         raise failed_precondition(
-            "RESERVATION_RELEASED", f"order {order} was released and cannot reserve stock again", order_id=str(order)
+            "RESERVATION_RELEASED",
+            f"order {order_id} was released and cannot reserve stock again",
+            order_id=str(order_id),
         )
     if status == ReservationStatus.EXPIRED:
         raise failed_precondition(
-            "RESERVATION_EXPIRED", f"order {order} expired and cannot reserve stock again", order_id=str(order)
+            "RESERVATION_EXPIRED", f"order {order_id} expired and cannot reserve stock again", order_id=str(order_id)
         )
     reserved = [ReservedLine(row.sku, row.quantity, row.unit_price_cents) for row in stored if row.sku is not None]
     if [(line.sku, line.quantity) for line in reserved] != [(line.sku, line.quantity) for line in lines]:
         raise already_exists(
-            "RESERVATION_CONFLICT", f"order {order} already reserved different lines", order_id=str(order)
+            "RESERVATION_CONFLICT", f"order {order_id} already reserved different lines", order_id=str(order_id)
         )
     return reserved
 

@@ -4,7 +4,7 @@ whole currency unit of the order total, exactly once; and anyone may read a cust
 Exactly once = the dedupe rows (keyed by the events' ce-ids), the ledger entries and the balance
 changes commit in ONE transaction, and the consumer acks the messages only after that commit.
 
-Events come in batches (the consumer's, see orderflow_kit.jetstream_consumer), and a batch is one
+Events come in batches (the consumer's, see orderflow_kit.batches), and a batch is one
 transaction of four statements, however many events it holds: claim every event id at once
 (dedupe), add each customer's points to its balance, write one ledger entry per event, and read
 the earlier awards of the events that were processed before.

@@ -1,13 +1,16 @@
 """Loyalty's OrderCreated consumer: the kit's durable JetStream consumer
 (orderflow_kit.jetstream_consumer: batches, ack after the handler, retries with backoff, dead
-letters) with one handler: award the batch's points (awarding_points), once per event, then
-announce them (announcing_points) before the ack, on the consumer's own connection."""
+letters) with one handler, `AwardingPoints`: award the batch's points (awarding_points), once per
+event, then announce them (announcing_points) before the ack, on the consumer's own connection.
+
+The handler takes plain objects and its two steps as functions, so it is tested without a broker
+or a database (tests/unit/loyalty/test_consumer.py); the guarantees are proven against real
+servers (tests/integration/loyalty)."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.announcing_points import announce
@@ -15,45 +18,37 @@ from loyalty.awarding_points import Award, award_points
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.events import OrderCreated, read_order_created
 from orderflow_kit import tracing
-from orderflow_kit.jetstream_consumer import Handler, HandlerFactory, Result, consume_and_publish, read_each
+from orderflow_kit.batches import Received, Result
+from orderflow_kit.jetstream_consumer import DurableConsumer
+
+Awarding = Callable[[Sequence[OrderCreated]], Awaitable[list[Award]]]
+Announcing = Callable[[Award, Mapping[str, str]], Awaitable[None]]
 
 
-def awarding_points(engine: AsyncEngine) -> HandlerFactory:
-    def handler(js: JetStreamContext) -> Handler:
-        async def handle(messages: Sequence[Msg]) -> list[Result]:
-            events = read_each(messages, read_order_created)
-            awards = iter(await award_points(engine, [event for event in events if isinstance(event, OrderCreated)]))
-            results = [event if isinstance(event, Exception) else next(awards) for event in events]
-            # Also for a duplicate: the first delivery may have committed and died before this.
-            await asyncio.gather(
-                *(
-                    _announce_in_its_context(js, award, message)
-                    for message, award in zip(messages, results, strict=True)
-                    if isinstance(award, Award)
-                )
-            )
-            return [result if isinstance(result, Exception) else result.outcome.value for result in results]
+class AwardingPoints:
+    """The batch handler: one Award per event, then one announcement per Award."""
 
-        return handle
+    def __init__(self, award: Awarding, announce: Announcing) -> None:
+        self._award = award
+        self._announce = announce
 
-    return handler
+    async def __call__(self, batch: Sequence[Received[OrderCreated]]) -> list[Result]:
+        awards = await self._award([received.event for received in batch])
+        # Also for a duplicate: the first delivery may have committed and died before this.
+        await asyncio.gather(
+            *(self._announce_in_its_context(award, received) for award, received in zip(awards, batch, strict=True))
+        )
+        return [award.outcome.value for award in awards]
 
-
-async def _announce_in_its_context(js: JetStreamContext, award: Award, message: Msg) -> None:
-    """The announcement belongs to the trace of the order that earned it."""
-    with tracing.in_context_of(message):
-        await announce(js, award, message.headers)
+    async def _announce_in_its_context(self, award: Award, received: Received[OrderCreated]) -> None:
+        """The announcement belongs to the trace of the order that earned it."""
+        with tracing.in_context_of(received):
+            await self._announce(award, received.headers)
 
 
-async def consume_order_events(
-    settings: LoyaltySettings, engine: AsyncEngine, subscribed: asyncio.Event | None = None
-) -> None:
-    """Run until cancelled; then let the messages in flight finish (see jetstream_consumer.consume_and_publish)."""
-    await consume_and_publish(
-        settings.order_events_consumer(),
-        awarding_points(engine),
-        nats_url=settings.nats_url,
-        client_name=f"loyalty-{settings.loyalty_consumer}",
-        grace_seconds=settings.shutdown_grace_seconds,
-        subscribed=subscribed,
+def order_events(settings: LoyaltySettings, engine: AsyncEngine) -> DurableConsumer[OrderCreated]:
+    return DurableConsumer(
+        settings.order_events,
+        read_order_created,
+        lambda js: AwardingPoints(partial(award_points, engine), partial(announce, js)),
     )

@@ -1,8 +1,11 @@
-"""The idempotent-consumer step: remember an event's id in the same transaction as its effect.
+"""The idempotent-consumer step, the consumer's dedupe policy: remember an event's id in the same
+transaction as its effect. It belongs to the handler (award_points calls it), not to the kit's
+consumer around the handler as Watermill's deduplicator does: only inside the handler's
+transaction do the dedupe row and the effect commit together or not at all.
 
-The dedupe row and the effect commit together or not at all, and the broker is acked only after
-the commit. So a redelivered, replayed or re-published event (same ce-id) finds its row and does
-nothing, and an event whose transaction rolled back is processed again in full.
+The broker is acked only after the commit. So a redelivered, replayed or re-published event (same
+ce-id) finds its row and does nothing, and an event whose transaction rolled back is processed
+again in full.
 
 A row is needed only as long as a copy of its event can still arrive: housekeeping purges rows
 older than the dedupe retention, which the settings check is longer than that horizon."""

@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from loyalty.consumer import consume_order_events
+from loyalty.consumer import order_events
 from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
@@ -16,6 +16,7 @@ from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
+from orderflow_kit.jetstream_consumer import consume
 from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
@@ -49,7 +50,7 @@ async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> N
                 port=settings.loyalty_port,
                 services=[loyalty_service(engine)],
                 background=[
-                    partial(consume_order_events, settings, engine, subscribed),
+                    partial(consume, order_events(settings, engine), settings, subscribed),
                     partial(watch_fault_flags, settings.nats_url, service="loyalty", bucket=settings.faults_bucket),
                     partial(
                         purge_periodically,

@@ -67,12 +67,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.identifiers import (
-    MAX_ORDER_LINES,
-    MAX_SKU_QUANTITY,
     is_client_request_id,
     is_customer_id,
     is_order_id,
-    is_sku,
 )
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit import faults, tracing
@@ -86,6 +83,7 @@ from orderflow_kit.errors import (
     unavailable,
 )
 from orderflow_kit.faults import Fault
+from orderflow_kit.order_lines import check_order_lines
 from orders import page_tokens
 from orders.inventory_client import (
     InventoryClient,
@@ -545,25 +543,8 @@ def validated_order(customer_id: str, items: Sequence[RequestedItem]) -> dict[st
     """The requested quantity per SKU, in request order; VALIDATION_FAILED names the bad field."""
     if not is_customer_id(customer_id):
         raise invalid_argument("customer_id is not a valid customer id", field="customer_id")
-    if not items:
-        raise invalid_argument("items must hold at least one item", field="items")
-    if len(items) > MAX_ORDER_LINES:
-        raise invalid_argument(f"items must hold at most {MAX_ORDER_LINES} lines", field="items")
-    quantities: dict[str, int] = {}
-    for index, item in enumerate(items):
-        if not is_sku(item.sku):
-            raise invalid_argument(f"items[{index}].sku is not a valid SKU", field=f"items[{index}].sku")
-        if item.sku in quantities:
-            raise invalid_argument(
-                f"items[{index}].sku {item.sku} appears twice; order it once with the total quantity",
-                field=f"items[{index}].sku",
-            )
-        if not 1 <= item.quantity <= MAX_SKU_QUANTITY:
-            raise invalid_argument(
-                f"items[{index}].quantity must be between 1 and {MAX_SKU_QUANTITY}", field=f"items[{index}].quantity"
-            )
-        quantities[item.sku] = item.quantity
-    return quantities
+    check_order_lines(items)
+    return {item.sku: item.quantity for item in items}
 
 
 def validated_client_request_id(client_request_id: str) -> str:

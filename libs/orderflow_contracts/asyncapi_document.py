@@ -8,7 +8,8 @@ committed one differs, and when the services send other headers than it says (do
 Not FastStream's generator (`faststream docs gen`, AsyncAPI 3.0.0 by default): it describes a
 FastStream app's own subscribers and publishers from their handlers' types, and orderflow
 publishes with nats-py (the outbox relay, the announcements, dead letters, replays) while its
-consumers take the bytes undecoded (a body that is not JSON must still be dead-lettered). It also
+consumers' payload is what their own reader makes of headers and body, or the error that makes a
+message unreadable (a body that is not JSON must still be dead-lettered). It also
 gives every endpoint a channel of its own, so one subject would appear once per reader, and
 documents no message headers, where the CloudEvents attributes travel."""
 

@@ -62,6 +62,8 @@ UNPUBLISHABLE_HEADERS = "unpublishable-headers"
 _publishable_name = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 MAX_ERROR_CHARS = 1000
+# First failures remembered per consumer (see FirstFailures); far more than ever fail at once.
+REMEMBERED_FAILURES = 10_000
 ALL_DEAD_LETTERS = "dlq.>"
 # A consumer's name as it appears in its dead letters' subjects: one subject token, no wildcard.
 CONSUMER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -211,6 +213,33 @@ class Failed:
     error: str  # one line, see failures.describe
     error_class: str  # see failures.error_class
     first_failure_at: datetime
+
+
+class FirstFailures:
+    """When each failing message (by stream sequence) first failed here, kept across its
+    redeliveries so that its dead letter can say how long it has been failing (FIRST_FAILURE_AT).
+
+    Only this process remembers: when another replica, or this process before a restart, saw the
+    first failure, the time the message was stored in the stream stands in for it (never later
+    than the real first failure). Bounded: the oldest entries go first."""
+
+    def __init__(self, capacity: int = REMEMBERED_FAILURES) -> None:
+        self._first: dict[int, datetime] = {}
+        self._capacity = capacity
+
+    def failed(self, message: Msg) -> datetime:
+        """Note a failure of `message` and return when it first failed."""
+        sequence = message.metadata.sequence.stream
+        first = self._first.get(sequence)
+        if first is None:
+            first = datetime.now(UTC) if message.metadata.num_delivered <= 1 else _stored_at(message)
+            self._first[sequence] = first
+            if len(self._first) > self._capacity:
+                del self._first[next(iter(self._first))]
+        return first
+
+    def forget(self, message: Msg) -> None:
+        self._first.pop(message.metadata.sequence.stream, None)
 
 
 def dead_letter_headers(message: Msg, *, consumer: str, failed: Failed, now: datetime | None = None) -> dict[str, str]:
@@ -473,6 +502,11 @@ def _dead_letter(raw: RawStreamMsg) -> DeadLetter:
             if colon and name.strip():
                 headers[name.strip()] = value.strip()
     return DeadLetter(raw.seq, raw.subject, headers, raw.data or b"", raw.time)
+
+
+def _stored_at(message: Msg) -> datetime:
+    """When the broker stored the message (the ack subject carries it)."""
+    return message.metadata.timestamp.astimezone(UTC)
 
 
 def _is_broker_header(name: str) -> bool:

@@ -17,6 +17,9 @@ A consumer's failed message is one of three kinds (`classify`):
 - UNFORESEEN: anything else, that is a bug. Retried and dead-lettered like DEPENDENCY, so it is
   never lost and never dead-lettered at the first try, but logged with its traceback.
 
+`after_failure` is that rule as the consumer applies it to one failed delivery: retry later, or
+give up (and dead-letter, orderflow_kit.dead_letters) with the reason.
+
 A gRPC call is retried (by the channel, `grpc_client.channel`) only when all of these hold:
 
 - its status is in RETRYABLE_STATUS_CODES: UNAVAILABLE only. The server was not reached, or
@@ -31,13 +34,19 @@ A gRPC call is retried (by the channel, `grpc_client.channel`) only when all of 
 """
 
 import random
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import asyncpg
 import sqlalchemy.exc
 from pydantic import ValidationError
 
 from orderflow_contracts.cloudevents import MalformedEvent
+from orderflow_kit.dead_letters import Reason
+
+if TYPE_CHECKING:
+    from orderflow_kit.consumer_settings import ConsumerSettings
 
 
 class Failure(StrEnum):
@@ -113,6 +122,33 @@ def retry_delay(deliveries: int, base_seconds: float, max_seconds: float) -> flo
     of many messages that failed together spread out instead of arriving in lock-step."""
     step = min(max_seconds, base_seconds * 2.0 ** max(deliveries - 1, 0))
     return step / 2 + random.uniform(0, step / 2)
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """NAK the message: the broker delivers it again after `delay_seconds`."""
+
+    delay_seconds: float
+    failure: Failure  # DEPENDENCY or UNFORESEEN: only a bug deserves a traceback in the log
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Dead-letter the message, then ack it: it no longer holds up the ones behind it."""
+
+    reason: Reason
+    error: str  # one line, for the dead letter's error header
+
+
+def after_failure(error: Exception, deliveries: int, settings: "ConsumerSettings") -> RetryLater | GiveUp:
+    """What a consumer does with a message that failed on its `deliveries`-th delivery: a permanent
+    failure is given up at once; any other is retried later, until its last delivery (max_deliver)."""
+    failure = classify(error)
+    if failure is Failure.PERMANENT:
+        return GiveUp(Reason.PERMANENT, describe(error))
+    if deliveries < settings.max_deliver:
+        return RetryLater(retry_delay(deliveries, settings.retry_base_seconds, settings.retry_max_seconds), failure)
+    return GiveUp(Reason.EXHAUSTED, f"max_deliver ({settings.max_deliver}) exhausted; last error: {describe(error)}")
 
 
 # gRPC: which status codes and which methods a channel may retry (see the module docstring).

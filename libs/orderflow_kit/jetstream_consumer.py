@@ -1,22 +1,23 @@
-"""The durable JetStream pull consumer every orderflow service uses: a service supplies a handler
-(what a batch of messages means to it), this module does the rest, the same way for everyone. A
-handler that publishes gets the consumer's own JetStream context (`consume_and_publish`).
+"""The durable JetStream pull consumer every orderflow service uses, declared in FastStream's own
+idiom: one subscriber (`broker.subscriber(subject, stream=..., durable=..., pull_sub=PullSub(...))`)
+whose payload is the event, typed, read by the service's reader (orderflow_contracts.events). A
+service declares a `DurableConsumer` (its settings, its reader, its batch handler) and runs it with
+`consume`; the rest is the same for everyone, one policy per module, as Watermill's middlewares:
 
-Messages come in batches: one pull (FastStream's `PullSub(batch_size=...)`) takes whatever the
-stream holds, up to `batch_size`, waiting at most `batch_window_seconds` (20 ms) for it, so a lone
-message is never held back long; `PullBatches` hands the messages of one pull to the handler
-together. The handler does the whole batch in one transaction and returns one result per message:
-its outcome, or the exception that message failed with. Then, per message: ack a success (after
-the commit, as the handler returned), and for a failure `failures.classify` decides:
+- settings (orderflow_kit.consumer_settings): one model for every consumer, and the broker's copy
+  of the durable consumer kept equal to it;
+- batches (orderflow_kit.batches): the messages of one pull are handled together, in one
+  transaction, never waiting for a batch to fill; a message that fails its batch fails alone;
+- retry classification (orderflow_kit.failures): a failure is permanent (dead-lettered at once)
+  or not (NAKed with a growing delay until max_deliver, then dead-lettered as exhausted);
+- dead letters (orderflow_kit.dead_letters): stored in DEAD_LETTERS with why, then acked;
+- dedupe belongs to the handler, in its own transaction (loyalty.dedupe); a handler whose effect
+  is idempotent needs none (inventory's confirmations).
 
-- PERMANENT: dead-letter at once (orderflow_kit.dead_letters), then ack;
-- anything else: NAK with a growing delay (`failures.retry_delay`) until the last delivery
-  (max_deliver), which is dead-lettered as exhausted, then acked.
-
-When the handler raises instead, the whole batch failed. A dependency outage (the database is
-away) is every message's failure: each is retried as it would have been alone. Anything else may
-be one message's fault (a poison message aborting the transaction, or hanging it): each message is
-then handled again alone, so a poison message is dead-lettered alone and its neighbours go through.
+Per message, once its batch has run: ack a success (after the commit, as the handler returned);
+for a failure, do what `failures.after_failure` says. A message that cannot be read (not a
+CloudEvent, a payload failing validation) fails alone with its error, without reaching the
+handler: the reader runs as FastStream's decoder, which hands the error over instead of raising it.
 
 A dead letter is acked only once the broker has stored it; if storing fails, the message stays
 unacked and comes back after ack_wait. So nothing is lost, and a bad message never holds up the
@@ -31,23 +32,22 @@ Prometheus scrapes (orderflow_kit.metrics), on the consumer's own connection.
 
 FastStream traps handled here: its default handler policy (REJECT_ON_ERROR) would TERM a message
 on any exception, never to be redelivered, so the consumer acks and NAKs each message itself
-(AckPolicy.MANUAL) and lets no error escape; it must not decode the bodies either (a body that is
-not JSON would fail before the handler could dead-letter it); and an existing durable consumer is
-reused with its old settings unless it is updated (`ensure_consumer`).
+(AckPolicy.MANUAL) and lets no error escape; a decoder that raised would leave the message to
+FastStream, unsettled; the payload is not cast again by pydantic (`serializer=None`): the reader
+has validated it; and an existing durable consumer is reused with its old settings unless it is
+updated (`ensure_consumer`).
 
 Traced (orderflow_kit.tracing), when on: FastStream's telemetry gives each message a process
-span, a child of the context its traceparent carries; the batch gets a span of its own that
-links every message; each message's settlement (ack, NAK, dead letter) and log line happen in
-its own process span (docs/observability.md, "Traces")."""
+span, a child of the context its traceparent carries; each message is settled (ack, NAK, dead
+letter) and logged in its own task, in that span; the batch's span is orderflow_kit.batches'
+(docs/observability.md, "Traces")."""
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -57,30 +57,37 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from orderflow_contracts.cloudevents import REQUEST_ID
 from orderflow_kit import faults, tracing
-from orderflow_kit.dead_letters import Failed, Reason, count_dead_letters, dead_letter_filter, publish_dead_letter
-from orderflow_kit.failures import PERMANENT_ERRORS, Failure, classify, describe, error_class, retry_delay
-from orderflow_kit.metrics import DURATION_BUCKETS, LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
-from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, ensure_streams
+from orderflow_kit.batches import BatchHandler, BatchRunner, Delivery, PullBatches, Received, Result
+from orderflow_kit.consumer_settings import ConsumerSettings, consumer_config, ensure_consumer
+from orderflow_kit.dead_letters import (
+    Failed,
+    FirstFailures,
+    count_dead_letters,
+    dead_letter_filter,
+    publish_dead_letter,
+)
+from orderflow_kit.failures import Failure, RetryLater, after_failure, describe, error_class
+from orderflow_kit.metrics import LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
+from orderflow_kit.nats import ensure_streams
+from orderflow_kit.settings import Settings
 
 log = structlog.get_logger()
 
 # How long to wait between attempts to reach NATS when the consumer starts while it is down.
 CONNECT_RETRY_SECONDS = 1.0
-# First failures remembered per consumer (see FirstFailures); far more than ever fail at once.
-REMEMBERED_FAILURES = 10_000
+# The longest one pull waits for messages: a lone message waits at most this, and an idle
+# consumer pulls this often.
+BATCH_WINDOW_SECONDS = 0.02
 
 # What NATS being away (or not ready yet) looks like while the consumer sets itself up.
 NATS_UNREACHABLE: tuple[type[Exception], ...] = (
@@ -97,12 +104,6 @@ EVENTS = Counter(
     "Messages a durable consumer settled, by outcome: processed, duplicate, retried, dead_lettered",
     ["consumer", "outcome"],
 )
-HANDLER_DURATION = Histogram(
-    "orderflow_consumer_handler_duration_seconds",
-    "Time the handler took for one batch (one transaction), by consumer",
-    ["consumer"],
-    buckets=DURATION_BUCKETS,
-)
 EVENT_LAG = Histogram(
     "orderflow_consumer_event_lag_seconds",
     "From the broker storing a message to the consumer settling it as processed or duplicate",
@@ -113,266 +114,108 @@ EVENT_LAG = Histogram(
 DUPLICATE = "duplicate"
 OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
 
-# One message's result: its outcome for the log line ("awarded", "duplicate", ...), or the
-# exception it failed with.
-Result = str | Exception
-# Handles a batch of messages (in stream order) and returns one result per message, in the same
-# order. Raising fails the whole batch: see the module docstring for what happens then.
-Handler = Callable[[Sequence[Msg]], Awaitable[Sequence[Result]]]
 T = TypeVar("T")
 
-# Makes the handler once the consumer is connected, from the consumer's own JetStream context: a
-# handler that publishes (before its message is acked) does so on the connection it consumes from.
-HandlerFactory = Callable[[JetStreamContext], Handler]
+# Reads a message (its headers and body) into the event its handler takes, or raises: a permanent
+# failure (orderflow_kit.failures) when the message is bad (orderflow_contracts.events.read_order_created).
+Reader = Callable[[dict[str, str] | None, bytes], T]
 
 
 @dataclass(frozen=True)
-class ConsumerSpec:
-    """One durable pull consumer: where it reads, and how patient it is with failures."""
+class DurableConsumer(Generic[T]):
+    """A service's durable consumer: its settings, how its messages are read, and its batch handler,
+    made once connected from the consumer's own JetStream context, so that a handler that publishes
+    does so on the connection it consumes from, open until the messages in flight are done."""
 
-    durable: str  # also names its dead letters: dlq.<durable>.<subject>
-    stream: str
-    subject: str
-    # Where a NEW durable consumer starts: "all" replays the stream's history, "new" only sees
-    # what is published after it exists. An existing consumer keeps its position.
-    deliver_policy: Literal["all", "new"]
-    max_deliver: int
-    # Bounds each step of handling one message: the handler, and the dead-letter publish.
-    handler_timeout_seconds: float
-    # The broker redelivers an unacked message after this; must exceed the handler's worst case.
-    ack_wait_seconds: float
-    retry_base_seconds: float
-    retry_max_seconds: float
-    # The most messages one batch (one transaction) holds, and the longest one pull waits for
-    # messages: a lone message waits at most this, and an idle consumer pulls this often.
-    batch_size: int = 100
-    batch_window_seconds: float = 0.02
-    # The streams' duplicate window, should this consumer be the one that creates them.
-    duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
-
-    def __post_init__(self) -> None:
-        """An ack sent after ack_wait may ack a redelivery instead: refuse such a configuration."""
-        worst_case = 2 * self.handler_timeout_seconds
-        if self.ack_wait_seconds <= worst_case:
-            raise ValueError(
-                f"ack_wait_seconds ({self.ack_wait_seconds}) must exceed the handler's worst case "
-                f"(2 x handler_timeout_seconds = {worst_case})"
-            )
-        if self.max_deliver < 1:
-            raise ValueError(f"max_deliver must be at least 1, got {self.max_deliver}")
+    settings: ConsumerSettings
+    read: Reader[T]
+    handler_for: Callable[[JetStreamContext], BatchHandler[T]]
 
 
-def read_each(messages: Sequence[Msg], read: Callable[[dict[str, str] | None, bytes], T]) -> list[T | Exception]:
-    """Each message as `read` reads it, or the permanent error that makes it unreadable: that
-    message's result, which fails it alone, not the batch."""
-    readings: list[T | Exception] = []
-    for message in messages:
-        try:
-            readings.append(read(message.headers, message.data))
-        except PERMANENT_ERRORS as error:
-            readings.append(error)
-    return readings
+class Receiver(Generic[T]):
+    """What the subscriber does with each message FastStream hands over: join its pull's batch,
+    then settle the message with the broker by its result."""
 
-
-def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
-    return api.ConsumerConfig(
-        name=spec.durable,
-        durable_name=spec.durable,
-        filter_subject=spec.subject,
-        deliver_policy=api.DeliverPolicy(spec.deliver_policy),
-        ack_policy=api.AckPolicy.EXPLICIT,
-        ack_wait=spec.ack_wait_seconds,
-        max_deliver=spec.max_deliver,
-    )
-
-
-async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> api.ConsumerInfo:
-    """Create the durable consumer, or bring an existing one to `consumer_config`.
-
-    JetStream (and FastStream's subscriber) reuse an existing durable consumer as it is, so a
-    changed max_deliver or ack_wait would otherwise be silently ignored. The deliver policy only
-    matters at creation and the server refuses to change it, so an existing consumer keeps its own."""
-    config = consumer_config(spec)
-    try:
-        existing = await js.consumer_info(spec.stream, spec.durable)
-    except NotFoundError:
-        pass
-    else:
-        config.deliver_policy = existing.config.deliver_policy
-    # A create request for an existing consumer updates it (nats-server >= 2.10).
-    return await js.add_consumer(spec.stream, config)
-
-
-class FirstFailures:
-    """When each failing message (by stream sequence) first failed here, kept across its
-    redeliveries so that its dead letter can say how long it has been failing.
-
-    Only this process remembers: when another replica, or this process before a restart, saw the
-    first failure, the time the message was stored in the stream stands in for it (never later
-    than the real first failure). Bounded: the oldest entries go first."""
-
-    def __init__(self, capacity: int = REMEMBERED_FAILURES) -> None:
-        self._first: dict[int, datetime] = {}
-        self._capacity = capacity
-
-    def failed(self, message: Msg) -> datetime:
-        """Note a failure of `message` and return when it first failed."""
-        sequence = message.metadata.sequence.stream
-        first = self._first.get(sequence)
-        if first is None:
-            first = datetime.now(UTC) if message.metadata.num_delivered <= 1 else _stored_at(message)
-            self._first[sequence] = first
-            if len(self._first) > self._capacity:
-                del self._first[next(iter(self._first))]
-        return first
-
-    def forget(self, message: Msg) -> None:
-        self._first.pop(message.metadata.sequence.stream, None)
-
-
-class BatchHandling:
-    """Runs the handler on a batch, then applies each message's result to the broker."""
-
-    def __init__(self, spec: ConsumerSpec, handler: Handler, js: JetStreamContext) -> None:
-        self._spec = spec
-        self._handler = handler
+    def __init__(self, settings: ConsumerSettings, handler: BatchHandler[T], js: JetStreamContext) -> None:
+        self._settings = settings
         self._js = js
+        self._batches = PullBatches(BatchRunner(settings, handler).handle)
         self._first_failures = FirstFailures()
 
-    async def handle(self, batch: list[Msg], contexts: Sequence[Context] | None = None) -> None:
-        """Ack, NAK or dead-letter-then-ack every message of the batch; log one line for each.
-
-        `contexts` (with tracing on): each message's processing context, its process span; what
-        is done for one message alone (its announcement, dead letter, log line) happens in it."""
-        with self._batch_span(batch) as batch_span, tracing.processing_messages(batch, contexts or ()):
-            for message_context in contexts or ():
-                trace.get_current_span(message_context).add_link(batch_span.get_span_context())
-            results = await self._results(batch)
-            settled = await asyncio.gather(
-                *(self._settle_in_its_context(one, result) for one, result in zip(batch, results, strict=True)),
-                return_exceptions=True,
-            )
-            for one, outcome in zip(batch, settled, strict=True):
-                if isinstance(outcome, BaseException):
-                    # Left unacked: the broker redelivers it after ack_wait.
-                    with tracing.in_context_of(one):
-                        log.error("event not settled", **_described(self._spec, one), error=str(outcome))
-
-    def _batch_span(self, batch: list[Msg]) -> AbstractContextManager[Span]:
-        """The batch's span: a root of its own (the batch's transaction serves many orders and
-        belongs to none of their traces) that links every message it carries; each message's
-        process span links back to it."""
-        if not tracing.enabled():
-            return nullcontext(trace.INVALID_SPAN)
-        return tracing.span(
-            f"process {self._spec.subject}",
-            kind=SpanKind.CONSUMER,
-            context=Context(),
-            links=tracing.links_to(one.headers for one in batch),
-            attributes=tracing.messaging_attributes(
-                "process",
-                self._spec.subject,
-                batch_size=len(batch),
-                consumer=self._spec.durable,
-            ),
-        )
-
-    async def _settle_in_its_context(self, message: Msg, result: Result) -> None:
-        with tracing.in_context_of(message):
-            await self._settle(message, result)
-
-    async def _results(self, batch: list[Msg]) -> list[Result]:
-        """Each message's result; a delivery the `consumer_fail_first` fault flag fails never reaches the handler."""
-        results: list[Result | None] = [self._injected_failure(one) for one in batch]
-        to_handle = [index for index, result in enumerate(results) if result is None]
-        if to_handle:
-            handled = await self._run([batch[index] for index in to_handle])
-            for index, result in zip(to_handle, handled, strict=True):
-                results[index] = result
-        return [result for result in results if result is not None]
-
-    async def _run(self, messages: list[Msg]) -> list[Result]:
-        started = time.perf_counter()
+    async def receive(self, reading: T | Exception, message: Msg) -> None:
+        """Handle and settle `message`; `reading` is its event, or the error that makes it unreadable.
+        A delivery the `consumer_fail_first` fault flag fails never reaches the handler."""
+        injected = self._injected_failure(message)
+        result: Result | None
+        if injected is not None:
+            result = injected
+        elif isinstance(reading, Exception):
+            result = reading
+        else:
+            # With tracing on, FastStream's telemetry has made this message's process span current.
+            context = otel_context.get_current() if tracing.enabled() else None
+            result = await self._batches.add(Delivery(Received(reading, message.headers or {}), message, context))
+        if result is None:
+            return  # the consumer stopped before its batch ran: unacked, the broker redelivers it after ack_wait
         try:
-            async with asyncio.timeout(self._spec.handler_timeout_seconds):
-                results = list(await self._handler(messages))
+            await self._settle(message, result)
         except Exception as error:
-            if len(messages) == 1:
-                return [error]
-            if classify(error) is Failure.DEPENDENCY and not isinstance(error, TimeoutError):
-                return [error] * len(messages)
-            return await self._run_alone(messages)
-        observe_seconds(HANDLER_DURATION, time.perf_counter() - started, self._spec.durable)
-        if len(results) != len(messages):
-            raise RuntimeError(f"the handler answered {len(results)} results for {len(messages)} messages")
-        return results
-
-    async def _run_alone(self, messages: list[Msg]) -> list[Result]:
-        """Find the message that failed its batch: handle each alone, telling the broker the others
-        are still in progress, so that handling them one by one never outlasts their ack_wait."""
-        results: list[Result] = []
-        for index, one in enumerate(messages):
-            await asyncio.gather(*(waiting.in_progress() for waiting in messages[index:]))
-            results.extend(await self._run([one]))
-        return results
+            # Left unacked: the broker redelivers it after ack_wait.
+            log.error("event not settled", **_described(self._settings, message), error=str(error))
 
     def _injected_failure(self, message: Msg) -> Exception | None:
         deliveries = message.metadata.num_delivered
-        if faults.should_fail_attempt(self._spec.durable, deliveries):
+        if faults.should_fail_attempt(self._settings.consumer, deliveries):
             return faults.InjectedFailure(f"consumer_fail_first: delivery {deliveries} fails on purpose")
         return None
 
     async def _settle(self, message: Msg, result: Result) -> None:
         if isinstance(result, Exception):
-            await self._handle_failure(message, result)
+            await self._settle_failure(message, result)
             return
         await message.ack()
         self._first_failures.forget(message)
-        durable = self._spec.durable
-        child(EVENTS, durable, "duplicate" if result == DUPLICATE else "processed").inc()
-        observe_seconds(EVENT_LAG, max(0.0, time.time() - message.metadata.timestamp.timestamp()), durable)
-        log.info("event consumed", **_described(self._spec, message), outcome=result)
+        consumer = self._settings.consumer
+        child(EVENTS, consumer, "duplicate" if result == DUPLICATE else "processed").inc()
+        observe_seconds(EVENT_LAG, max(0.0, time.time() - message.metadata.timestamp.timestamp()), consumer)
+        log.info("event consumed", **_described(self._settings, message), outcome=result)
 
-    async def _handle_failure(self, message: Msg, error: Exception) -> None:
-        """The classification lives in `failures`; this applies it to the broker."""
+    async def _settle_failure(self, message: Msg, error: Exception) -> None:
+        """What to do is `failures.after_failure`'s decision; this applies it to the broker."""
         first_failure_at = self._first_failures.failed(message)
-        failure = classify(error)
-        if failure is Failure.PERMANENT:
-            failed = Failed(Reason.PERMANENT, describe(error), error_class(error), first_failure_at)
-            await self._dead_letter(message, failed)
-        elif message.metadata.num_delivered < self._spec.max_deliver:
-            await self._retry_later(message, error, failure)
+        verdict = after_failure(error, message.metadata.num_delivered, self._settings)
+        if isinstance(verdict, RetryLater):
+            await self._retry_later(message, error, verdict)
         else:
-            last_error = f"max_deliver ({self._spec.max_deliver}) exhausted; last error: {describe(error)}"
-            await self._dead_letter(message, Failed(Reason.EXHAUSTED, last_error, error_class(error), first_failure_at))
+            await self._dead_letter(
+                message, Failed(verdict.reason, verdict.error, error_class(error), first_failure_at)
+            )
 
-    async def _retry_later(self, message: Msg, error: Exception, failure: Failure) -> None:
-        spec = self._spec
-        delay = retry_delay(message.metadata.num_delivered, spec.retry_base_seconds, spec.retry_max_seconds)
-        await message.nak(delay=delay)
-        child(EVENTS, spec.durable, "retried").inc()
+    async def _retry_later(self, message: Msg, error: Exception, retry: RetryLater) -> None:
+        await message.nak(delay=retry.delay_seconds)
+        child(EVENTS, self._settings.consumer, "retried").inc()
         log.warning(
             "event consumed",
-            **_described(spec, message),
+            **_described(self._settings, message),
             outcome="retry",
             error=describe(error),
             error_class=error_class(error),
-            retry_in_seconds=round(delay, 3),
+            retry_in_seconds=round(retry.delay_seconds, 3),
             # An outage is expected and needs no traceback; anything else is a bug to see.
-            exc_info=error if failure is Failure.UNFORESEEN else False,
+            exc_info=error if retry.failure is Failure.UNFORESEEN else False,
         )
 
     async def _dead_letter(self, message: Msg, failed: Failed) -> None:
         """Store it in DEAD_LETTERS, then ack: it no longer holds up the messages behind it. If the
         store fails, the exception leaves the message unacked and the broker redelivers it."""
         trace.get_current_span().set_attribute("orderflow.dead_lettered", failed.reason.value)
-        await publish_dead_letter(self._js, message, consumer=self._spec.durable, failed=failed)
+        await publish_dead_letter(self._js, message, consumer=self._settings.consumer, failed=failed)
         await message.ack()
         self._first_failures.forget(message)
-        child(EVENTS, self._spec.durable, "dead_lettered").inc()
+        child(EVENTS, self._settings.consumer, "dead_lettered").inc()
         log.warning(
             "event consumed",
-            **_described(self._spec, message),
+            **_described(self._settings, message),
             outcome="dead-lettered",
             reason=failed.reason.value,
             error=failed.error,
@@ -380,51 +223,12 @@ class BatchHandling:
         )
 
 
-class PullBatches:
-    """FastStream hands the messages of one pull over one by one, each in a task of its own, all
-    started together. The first to arrive lets the event loop turn until a turn brings no sibling
-    (they all run the same steps to get here), then runs them as one batch; the others wait for
-    that batch to be settled.
-
-    (FastStream's own `PullSub(batch=True)` keeps pulling until the batch is full or its timeout
-    has passed: a lone message would wait for the whole timeout, and with a short one, nats-py
-    2.16 loses deliveries to redelivery after ack_wait.)"""
-
-    def __init__(self, run: Callable[[list[Msg], list[Context]], Awaitable[None]]) -> None:
-        self._run = run
-        self._joining: list[Msg] | None = None
-        self._contexts: list[Context] = []
-        self._settled: asyncio.Future[None] | None = None
-
-    async def add(self, message: NatsMessage) -> None:
-        # With tracing on, FastStream's telemetry has made this message's process span current.
-        context = otel_context.get_current() if tracing.enabled() else None
-        if self._joining is not None and self._settled is not None:
-            self._joining.append(message.raw_message)
-            if context is not None:
-                self._contexts.append(context)
-            await asyncio.shield(self._settled)
-            return
-        self._joining = batch = [message.raw_message]
-        self._contexts = contexts = [] if context is None else [context]
-        self._settled = settled = asyncio.get_running_loop().create_future()
-        joined = 0
-        while joined < len(batch):  # the other messages of the same pull join meanwhile
-            joined = len(batch)
-            await asyncio.sleep(0)
-        self._joining = self._settled = None
-        try:
-            await self._run(batch, contexts)
-        finally:
-            settled.set_result(None)
-
-
-def _described(spec: ConsumerSpec, message: Msg) -> dict[str, object]:
+def _described(settings: ConsumerSettings, message: Msg) -> dict[str, object]:
     """What every log line about a consumed message says of it."""
     headers = message.headers or {}
     metadata = message.metadata
     return {
-        "consumer": spec.durable,
+        "consumer": settings.consumer,
         "ce_id": headers.get("ce-id"),
         "ce_subject": headers.get("ce-subject"),
         # The request that created the event, so one id follows it from the gateway to here.
@@ -434,88 +238,86 @@ def _described(spec: ConsumerSpec, message: Msg) -> dict[str, object]:
     }
 
 
-async def consume(
-    spec: ConsumerSpec,
-    handler: Handler,
-    *,
-    nats_url: str,
-    client_name: str,
-    grace_seconds: float,
-    subscribed: asyncio.Event | None = None,
-) -> None:
-    """Run the consumer until cancelled; then stop fetching, let the in-flight messages finish
-    (up to `grace_seconds`) and close the connection. NATS may be down when this starts: it keeps
-    trying, and reconnects by itself whenever the connection drops later. `subscribed` is set
-    once the durable consumer exists and messages are being fetched (readiness.consumer_started)."""
-    await consume_and_publish(
-        spec,
-        lambda _: handler,
-        nats_url=nats_url,
-        client_name=client_name,
-        grace_seconds=grace_seconds,
-        subscribed=subscribed,
+def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamContext) -> None:
+    """Declare the consumer's FastStream subscriber on `broker`, connected as `js`: a pull
+    subscriber of the durable consumer whose payload is the event, as the consumer's reader reads it."""
+    settings = consumer.settings
+    receiver = Receiver(settings, consumer.handler_for(js), js)
+
+    @broker.subscriber(
+        settings.subject,
+        stream=JStream(settings.stream, declare=False),
+        durable=settings.consumer,
+        config=consumer_config(settings),
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=BATCH_WINDOW_SECONDS),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_reading(consumer.read),
     )
+    async def received(event: T | Exception, message: NatsMessage) -> None:
+        await receiver.receive(event, message.raw_message)
 
 
-async def consume_and_publish(
-    spec: ConsumerSpec,
-    handler_for: HandlerFactory,
-    *,
-    nats_url: str,
-    client_name: str,
-    grace_seconds: float,
-    subscribed: asyncio.Event | None = None,
-) -> None:
-    """`consume`, for a handler that publishes: `handler_for` makes it from the consumer's own
-    JetStream context once connected, so it publishes on the connection it consumes from, which
-    stays open until the messages in flight are done."""
+def _reading(read: Reader[T]) -> Callable[[StreamMessage[Any]], Awaitable[T | Exception]]:
+    """A FastStream decoder: the message's event, or the error that makes it unreadable, handed over
+    (raised, FastStream would log it and leave the message unsettled)."""
+
+    async def decode(message: StreamMessage[Any]) -> T | Exception:
+        raw: Msg = message.raw_message
+        try:
+            return read(raw.headers, raw.data)
+        except Exception as error:
+            return error
+
+    return decode
+
+
+async def consume(consumer: DurableConsumer[T], settings: Settings, subscribed: asyncio.Event | None = None) -> None:
+    """Run the consumer until cancelled; then stop fetching, let the in-flight messages finish (up
+    to `settings.shutdown_grace_seconds`) and close the connection. NATS may be down when this
+    starts: it keeps trying, and reconnects by itself whenever the connection drops later.
+    `subscribed` is set once the durable consumer exists and messages are being fetched
+    (readiness.consumer_started)."""
+    own = consumer.settings
     provider = tracing.tracer_provider()
     broker = NatsBroker(
-        nats_url,
+        settings.nats_url,
         # Each message's process span, a child of its creation context (its traceparent header).
         middlewares=()
         if provider is None
         else (NatsTelemetryMiddleware(tracer_provider=provider, meter_provider=NoOpMeterProvider()),),
-        name=client_name,
+        name=own.consumer,
         max_reconnect_attempts=-1,  # reconnect forever: nats-py gives up after ~2 minutes by default
         reconnect_time_wait=1,
         connect_timeout=2,
-        graceful_timeout=grace_seconds,
+        graceful_timeout=settings.shutdown_grace_seconds,
         # Through the standard logging set-up: FastStream's per-message INFO lines stay quiet,
         # its errors (a failed ack, say) still show.
-        logger=logging.getLogger(f"{client_name}.broker"),
+        logger=logging.getLogger(f"{own.consumer}.broker"),
+        serializer=None,
     )
     for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
-        child(EVENTS, spec.durable, outcome)
+        child(EVENTS, own.consumer, outcome)
     try:
-        js = await _set_up(broker, spec)
-        broker.subscriber(
-            spec.subject,
-            stream=JStream(spec.stream, declare=False),
-            durable=spec.durable,
-            config=consumer_config(spec),
-            pull_sub=PullSub(batch_size=spec.batch_size, timeout=spec.batch_window_seconds),
-            ack_policy=AckPolicy.MANUAL,
-            decoder=_undecoded,
-        )(PullBatches(BatchHandling(spec, handler_for(js), js).handle).add)
+        js = await _set_up(broker, own, settings.nats_duplicate_window_seconds)
+        subscribe(broker, consumer, js)
         await broker.start()
         _raise_if_cancelled()
-        log.info("consuming", stream=spec.stream, subject=spec.subject, consumer=spec.durable)
+        log.info("consuming", stream=own.stream, subject=own.subject, consumer=own.consumer)
         if subscribed is not None:
             subscribed.set()
-        with measured_on_scrape({f"consumer {spec.durable}": consumer_gauges(js, spec)}):
+        with measured_on_scrape({f"consumer {own.consumer}": consumer_gauges(js, own)}):
             await asyncio.Event().wait()
     finally:
         await broker.stop()
 
 
-def consumer_gauges(js: JetStreamContext, spec: ConsumerSpec) -> Source:
+def consumer_gauges(js: JetStreamContext, settings: ConsumerSettings) -> Source:
     """The durable consumer's backlog as the broker counts it, and its dead letters stored."""
 
     async def measure() -> list[Metric]:
         info, dead = await asyncio.gather(
-            js.consumer_info(spec.stream, spec.durable),
-            count_dead_letters(js, subject=dead_letter_filter(spec.durable)),
+            js.consumer_info(settings.stream, settings.consumer),
+            count_dead_letters(js, subject=dead_letter_filter(settings.consumer)),
         )
         families: list[Metric] = []
         for name, documentation, value in (
@@ -533,32 +335,32 @@ def consumer_gauges(js: JetStreamContext, spec: ConsumerSpec) -> Source:
             ("orderflow_dead_letters", "Dead letters of the consumer stored in DEAD_LETTERS now", sum(dead.values())),
         ):
             family = GaugeMetricFamily(name, documentation, labels=["consumer"])
-            family.add_metric([spec.durable], value or 0)
+            family.add_metric([settings.consumer], value or 0)
             families.append(family)
         return families
 
     return measure
 
 
-async def _set_up(broker: NatsBroker, spec: ConsumerSpec) -> JetStreamContext:
+async def _set_up(broker: NatsBroker, settings: ConsumerSettings, duplicate_window_seconds: float) -> JetStreamContext:
     """Connect, and create the streams and the durable consumer; retried until NATS answers."""
     reported = False
     while True:
         _raise_if_cancelled()
         try:
             connection = await broker.connect()
-            js = connection.jetstream(timeout=spec.handler_timeout_seconds)
-            await ensure_streams(js, spec.duplicate_window_seconds)
-            await ensure_consumer(js, spec)
+            js = connection.jetstream(timeout=settings.handler_timeout_seconds)
+            await ensure_streams(js, duplicate_window_seconds)
+            await ensure_consumer(js, settings)
         except NATS_UNREACHABLE as error:
             if not reported:
-                log.warning("cannot reach NATS yet; retrying", consumer=spec.durable, error=describe(error))
+                log.warning("cannot reach NATS yet; retrying", consumer=settings.consumer, error=describe(error))
                 reported = True
             await broker.stop()
             await asyncio.sleep(CONNECT_RETRY_SECONDS)
         else:
             if reported:
-                log.info("NATS reached", consumer=spec.durable)
+                log.info("NATS reached", consumer=settings.consumer)
             return js
 
 
@@ -569,13 +371,3 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-async def _undecoded(message: StreamMessage[Any]) -> bytes:
-    """FastStream decoder that hands the body over untouched: reading it is the handler's job."""
-    return message.body
-
-
-def _stored_at(message: Msg) -> datetime:
-    """When the broker stored the message (the ack subject carries it)."""
-    return message.metadata.timestamp.astimezone(UTC)

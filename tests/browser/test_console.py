@@ -14,7 +14,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ConsoleErrors, open_page, screenshot
 from tests.browser.support import available, new_customer, sign_in
-from tests.e2e.support import order_created_event, publish
+from tests.e2e.support import publish
+from tests.support.events import order_created
 from tests.support.pipeline import Pipeline
 from tests.support.tokens import as_customer
 
@@ -30,7 +31,7 @@ def place_orders(pipeline: Pipeline, count: int) -> None:
 
 
 def test_an_admin_watches_orders_flow_and_replays_a_dead_letter(page: Page, web_pipeline: Pipeline) -> None:
-    broken = order_created_event(new_customer(), total_cents=1999)
+    broken = order_created(new_customer(), total_cents=1999)
     # Playwright's sync API runs an event loop in this thread: publish from another one.
     with ThreadPoolExecutor(1) as thread:
         body = b'{"order_id": "not even json'

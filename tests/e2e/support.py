@@ -1,15 +1,12 @@
 """Small helpers the end-to-end tests share: the gateway's answers, and publishing to and reading JetStream."""
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from orderflow_contracts.cloudevents import CloudEvent
-from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from tests.support.tokens import as_customer
 
@@ -36,44 +33,12 @@ async def place(api: httpx.AsyncClient, customer_id: str, *items: tuple[str, int
     return await api.post("/v1/orders", json=body, headers=as_customer(customer_id))
 
 
-def order_created_event(customer_id: str, total_cents: int, order_id: uuid.UUID | None = None) -> CloudEvent:
-    """A valid OrderCreated v1 event, as the orders service would publish it (for a new order unless told)."""
-    order_id = order_id or uuid.uuid4()
-    payload = OrderCreatedV1(
-        order_id=order_id,
-        customer_id=customer_id,
-        items=[{"sku": "E2E-MUG", "quantity": 1, "unit_price_cents": total_cents}],
-        total_cents=total_cents,
-        currency="EUR",
-        created_at=datetime.now(UTC),
-    )
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        type=OrderCreatedV1.TYPE,
-        source="orderflow/e2e-tests",
-        time=datetime.now(UTC),
-        subject=str(order_id),
-        data=payload.model_dump_json().encode(),
-    )
-
-
 async def publish(nats_url: str, headers: dict[str, str], body: bytes, subject: str = ORDER_CREATED_SUBJECT) -> int:
     """Publish straight to JetStream, as a misbehaving or duplicating producer would; returns the sequence."""
     connection = await nats.connect(nats_url)
     try:
         ack = await connection.jetstream().publish(subject, body, headers=headers)
         return ack.seq
-    finally:
-        await connection.close()
-
-
-async def consumer_caught_up(nats_url: str, stream: str, consumer: str, seq: int) -> bool:
-    """True once `consumer` has been delivered stream sequence `seq` and acked everything it was given."""
-    connection = await nats.connect(nats_url)
-    try:
-        info = await connection.jetstream().consumer_info(stream, consumer)
-        delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
-        return delivered >= seq and not info.num_ack_pending
     finally:
         await connection.close()
 

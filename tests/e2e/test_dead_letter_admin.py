@@ -12,8 +12,9 @@ import pytest
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDER_CREATED_SUBJECT, ORDERS_STREAM
-from tests.e2e.support import consumer_caught_up, loyalty, new_customer, order_created_event, publish
-from tests.support.jetstream import publish_raw_headers
+from tests.e2e.support import loyalty, new_customer, publish
+from tests.support.events import order_created
+from tests.support.jetstream import acked_through, jetstream, publish_raw_headers
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
 from tests.support.tokens import ADMIN_ID, as_admin, as_customer
@@ -61,7 +62,7 @@ async def dead_letter_of(api: httpx.AsyncClient, consumer: str, event: CloudEven
 
 async def dead_lettered(pipeline: Pipeline, customer: str, total_cents: int) -> CloudEvent:
     """Publish an OrderCreated whose body is not JSON; returns the event with its valid body."""
-    event = order_created_event(customer, total_cents=total_cents)
+    event = order_created(customer, total_cents=total_cents)
     await publish(pipeline.nats_url, event.to_headers(), b'{"order_id": "not even json')
     return event
 
@@ -126,10 +127,10 @@ async def test_a_dead_letter_is_listed_shown_replayed_with_a_fix_and_its_points_
     )
     assert second.status_code == 200, second.text
     replayed_at = second.json()["stream_sequence"]
-    await eventually(
-        lambda: consumer_caught_up(pipeline.nats_url, ORDERS_STREAM, pipeline.consumer, replayed_at),
-        what="loyalty consumed the second replay",
-    )
+    async with jetstream(pipeline.nats_url) as js:
+        await eventually(
+            lambda: acked_through(js, pipeline.consumer, replayed_at), what="loyalty consumed the second replay"
+        )
     assert await loyalty(api, customer) == {"customer_id": customer, "points": 19, "orders_awarded": 1}
 
 
@@ -276,7 +277,7 @@ async def test_an_event_whose_header_name_nats_py_will_not_publish_is_dead_lette
     """`x(y): 1` arrives (nats-py reads any name) but cannot be copied into a dead letter as it is
     (nats-py publishes only RFC 7230 tokens): it is kept in `unpublishable-headers`, once."""
     customer = new_customer()
-    event = order_created_event(customer, total_cents=700)
+    event = order_created(customer, total_cents=700)
     await publish_raw_headers(
         pipeline.nats_url, ORDER_CREATED_SUBJECT, header_lines(event, "x(y): 1"), b'{"order_id": "not even json'
     )
@@ -307,7 +308,7 @@ async def test_a_valid_event_with_a_header_name_nats_py_will_not_publish_is_proc
     """Loyalty awards it; inventory, which never reserved its order, dead-letters it (NoReservation)
     with the header kept."""
     customer = new_customer()
-    event = order_created_event(customer, total_cents=300)
+    event = order_created(customer, total_cents=300)
     await publish_raw_headers(pipeline.nats_url, ORDER_CREATED_SUBJECT, header_lines(event, "x(y): 1"), event.data)
 
     balance = await eventually(lambda: loyalty(api, customer), lambda b: b["orders_awarded"] >= 1, what="the award")
@@ -324,7 +325,7 @@ async def test_a_dead_letter_holding_a_header_name_nats_py_will_not_publish_repl
 ) -> None:
     """One stored as it is (by hand, or before the name was kept apart) replays: not a 500."""
     customer = new_customer()
-    event = order_created_event(customer, total_cents=500)
+    event = order_created(customer, total_cents=500)
     where_from = ["dlq-consumer: e2e-hand", "dlq-subject: orders.created", "dlq-stream: ORDERS"]
     lines = [line for line in header_lines(event, "x(y): 1", *where_from) if not line.startswith("Nats-Msg-Id")]
     await publish_raw_headers(pipeline.nats_url, "dlq.e2e-hand.orders.created", lines, event.data)

@@ -17,7 +17,8 @@ from gateway.auth import LEEWAY_SECONDS
 from gateway.event_feed import Position
 from gateway.live_events import TOKEN_EXPIRED_COMMENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
-from tests.e2e.support import new_customer, order_created_event, place, publish
+from tests.e2e.support import new_customer, place, publish
+from tests.support.events import order_created
 from tests.support.jetstream import consumers_described_by
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
@@ -63,7 +64,7 @@ async def whole_journey(api: httpx.AsyncClient, customer: str, order_id: str) ->
 
 async def publish_malformed_order_created(pipeline: Pipeline, order_id: str, customer: str) -> str:
     """An OrderCreated for `order_id` whose body breaks the schema: every consumer dead-letters it."""
-    event = order_created_event(customer, total_cents=100, order_id=uuid.UUID(order_id))
+    event = order_created(customer, total_cents=100, order_id=uuid.UUID(order_id))
     await publish(pipeline.nats_url, event.to_headers(), json.dumps({"order_id": order_id, "oops": True}).encode())
     return event.id
 

@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from orderflow_kit.dead_letters import count_dead_letters, dead_letter_filter
-from tests.e2e.support import loyalty, new_customer, order_created_event, place, publish
+from tests.e2e.support import loyalty, new_customer, place, publish
 from tests.support.databases import database_engine
+from tests.support.events import order_created
 from tests.support.observability import SYNTHETIC, exported_names, queried_metrics
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
@@ -145,7 +146,7 @@ async def test_a_poison_message_shows_in_the_dead_letter_counter_and_depth(pipel
 
     before = await scrape_all(pipeline)
     counted_before, depth_before = dead_lettered(before, pipeline), depth(before)
-    event = order_created_event(new_customer(), total_cents=700)
+    event = order_created(new_customer(), total_cents=700)
     await publish(pipeline.nats_url, event.to_headers(), b"this is not an order")
 
     after = await eventually(

@@ -15,14 +15,14 @@ import pytest
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from tests.e2e.support import (
     available,
-    consumer_caught_up,
     loyalty,
     new_customer,
-    order_created_event,
     place,
     publish,
     stream_headers,
 )
+from tests.support.events import order_created
+from tests.support.jetstream import acked_through, jetstream
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
@@ -123,16 +123,13 @@ async def test_concurrent_orders_never_oversell(api: httpx.AsyncClient) -> None:
 async def test_the_same_event_published_twice_awards_points_once(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
     """Same ce-id under two Nats-Msg-Ids: the broker stores both, the consumer's dedupe row wins."""
     customer = new_customer()
-    event = order_created_event(customer, total_cents=4321)
+    event = order_created(customer, total_cents=4321)
 
     await publish(pipeline.nats_url, event.to_headers(msg_id=str(uuid.uuid4())), event.data)
     second = await publish(pipeline.nats_url, event.to_headers(msg_id=str(uuid.uuid4())), event.data)
 
-    await eventually(
-        lambda: consumer_caught_up(pipeline.nats_url, ORDERS_STREAM, pipeline.consumer, second),
-        bool,
-        what="loyalty consumed both copies",
-    )
+    async with jetstream(pipeline.nats_url) as js:
+        await eventually(lambda: acked_through(js, pipeline.consumer, second), what="loyalty consumed both copies")
     assert await loyalty(api, customer) == {"customer_id": customer, "points": 43, "orders_awarded": 1}
 
 
@@ -157,9 +154,9 @@ async def test_a_malformed_event_is_dead_lettered_and_a_fixed_replay_is_awarded_
     api: httpx.AsyncClient, pipeline: Pipeline, tmp_path: Path
 ) -> None:
     customer = new_customer()
-    broken = order_created_event(customer, total_cents=1999)
+    broken = order_created(customer, total_cents=1999)
     await publish(pipeline.nats_url, broken.to_headers(), b'{"order_id": "not even json')
-    valid = order_created_event(new_customer(), total_cents=500)
+    valid = order_created(new_customer(), total_cents=500)
     await publish(pipeline.nats_url, valid.to_headers(), valid.data)
 
     def ours(rows: list[dict[str, Any]]) -> bool:
@@ -187,9 +184,8 @@ async def test_a_malformed_event_is_dead_lettered_and_a_fixed_replay_is_awarded_
 
     # The same event once more (a second replay, a duplicate): still awarded once, by ce-id.
     again = await publish(pipeline.nats_url, broken.to_headers(msg_id=str(uuid.uuid4())), broken.data)
-    await eventually(
-        lambda: consumer_caught_up(pipeline.nats_url, ORDERS_STREAM, pipeline.consumer, again), bool, what="duplicate"
-    )
+    async with jetstream(pipeline.nats_url) as js:
+        await eventually(lambda: acked_through(js, pipeline.consumer, again), what="duplicate")
     assert await loyalty(api, customer) == {"customer_id": customer, "points": 19, "orders_awarded": 1}
 
 

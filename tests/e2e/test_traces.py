@@ -15,7 +15,8 @@ from orderflow_bench.otlp_receiver import OtlpReceiver, ReceivedSpan
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, POINTS_AWARDED_SUBJECT, STOCK_CONFIRMED_SUBJECT
 from orderflow_devstack.infra import Infrastructure
 from tests.e2e.conftest import CATALOG
-from tests.e2e.support import loyalty, new_customer, order_created_event, publish
+from tests.e2e.support import loyalty, new_customer, publish
+from tests.support.events import order_created
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
@@ -177,7 +178,7 @@ async def test_a_replayed_dead_letter_links_to_the_trace_it_began_in(
     api: httpx.AsyncClient, traced: Pipeline, receiver: OtlpReceiver
 ) -> None:
     customer = new_customer()
-    event = order_created_event(customer, total_cents=1500)
+    event = order_created(customer, total_cents=1500)
     headers = {**event.to_headers(), "traceparent": f"00-{ORIGINAL_TRACE}-{ORIGINAL_SPAN}-01"}
     await publish(traced.nats_url, headers, b"not json")  # poison: dead-lettered at once
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 import inventory.main
 import loyalty.main
 import orders.main
-from inventory.settings import InventorySettings
-from loyalty.settings import LoyaltySettings
+from inventory.settings import InventoryConsumer, InventorySettings
+from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_contracts.identifiers import (
     MAX_ORDER_LINES,
     MAX_QUANTITY,
@@ -118,8 +118,7 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
                     inventory_database=inventory_database,
                     inventory_port=inventory_port,
                     catalog=catalog,
-                    inventory_consumer=inventory_consumer,
-                    inventory_deliver_policy="new",
+                    order_events=InventoryConsumer(consumer=inventory_consumer, deliver_policy="new"),
                 )
             )
         )
@@ -141,8 +140,7 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
                     **common,
                     loyalty_database=await database("loyalty", loyalty.main.MIGRATIONS),
                     loyalty_port=free_port(),
-                    loyalty_consumer=consumer,
-                    loyalty_deliver_policy="new",
+                    order_events=LoyaltyConsumer(consumer=consumer, deliver_policy="new"),
                 )
             )
         )

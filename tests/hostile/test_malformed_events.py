@@ -6,7 +6,6 @@ One consumer serves the whole module; each case uses a fresh customer and finds 
 the stream sequence it was published at."""
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,23 +22,16 @@ from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
-from loyalty.settings import LoyaltySettings
+from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from orderflow_kit.nats import ORDERS_MAX_MESSAGE_BYTES, ensure_streams
 from tests.hostile.strategies import HOSTILE_EXAMPLES, INT64_MAX, odd_text
-from tests.integration.loyalty.helpers import (
-    acked_through,
-    balance,
-    consuming,
-    new_customer_id,
-    order_created,
-    order_created_payload,
-    publish,
-    rows,
-)
+from tests.integration.loyalty.helpers import balance, consuming, new_customer_id, rows
 from tests.support.databases import database_engine, fresh_database
+from tests.support.events import order_created, order_created_payload, publish
+from tests.support.jetstream import acked_through, impatient
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,13 +55,9 @@ async def consumer(infra: Infrastructure) -> AsyncIterator[Consumer]:
             nats_url=infra.nats_url,
             postgres_url=infra.postgres_url,
             loyalty_database=database,
-            loyalty_consumer=f"loyalty-hostile-{uuid.uuid4().hex[:10]}",
-            loyalty_deliver_policy="new",
-            loyalty_max_deliver=3,
-            loyalty_handler_timeout_seconds=2.0,
-            loyalty_ack_wait_seconds=5.0,
-            loyalty_retry_base_seconds=0.05,
-            loyalty_retry_max_seconds=0.2,
+            order_events=impatient(
+                LoyaltyConsumer, "loyalty-hostile", handler_timeout_seconds=2.0, ack_wait_seconds=5.0
+            ),
             listen_host="127.0.0.1",
             loyalty_port=free_port(),
             log_format="json",
@@ -83,7 +71,7 @@ async def consumer(infra: Infrastructure) -> AsyncIterator[Consumer]:
                 yield Consumer(settings, engine, connection, js)
         finally:
             with suppress(NotFoundError):
-                await js.delete_consumer(ORDERS_STREAM, settings.loyalty_consumer)
+                await js.delete_consumer(ORDERS_STREAM, settings.order_events.consumer)
             await connection.close()
 
 
@@ -101,7 +89,7 @@ async def dead_letters_so_far(consumer: Consumer) -> int:
 
 async def dead_letter_of(consumer: Consumer, sequence: int, *, after: int) -> DeadLetter | None:
     """The consumer's dead letter of the ORDERS message at `sequence`, stored after `after`."""
-    subject = f"dlq.{consumer.settings.loyalty_consumer}.>"
+    subject = f"dlq.{consumer.settings.order_events.consumer}.>"
     letters = await list_dead_letters(consumer.js, subject=subject, after=after)
     return next((letter for letter in letters if letter.headers.get("dlq-stream-sequence") == str(sequence)), None)
 
@@ -111,7 +99,7 @@ async def assert_dead_lettered_and_the_consumer_goes_on(consumer: Consumer, mess
     before = await dead_letters_so_far(consumer)
     poisoned = await publish_raw(consumer, message)
     after = await publish(consumer.js, order_created(customer, total_cents=1200))
-    await eventually(lambda: acked_through(consumer.js, consumer.settings.loyalty_consumer, after.seq))
+    await eventually(lambda: acked_through(consumer.js, consumer.settings.order_events.consumer, after.seq))
 
     assert (await balance(consumer.engine, customer)).points == 12
     letter = await dead_letter_of(consumer, poisoned, after=before)
@@ -281,7 +269,7 @@ async def test_any_payload_is_awarded_or_dead_lettered_at_once(consumer: Consume
     event = order_created(new_customer_id(), body=json.dumps(payload).encode())
     before = await dead_letters_so_far(consumer)
     ack = await publish(consumer.js, event)
-    await eventually(lambda: acked_through(consumer.js, consumer.settings.loyalty_consumer, ack.seq))
+    await eventually(lambda: acked_through(consumer.js, consumer.settings.order_events.consumer, ack.seq))
 
     letter = await dead_letter_of(consumer, ack.seq, after=before)
     if letter is None:

@@ -11,13 +11,14 @@ import pytest
 
 import inventory.main
 import loyalty.main
-from inventory.settings import DEMO_CATALOG, InventorySettings
-from loyalty.settings import LoyaltySettings
+from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
+from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_contracts.streams import DEAD_LETTER_STREAM
 from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
-from tests.integration.loyalty.helpers import new_customer_id, order_created, publish
+from tests.integration.loyalty.helpers import new_customer_id
 from tests.support.databases import fresh_database
+from tests.support.events import order_created, publish
 from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
 from tests.support.polling import eventually
 from tests.support.services import serving_inventory, serving_loyalty
@@ -43,10 +44,9 @@ async def consumers(infra: Infrastructure) -> AsyncIterator[tuple[str, str]]:
                     catalog=DEMO_CATALOG,
                     listen_host="127.0.0.1",
                     inventory_port=free_port(),
-                    inventory_consumer=inventory_consumer,
-                    inventory_deliver_policy="new",
-                    inventory_max_deliver=3,
-                    inventory_retry_base_seconds=0.05,
+                    order_events=InventoryConsumer(
+                        consumer=inventory_consumer, deliver_policy="new", max_deliver=3, retry_base_seconds=0.05
+                    ),
                     shutdown_grace_seconds=1.0,
                 )
             ),
@@ -57,16 +57,16 @@ async def consumers(infra: Infrastructure) -> AsyncIterator[tuple[str, str]]:
                     loyalty_database=loyalty_database,
                     listen_host="127.0.0.1",
                     loyalty_port=free_port(),
-                    loyalty_consumer=loyalty_consumer,
-                    loyalty_deliver_policy="new",
-                    loyalty_max_deliver=3,
-                    loyalty_retry_base_seconds=0.05,
+                    order_events=LoyaltyConsumer(
+                        consumer=loyalty_consumer, deliver_policy="new", max_deliver=3, retry_base_seconds=0.05
+                    ),
                     shutdown_grace_seconds=1.0,
                 )
             ),
+            jetstream(infra.nats_url) as js,
         ):
             for consumer in (inventory_consumer, loyalty_consumer):
-                await eventually(partial(consumer_exists, infra.nats_url, consumer), what=consumer)
+                await eventually(partial(consumer_exists, js, consumer), what=consumer)
             yield inventory_consumer, loyalty_consumer
     finally:
         for consumer in (inventory_consumer, loyalty_consumer):

@@ -1,5 +1,6 @@
-"""JetStream housekeeping for tests: each test's durable consumers have names of their own, and
-are removed when the test is done so they do not pile up on the session's server. And what a
+"""JetStream for tests: each test's durable consumers have names of their own (and short timeouts,
+`impatient`), are removed when the test is done so they do not pile up on the session's server,
+and are watched until they exist or have settled what was published (`acked_through`). And what a
 stream holds on one subject."""
 
 import asyncio
@@ -7,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import nats
@@ -15,7 +17,10 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDERS_STREAM
+from orderflow_kit.consumer_settings import ConsumerSettings
 from orderflow_kit.nats import ensure_streams
+
+C = TypeVar("C", bound=ConsumerSettings)
 
 
 def new_consumer_name(prefix: str) -> str:
@@ -32,16 +37,40 @@ async def delete_consumer(nats_url: str, durable: str, stream: str = ORDERS_STRE
         await connection.close()
 
 
-async def consumer_exists(nats_url: str, durable: str, stream: str = ORDERS_STREAM) -> bool:
+async def consumer_exists(js: JetStreamContext, consumer: str, stream: str = ORDERS_STREAM) -> bool:
     """Whether a durable consumer is there yet (one with deliver policy NEW only sees what comes after)."""
-    connection = await nats.connect(nats_url)
     try:
-        await connection.jetstream().consumer_info(stream, durable)
+        await js.consumer_info(stream, consumer)
     except NotFoundError:
         return False
-    finally:
-        await connection.close()
     return True
+
+
+async def acked_through(js: JetStreamContext, consumer: str, stream_sequence: int, stream: str = ORDERS_STREAM) -> bool:
+    """The consumer has settled every message of `stream` up to `stream_sequence` (acked it, or
+    dead-lettered then acked it), and none it was given waits for an ack."""
+    info = await js.consumer_info(stream, consumer)
+    return (
+        info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= stream_sequence and not info.num_ack_pending
+    )
+
+
+def impatient(settings: type[C], name: str, **changes: Any) -> C:
+    """A durable consumer of the test's own, named after `name`, that only sees what is published
+    once it exists (deliver policy NEW), with short timeouts and retries: a retried event comes
+    back within a fraction of a second, and the third delivery is the last."""
+    return settings(
+        **{
+            "consumer": new_consumer_name(name),
+            "deliver_policy": "new",
+            "max_deliver": 3,
+            "handler_timeout_seconds": 1.0,
+            "ack_wait_seconds": 2.5,
+            "retry_base_seconds": 0.05,
+            "retry_max_seconds": 0.2,
+            **changes,
+        }
+    )
 
 
 async def messages_on(

@@ -7,12 +7,12 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.main import MIGRATIONS
-from inventory.settings import DEMO_CATALOG, InventorySettings
+from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import channel
 from tests.support.databases import database_engine, fresh_database
-from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
+from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually
 from tests.support.services import serving_inventory
 
@@ -51,17 +51,11 @@ async def settings(infra: Infrastructure, database: str) -> AsyncIterator[Invent
         inventory_port=free_port(),
         log_format="json",
         shutdown_grace_seconds=2.0,
-        inventory_consumer=new_consumer_name("inventory"),
-        inventory_deliver_policy="new",
-        inventory_max_deliver=3,
-        inventory_handler_timeout_seconds=1.0,
-        inventory_ack_wait_seconds=2.5,
-        inventory_retry_base_seconds=0.05,
-        inventory_retry_max_seconds=0.2,
+        order_events=impatient(InventoryConsumer, "inventory"),
         reservation_sweep_seconds=0.2,
     )
     yield settings
-    await delete_consumer(infra.nats_url, settings.inventory_consumer)
+    await delete_consumer(infra.nats_url, settings.order_events.consumer)
 
 
 @pytest.fixture
@@ -78,12 +72,10 @@ async def inventory_address(settings: InventorySettings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def confirming(inventory_address: str, settings: InventorySettings) -> str:
+async def confirming(inventory_address: str, settings: InventorySettings, js: JetStreamContext) -> str:
     """The service, once its OrderCreated consumer exists: with deliver policy "new", an event
     published before that would never reach it."""
-    await eventually(
-        lambda: consumer_exists(settings.nats_url, settings.inventory_consumer), what="the inventory consumer"
-    )
+    await eventually(lambda: consumer_exists(js, settings.order_events.consumer), what="the inventory consumer")
     return inventory_address
 
 

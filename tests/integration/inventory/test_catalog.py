@@ -104,7 +104,7 @@ async def test_orderflow_catalog_and_currency_select_what_the_service_serves(
     monkeypatch.setenv("ORDERFLOW_INVENTORY_DATABASE", empty_database)
     monkeypatch.setenv("ORDERFLOW_INVENTORY_PORT", str(free_port()))
     monkeypatch.setenv("ORDERFLOW_NATS_URL", infra.nats_url)
-    monkeypatch.setenv("ORDERFLOW_INVENTORY_CONSUMER", settings.inventory_consumer)
+    monkeypatch.setenv("ORDERFLOW_INVENTORY_CONSUMER", settings.order_events.consumer)
     monkeypatch.setenv("ORDERFLOW_INVENTORY_DELIVER_POLICY", "new")
 
     async with serving_inventory(InventorySettings()) as address, channel(address) as connection:

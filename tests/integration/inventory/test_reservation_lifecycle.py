@@ -32,17 +32,15 @@ from orderflow_contracts.streams import STOCK_CONFIRMED_SUBJECT
 from orderflow_kit.dead_letters import list_dead_letters, replay_dead_letter
 from orderflow_kit.errors import ServiceError
 from tests.integration.inventory.helpers import (
-    acked_through,
     add_product,
     available,
     held_since_an_hour,
-    order_created,
-    publish,
     reservation_status,
     restock,
     stock_of,
 )
-from tests.support.jetstream import messages_on
+from tests.support.events import order_created, publish
+from tests.support.jetstream import acked_through, messages_on
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 from tests.support.services import serving_inventory
@@ -82,16 +80,16 @@ async def test_an_order_created_event_confirms_its_reservation_once_even_when_it
     sku = await add_product(engine, stock=10)
     order_id = uuid.uuid4()
     await reserve(inventory, order_id, {sku: 3})
-    event = order_created(order_id, {sku: 3})
+    event = order_created(order_id=order_id, items={sku: 3})
 
     await publish(js, event)
-    again = await publish(js, event, msg_id=f"{event.id}-again")  # the same event, past the broker's dedupe
-    await eventually(lambda: acked_through(js, settings.inventory_consumer, again))
+    again = (await publish(js, event, msg_id=f"{event.id}-again")).seq  # the same event, past the broker's dedupe
+    await eventually(lambda: acked_through(js, settings.order_events.consumer, again))
 
     assert await reservation_status(engine, order_id) == "CONFIRMED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=7, reserved=0, confirmed=3)}
-    assert await list_dead_letters(js, subject=f"dlq.{settings.inventory_consumer}.>") == []
-    assert await confirm_reservation(engine, order_id) is Confirmation.ALREADY_CONFIRMED
+    assert await list_dead_letters(js, subject=f"dlq.{settings.order_events.consumer}.>") == []
+    assert await confirm_reservation(engine, order_id) is Confirmation.DUPLICATE
     # Announced after each delivery with the same Nats-Msg-Id: the broker keeps one.
     [announced] = await announcements(js, order_id)
     assert announced.confirmation.items == [ConfirmedLineV1(sku=sku, quantity=3)]
@@ -101,13 +99,13 @@ async def test_an_order_created_event_confirms_its_reservation_once_even_when_it
 async def test_an_order_created_for_an_order_without_a_reservation_is_dead_lettered(
     confirming: str, js: JetStreamContext, settings: InventorySettings
 ) -> None:
-    stranger = order_created(uuid.uuid4(), {"NOT-RESERVED": 1})
+    stranger = order_created(order_id=uuid.uuid4(), items={"NOT-RESERVED": 1})
 
-    sequence = await publish(js, stranger)
-    await eventually(lambda: acked_through(js, settings.inventory_consumer, sequence))
+    sequence = (await publish(js, stranger)).seq
+    await eventually(lambda: acked_through(js, settings.order_events.consumer, sequence))
 
-    [letter] = await list_dead_letters(js, subject=f"dlq.{settings.inventory_consumer}.>")
-    assert letter.subject == f"dlq.{settings.inventory_consumer}.orders.created"
+    [letter] = await list_dead_letters(js, subject=f"dlq.{settings.order_events.consumer}.>")
+    assert letter.subject == f"dlq.{settings.order_events.consumer}.orders.created"
     assert (letter.event_id, letter.reason, letter.error_class) == (stranger.id, "permanent", "NoReservation")
 
 
@@ -172,8 +170,8 @@ async def test_a_late_order_created_takes_the_stock_of_its_expired_reservation_a
     await held_since_an_hour(engine, order_id)
     assert order_id in await expire_reservations(engine, ttl=TTL, limit=1000)
 
-    sequence = await publish(js, order_created(order_id, {sku: 2}))
-    await eventually(lambda: acked_through(js, settings.inventory_consumer, sequence))
+    sequence = (await publish(js, order_created(order_id=order_id, items={sku: 2}))).seq
+    await eventually(lambda: acked_through(js, settings.order_events.consumer, sequence))
 
     assert await reservation_status(engine, order_id) == "CONFIRMED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=5, available=3, reserved=0, confirmed=2)}
@@ -191,17 +189,17 @@ async def test_a_late_order_created_whose_stock_is_gone_is_dead_lettered_and_a_r
     await expire_reservations(engine, ttl=TTL, limit=1000)
     await reserve(inventory, buyer, {sku: 2})  # the returned stock is sold to someone else
 
-    sequence = await publish(js, order_created(late, {sku: 2}))
-    await eventually(lambda: acked_through(js, settings.inventory_consumer, sequence))
+    sequence = (await publish(js, order_created(order_id=late, items={sku: 2}))).seq
+    await eventually(lambda: acked_through(js, settings.order_events.consumer, sequence))
 
-    [letter] = await list_dead_letters(js, subject=f"dlq.{settings.inventory_consumer}.>")
+    [letter] = await list_dead_letters(js, subject=f"dlq.{settings.order_events.consumer}.>")
     assert (letter.reason, letter.error_class) == ("permanent", "StockGone")
     assert await reservation_status(engine, late) == "EXPIRED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=2, available=0, reserved=2, confirmed=0)}
 
     await restock(engine, sku, 2)
     replayed = await replay_dead_letter(js, letter.sequence)
-    await eventually(lambda: acked_through(js, settings.inventory_consumer, replayed.sequence))
+    await eventually(lambda: acked_through(js, settings.order_events.consumer, replayed.sequence))
 
     assert await reservation_status(engine, late) == "CONFIRMED"
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=4, available=0, reserved=2, confirmed=2)}
@@ -292,9 +290,9 @@ async def test_a_batch_confirms_an_order_listed_twice_once(engine: AsyncEngine) 
 
     outcomes = await confirm_reservations(engine, [first, second, first])
 
-    assert outcomes == [Confirmation.CONFIRMED, Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED]
+    assert outcomes == [Confirmation.CONFIRMED, Confirmation.CONFIRMED, Confirmation.DUPLICATE]
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=10, available=6, reserved=0, confirmed=4)}
-    assert await confirm_reservations(engine, [second]) == [Confirmation.ALREADY_CONFIRMED]
+    assert await confirm_reservations(engine, [second]) == [Confirmation.DUPLICATE]
 
 
 async def test_orders_without_a_reservation_fail_alone_in_a_batch(engine: AsyncEngine) -> None:
@@ -357,7 +355,7 @@ async def test_batches_racing_over_the_same_orders_confirm_each_once(engine: Asy
         for order_id, outcome in zip(listed, batch, strict=True)
     ]
     assert sorted(order_id for order_id, outcome in outcomes if outcome is Confirmation.CONFIRMED) == sorted(orders)
-    assert {outcome for _, outcome in outcomes} == {Confirmation.CONFIRMED, Confirmation.ALREADY_CONFIRMED}
+    assert {outcome for _, outcome in outcomes} == {Confirmation.CONFIRMED, Confirmation.DUPLICATE}
     assert await stock_of(engine, sku) == {sku: StockCount(sku, received=100, available=60, reserved=0, confirmed=40)}
 
 

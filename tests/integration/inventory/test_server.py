@@ -62,7 +62,7 @@ def logged_events(process: ServiceProcess) -> list[dict[str, object]]:
 def test_python_m_inventory_serves_and_exits_0_on_sigterm(
     infra: Infrastructure, database: str, settings: InventorySettings
 ) -> None:
-    process = inventory_process(infra, database, settings.inventory_consumer)
+    process = inventory_process(infra, database, settings.order_events.consumer)
     process.start()
     try:
         process.wait_ready(time.monotonic() + START_TIMEOUT)
@@ -78,7 +78,7 @@ def test_python_m_inventory_exits_1_naming_an_invalid_catalog(
 ) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("[{]")
-    process = inventory_process(infra, empty_database, settings.inventory_consumer, ORDERFLOW_CATALOG=str(broken))
+    process = inventory_process(infra, empty_database, settings.order_events.consumer, ORDERFLOW_CATALOG=str(broken))
     process.start()
     try:
         exited = poll_until(lambda: process.returncode is not None, time.monotonic() + START_TIMEOUT)

@@ -73,11 +73,14 @@ async def reserve(stub: Any, sku: str, quantity: int) -> None:
 async def replica(settings: InventorySettings, inventory_address: str) -> AsyncIterator[Any]:
     """A second inventory replica on the same database (the first is `inventory`)."""
     other = settings.model_copy(
-        update={"inventory_port": free_port(), "inventory_consumer": new_consumer_name("inventory")}
+        update={
+            "inventory_port": free_port(),
+            "order_events": settings.order_events.model_copy(update={"consumer": new_consumer_name("inventory")}),
+        }
     )
     async with serving_inventory(other) as address, channel(address) as connection:
         yield inventory_pb2_grpc.InventoryServiceStub(connection)
-    await delete_consumer(other.nats_url, other.inventory_consumer)
+    await delete_consumer(other.nats_url, other.order_events.consumer)
 
 
 async def test_a_watcher_gets_the_current_levels_then_each_change(inventory: Any, engine: AsyncEngine) -> None:

@@ -8,41 +8,44 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 import pytest
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orderflow_devstack.infra import Infrastructure
+from orderflow_kit.batches import Received, Result
+from orderflow_kit.consumer_settings import ConsumerSettings, ensure_consumer
 from orderflow_kit.dead_letters import list_dead_letters
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.faults import FAULTS_ENV
-from orderflow_kit.jetstream_consumer import BatchHandling, ConsumerSpec, Result, consume, ensure_consumer
-from tests.support.jetstream import jetstream
+from orderflow_kit.jetstream_consumer import DurableConsumer, Receiver, consume
+from orderflow_kit.settings import Settings
+from tests.support.jetstream import consumer_exists, impatient, jetstream
 from tests.support.outages import Outage
 from tests.support.polling import eventually
 
 
-@pytest.fixture
-def spec() -> ConsumerSpec:
-    return ConsumerSpec(
-        durable=f"kit-test-{uuid.uuid4().hex[:10]}",
-        stream=ORDERS_STREAM,
-        subject=ORDER_CREATED_SUBJECT,
-        deliver_policy="new",
-        max_deliver=3,
-        handler_timeout_seconds=1.0,
-        ack_wait_seconds=2.5,
-        retry_base_seconds=0.05,
-        retry_max_seconds=0.2,
-    )
+class KitConsumer(ConsumerSettings):
+    """A consumer of orders.created for the kit's tests; its events are anything with a ce-id."""
+
+    stream = ORDERS_STREAM
+    subject = ORDER_CREATED_SUBJECT
 
 
 @pytest.fixture
-async def js(infra: Infrastructure, spec: ConsumerSpec) -> AsyncIterator[JetStreamContext]:
-    async with jetstream(infra.nats_url, removing=spec.durable) as connected:
+def spec() -> KitConsumer:
+    return impatient(KitConsumer, "kit")
+
+
+@pytest.fixture
+async def js(infra: Infrastructure, spec: KitConsumer) -> AsyncIterator[JetStreamContext]:
+    async with jetstream(infra.nats_url, removing=spec.consumer) as connected:
         yield connected
+
+
+def ce_id(headers: dict[str, str] | None, body: bytes) -> str:
+    """The kit test's reader: a message's event is its ce-id."""
+    return (headers or {})["ce-id"]
 
 
 class Recorder:
@@ -55,8 +58,8 @@ class Recorder:
         self._refused = refused
         self._poison = poison
 
-    async def __call__(self, messages: Sequence[Msg]) -> list[Result]:
-        event_ids = [(message.headers or {}).get("ce-id", "") for message in messages]
+    async def __call__(self, batch: Sequence[Received[str]]) -> list[Result]:
+        event_ids = [received.event for received in batch]
         self.batches.append(event_ids)
         if self._poison.intersection(event_ids):
             raise RuntimeError("the batch's transaction was aborted")
@@ -78,29 +81,25 @@ async def publish(js: JetStreamContext, published: CloudEvent) -> None:
     await js.publish(ORDER_CREATED_SUBJECT, published.data, headers=published.to_headers(), stream=ORDERS_STREAM)
 
 
-async def consumer_exists(js: JetStreamContext, durable: str) -> bool:
-    try:
-        await js.consumer_info(ORDERS_STREAM, durable)
-    except NotFoundError:
-        return False
-    return True
+def consuming(spec: KitConsumer, recorder: Recorder, nats_url: str) -> "asyncio.Task[None]":
+    """The consumer, with `recorder` as its handler, run in this event loop until the task is cancelled."""
+    consumer = DurableConsumer(spec, ce_id, lambda _: recorder)
+    return asyncio.create_task(consume(consumer, Settings(nats_url=nats_url, shutdown_grace_seconds=1)))
 
 
 async def test_a_consumer_started_while_nats_is_unreachable_waits_and_then_consumes(
-    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext
+    infra: Infrastructure, spec: KitConsumer, js: JetStreamContext
 ) -> None:
     """It must not fail (serve() would stop the whole service with it): inventory keeps serving
     reservations while NATS is away."""
     outage, through_outage = Outage.in_front_of(infra.nats_url, default_port=4222)
     recorder = Recorder()
-    task = asyncio.create_task(
-        consume(spec, recorder, nats_url=through_outage, client_name=spec.durable, grace_seconds=1)
-    )
+    task = consuming(spec, recorder, through_outage)
     try:
         done, _ = await asyncio.wait({task}, timeout=1.5)
         assert not done, "the consumer gave up while NATS was unreachable"
         await outage.end()
-        await eventually(lambda: consumer_exists(js, spec.durable))
+        await eventually(lambda: consumer_exists(js, spec.consumer))
         sent = event()
         await publish(js, sent)
         await eventually(lambda: recorder.handled == [sent.id], what="the event handled")
@@ -112,20 +111,18 @@ async def test_a_consumer_started_while_nats_is_unreachable_waits_and_then_consu
 
 
 async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_class_and_the_next_event_is_handled(
-    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext
+    infra: Infrastructure, spec: KitConsumer, js: JetStreamContext
 ) -> None:
     refused, accepted = event(), event()
     recorder = Recorder(refused=frozenset({refused.id}))
-    task = asyncio.create_task(
-        consume(spec, recorder, nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
-    )
+    task = consuming(spec, recorder, infra.nats_url)
     try:
-        await eventually(lambda: consumer_exists(js, spec.durable))
+        await eventually(lambda: consumer_exists(js, spec.consumer))
         await publish(js, refused)
         await publish(js, accepted)
         await eventually(lambda: recorder.handled == [accepted.id], what="the next event handled")
         [letter] = await eventually(
-            lambda: list_dead_letters(js, subject=f"dlq.{spec.durable}.>"), lambda letters: len(letters) == 1
+            lambda: list_dead_letters(js, subject=f"dlq.{spec.consumer}.>"), lambda letters: len(letters) == 1
         )
     finally:
         task.cancel()
@@ -138,20 +135,18 @@ async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_class_and_t
 
 
 async def test_the_consumer_fail_first_flag_fails_the_first_deliveries_then_the_event_is_handled_once(
-    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+    infra: Infrastructure, spec: KitConsumer, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULTS_ENV, f"consumer_fail_first={spec.durable}:{spec.max_deliver - 1}")
+    monkeypatch.setenv(FAULTS_ENV, f"consumer_fail_first={spec.consumer}:{spec.max_deliver - 1}")
     recorder = Recorder()
-    task = asyncio.create_task(
-        consume(spec, recorder, nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
-    )
+    task = consuming(spec, recorder, infra.nats_url)
     try:
-        await eventually(lambda: consumer_exists(js, spec.durable))
+        await eventually(lambda: consumer_exists(js, spec.consumer))
         sent = event()
         await publish(js, sent)
         await eventually(lambda: recorder.handled == [sent.id], what="the event handled on its last delivery")
         info = await eventually(
-            lambda: js.consumer_info(ORDERS_STREAM, spec.durable), lambda info: info.num_ack_pending == 0
+            lambda: js.consumer_info(ORDERS_STREAM, spec.consumer), lambda info: info.num_ack_pending == 0
         )
     finally:
         task.cancel()
@@ -159,19 +154,17 @@ async def test_the_consumer_fail_first_flag_fails_the_first_deliveries_then_the_
             await task
 
     assert info.delivered.consumer_seq == spec.max_deliver  # two failed deliveries, then the one handled
-    assert await list_dead_letters(js, subject=f"dlq.{spec.durable}.>") == []
+    assert await list_dead_letters(js, subject=f"dlq.{spec.consumer}.>") == []
 
 
 @pytest.mark.parametrize("after_seconds", [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
 async def test_a_consumer_stopped_while_it_starts_stops_at_once(
-    infra: Infrastructure, spec: ConsumerSpec, js: JetStreamContext, after_seconds: float
+    infra: Infrastructure, spec: KitConsumer, js: JetStreamContext, after_seconds: float
 ) -> None:
     """A SIGTERM can come while the consumer is still connecting and subscribing; nats-py swallows
     a cancellation in places, and the consumer must stop all the same, not wait forever. Which
     point of the start-up each delay hits depends on the machine: several are tried."""
-    task = asyncio.create_task(
-        consume(spec, Recorder(), nats_url=infra.nats_url, client_name=spec.durable, grace_seconds=1)
-    )
+    task = consuming(spec, Recorder(), infra.nats_url)
     await asyncio.sleep(after_seconds)
     task.cancel()
 
@@ -182,7 +175,7 @@ async def test_a_consumer_stopped_while_it_starts_stops_at_once(
 
 
 async def test_a_message_that_fails_its_whole_batch_is_found_and_fails_alone(
-    spec: ConsumerSpec, js: JetStreamContext
+    spec: KitConsumer, js: JetStreamContext
 ) -> None:
     """One pull of five real messages is one batch; one of them aborts the batch (an unforeseen
     error), so each is handled again alone: the others are handled and acked, and only the poison
@@ -193,14 +186,17 @@ async def test_a_message_that_fails_its_whole_batch_is_found_and_fails_alone(
     await ensure_consumer(js, spec)
     for published in sent:
         await publish(js, published)
-    pull = await js.pull_subscribe_bind(consumer=spec.durable, stream=ORDERS_STREAM)
+    pull = await js.pull_subscribe_bind(consumer=spec.consumer, stream=ORDERS_STREAM)
     batch = await pull.fetch(len(sent), timeout=5)
+    receiver = Receiver(spec, recorder, js)
 
-    await BatchHandling(spec, recorder, js).handle(batch)
+    # As FastStream hands over the messages of one pull: each in a task of its own, all started together.
+    await asyncio.gather(*(receiver.receive(ce_id(message.headers, message.data), message) for message in batch))
 
     assert recorder.batches[0] == [published.id for published in sent]
     assert recorder.batches[1:] == [[published.id] for published in sent]
     assert recorder.handled == [published.id for published in sent if published is not poison]
-    info = await js.consumer_info(ORDERS_STREAM, spec.durable)
-    assert info.num_ack_pending == 1  # the others acked; the poison one NAKed, to come back after its delay
-    assert await list_dead_letters(js, subject=f"dlq.{spec.durable}.>") == []
+    # The others acked; the poison one NAKed, to come back after its delay. (The server applies
+    # acks in the background: its count catches up within moments.)
+    await eventually(lambda: js.consumer_info(ORDERS_STREAM, spec.consumer), lambda info: info.num_ack_pending == 1)
+    assert await list_dead_letters(js, subject=f"dlq.{spec.consumer}.>") == []

@@ -1,4 +1,3 @@
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -7,10 +6,10 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
-from loyalty.settings import LoyaltySettings
+from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_devstack.infra import Infrastructure, free_port
 from tests.support.databases import database_engine, fresh_database
-from tests.support.jetstream import jetstream
+from tests.support.jetstream import impatient, jetstream
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -27,13 +26,7 @@ def settings(infra: Infrastructure, database: str) -> LoyaltySettings:
         nats_url=infra.nats_url,
         postgres_url=infra.postgres_url,
         loyalty_database=database,
-        loyalty_consumer=f"loyalty-test-{uuid.uuid4().hex[:10]}",
-        loyalty_deliver_policy="new",
-        loyalty_max_deliver=3,
-        loyalty_handler_timeout_seconds=1.0,
-        loyalty_ack_wait_seconds=2.5,
-        loyalty_retry_base_seconds=0.05,
-        loyalty_retry_max_seconds=0.2,
+        order_events=impatient(LoyaltyConsumer, "loyalty"),
         listen_host="127.0.0.1",
         loyalty_port=free_port(),
         log_format="json",
@@ -50,5 +43,5 @@ async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEng
 @pytest.fixture
 async def js(infra: Infrastructure, settings: LoyaltySettings) -> AsyncIterator[JetStreamContext]:
     """The test's own NATS connection; removes the test's durable consumer at the end."""
-    async with jetstream(infra.nats_url, removing=settings.loyalty_consumer) as connected:
+    async with jetstream(infra.nats_url, removing=settings.order_events.consumer) as connected:
         yield connected

@@ -1,30 +1,29 @@
-"""What the loyalty integration tests share: events with fresh ids, the consumer run in-process,
-and readers of the broker's and the database's state. Every test has its own durable consumer
+"""What the loyalty integration tests share: publishing events (tests.support.events), the consumer
+run in-process, and readers of the broker's and the database's state. Every test has its own durable consumer
 (deliver policy NEW), so it only sees what it publishes on the shared ORDERS stream, and its own
 dead-letter subject."""
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.awarding_points import CustomerBalance, get_balance
-from loyalty.consumer import consume_order_events
+from loyalty.consumer import order_events
 from loyalty.settings import LoyaltySettings
-from orderflow_contracts.cloudevents import TRACEPARENT, CloudEvent
-from orderflow_contracts.events import OrderCreatedV1
-from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
+from orderflow_contracts.cloudevents import CloudEvent
+from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
+from orderflow_kit.jetstream_consumer import consume
+from tests.support.events import publish
+from tests.support.jetstream import consumer_exists
 from tests.support.outages import Outage
 from tests.support.polling import eventually
 
@@ -33,44 +32,6 @@ TIMEOUT = 15.0
 
 def new_customer_id() -> str:
     return f"cust-{uuid.uuid4().hex[:12]}"
-
-
-def order_created_payload(customer_id: str, total_cents: int) -> dict[str, object]:
-    return {
-        "order_id": str(uuid.uuid4()),
-        "customer_id": customer_id,
-        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": total_cents}],
-        "total_cents": total_cents,
-        "currency": "EUR",
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def order_created(
-    customer_id: str,
-    total_cents: int = 2599,
-    *,
-    body: bytes | None = None,
-    event_type: str = OrderCreatedV1.TYPE,
-    traceparent: str | None = None,
-) -> CloudEvent:
-    """An OrderCreated CloudEvent with a fresh ce-id (and `body` instead of a valid payload, if given)."""
-    payload = order_created_payload(customer_id, total_cents)
-    data = body if body is not None else json.dumps(payload).encode()
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        type=event_type,
-        source="tests/loyalty",
-        time=datetime.now(UTC),
-        data=data,
-        subject=str(payload["order_id"]),
-        extensions={TRACEPARENT: traceparent} if traceparent else {},
-    )
-
-
-async def publish(js: JetStreamContext, event: CloudEvent, *, msg_id: str | None = None) -> api.PubAck:
-    """Publish on orders.created; a `msg_id` other than the ce-id makes a broker-level re-publish."""
-    return await js.publish(ORDER_CREATED_SUBJECT, event.data, headers=event.to_headers(msg_id), stream=ORDERS_STREAM)
 
 
 async def balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
@@ -91,14 +52,6 @@ async def dead_letters(js: JetStreamContext, consumer: str) -> list[DeadLetter]:
 async def consumer_info(js: JetStreamContext, consumer: str) -> api.ConsumerInfo:
     info: api.ConsumerInfo = await js.consumer_info(ORDERS_STREAM, consumer)
     return info
-
-
-async def consumer_exists(js: JetStreamContext, consumer: str) -> bool:
-    try:
-        await consumer_info(js, consumer)
-    except NotFoundError:
-        return False
-    return True
 
 
 async def handler_waits_on_a_lock(engine: AsyncEngine) -> bool:
@@ -123,23 +76,16 @@ async def publish_when_reconnected(js: JetStreamContext, event: CloudEvent) -> a
             await asyncio.sleep(0.1)
 
 
-async def acked_through(js: JetStreamContext, consumer: str, stream_sequence: int) -> bool:
-    """Every message up to `stream_sequence` is acked and nothing is waiting for an ack."""
-    info = await consumer_info(js, consumer)
-    assert info.ack_floor is not None
-    return (info.ack_floor.stream_seq or 0) >= stream_sequence and info.num_ack_pending == 0
-
-
 @asynccontextmanager
 async def consuming(settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext) -> AsyncIterator[None]:
     """Run the consumer in this event loop until the block ends (then stop it as SIGTERM would)."""
-    task = asyncio.create_task(consume_order_events(settings, engine))
+    task = asyncio.create_task(consume(order_events(settings, engine), settings))
 
     async def started() -> bool:
         if task.done():
             task.result()
             raise AssertionError("the consumer stopped before it started")
-        return await consumer_exists(js, settings.loyalty_consumer)
+        return await consumer_exists(js, settings.order_events.consumer)
 
     try:
         await eventually(started)

@@ -12,17 +12,10 @@ from loyalty.awarding_points import Outcome, award_points
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import MAX_POINTS, OrderCreated, read_order_created
-from orderflow_kit.jetstream_consumer import ensure_consumer
-from tests.integration.loyalty.helpers import (
-    acked_through,
-    balance,
-    consuming,
-    dead_letters,
-    new_customer_id,
-    order_created,
-    publish,
-    rows,
-)
+from orderflow_kit.consumer_settings import ensure_consumer
+from tests.integration.loyalty.helpers import balance, consuming, dead_letters, new_customer_id, rows
+from tests.support.events import order_created, publish
+from tests.support.jetstream import acked_through
 from tests.support.polling import eventually
 
 
@@ -59,12 +52,12 @@ async def test_events_waiting_in_the_stream_are_awarded_in_one_transaction(
     """Published before the consumer runs, they arrive together: their ledger entries share their
     transaction's time (PostgreSQL's now() is the transaction's start), so there are fewer distinct
     times than events (a pull may bring them in more than one batch)."""
-    await ensure_consumer(js, settings.order_events_consumer())
+    await ensure_consumer(js, settings.order_events)
     events = [order_created(new_customer_id(), total_cents=100 * n) for n in range(1, 21)]
     acks = [await publish(js, event) for event in events]
 
     async with consuming(settings, engine, js):
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, acks[-1].seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, acks[-1].seq))
 
     async with engine.connect() as connection:
         times = await connection.scalars(
@@ -88,14 +81,14 @@ async def test_a_poison_message_and_a_refused_award_in_a_batch_are_dead_lettered
     good = [order_created(new_customer_id(), total_cents=100 * n) for n in range(1, 5)]
     poison = order_created(new_customer_id(), body=b"{not json")
     overflowing = order_created(overflowing_customer, total_cents=1000)
-    await ensure_consumer(js, settings.order_events_consumer())
+    await ensure_consumer(js, settings.order_events)
     sent = [good[0], poison, good[1], overflowing, good[2], good[0], good[3]]
     acks = [await publish(js, event, msg_id=f"{event.id}-{position}") for position, event in enumerate(sent)]
 
     async with consuming(settings, engine, js):
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, acks[-1].seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, acks[-1].seq))
 
-    letters = await dead_letters(js, settings.loyalty_consumer)
+    letters = await dead_letters(js, settings.order_events.consumer)
     assert sorted((letter.event_id, letter.reason, letter.deliveries) for letter in letters) == sorted(
         [(poison.id, "permanent", "1"), (overflowing.id, "permanent", "1")]
     )

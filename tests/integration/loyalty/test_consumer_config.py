@@ -3,18 +3,18 @@
 from nats.js import JetStreamContext, api
 
 from loyalty.settings import LoyaltySettings
-from orderflow_kit.jetstream_consumer import ensure_consumer
+from orderflow_kit.consumer_settings import ensure_consumer
 
 
 async def test_an_existing_consumer_is_updated_to_changed_settings_and_keeps_its_deliver_policy(
     settings: LoyaltySettings, js: JetStreamContext
 ) -> None:
-    created = await ensure_consumer(js, settings.order_events_consumer())
-    changed = settings.model_copy(
-        update={"loyalty_max_deliver": 7, "loyalty_ack_wait_seconds": 9.0, "loyalty_deliver_policy": "all"}
+    created = await ensure_consumer(js, settings.order_events)
+    changed = settings.order_events.model_copy(
+        update={"max_deliver": 7, "ack_wait_seconds": 9.0, "deliver_policy": "all"}
     )
 
-    updated = await ensure_consumer(js, changed.order_events_consumer())
+    updated = await ensure_consumer(js, changed)
 
     assert (created.config.max_deliver, created.config.ack_wait) == (3, 2.5)
     assert (updated.config.max_deliver, updated.config.ack_wait) == (7, 9.0)

@@ -16,16 +16,14 @@ from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
 from tests.integration.loyalty.helpers import (
     DatabaseOutage,
-    acked_through,
     balance,
     consumer_info,
     consuming,
     dead_letters,
     new_customer_id,
-    order_created,
-    order_created_payload,
-    publish,
 )
+from tests.support.events import order_created, order_created_payload, publish
+from tests.support.jetstream import acked_through
 from tests.support.polling import eventually
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -56,11 +54,11 @@ async def test_a_malformed_message_is_dead_lettered_at_once_and_the_next_event_i
     async with consuming(settings, engine, js):
         poisoned = await publish(js, poison)
         after = await publish(js, valid)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, after.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, after.seq))
 
     assert (await balance(engine, customer)).points == 12
-    [letter] = await dead_letters(js, settings.loyalty_consumer)
-    assert letter.subject == f"dlq.{settings.loyalty_consumer}.orders.created"
+    [letter] = await dead_letters(js, settings.order_events.consumer)
+    assert letter.subject == f"dlq.{settings.order_events.consumer}.orders.created"
     assert letter.body == poison.data
     assert {name: letter.headers[name] for name in poison.to_headers() if name != "Nats-Msg-Id"} == {
         name: value for name, value in poison.to_headers().items() if name != "Nats-Msg-Id"
@@ -69,7 +67,7 @@ async def test_a_malformed_message_is_dead_lettered_at_once_and_the_next_event_i
     assert letter.reason == "permanent"
     assert letter.headers["dlq-deliveries"] == "1"
     assert letter.headers["dlq-stream-sequence"] == str(poisoned.seq)
-    assert letter.headers["dlq-consumer"] == settings.loyalty_consumer
+    assert letter.headers["dlq-consumer"] == settings.order_events.consumer
     assert letter.original_subject == "orders.created"
     assert letter.error
     assert letter.error_class in {"MalformedEvent", "ValidationError"}
@@ -86,10 +84,10 @@ async def test_a_message_without_cloudevents_headers_is_dead_lettered_at_once(
     async with consuming(settings, engine, js):
         ack = await js.publish("orders.created", bare.data, headers=without_ce_headers(bare))
         after = await publish(js, order_created(customer, total_cents=300))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, after.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, after.seq))
 
     assert (await balance(engine, customer)).points == 3
-    [letter] = await dead_letters(js, settings.loyalty_consumer)
+    [letter] = await dead_letters(js, settings.order_events.consumer)
     assert (letter.reason, letter.headers["dlq-deliveries"]) == ("permanent", "1")
     assert letter.headers["dlq-stream-sequence"] == str(ack.seq)
     assert "missing CloudEvents headers: ce-specversion, ce-id" in (letter.error or "")
@@ -104,14 +102,14 @@ async def test_an_unreachable_database_is_retried_max_deliver_times_then_dead_le
     try:
         async with consuming(settings, nobody_listens, js):
             ack = await publish(js, event)
-            await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+            await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
     finally:
         await nobody_listens.dispose()
 
-    delivered = (await consumer_info(js, settings.loyalty_consumer)).delivered
+    delivered = (await consumer_info(js, settings.order_events.consumer)).delivered
     assert delivered is not None
-    assert delivered.consumer_seq == settings.loyalty_max_deliver == 3  # one message, three deliveries
-    [letter] = await dead_letters(js, settings.loyalty_consumer)
+    assert delivered.consumer_seq == settings.order_events.max_deliver == 3  # one message, three deliveries
+    [letter] = await dead_letters(js, settings.order_events.consumer)
     assert letter.reason == "exhausted"
     assert letter.headers["dlq-deliveries"] == "3"
     assert letter.event_id == event.id
@@ -130,7 +128,8 @@ async def test_an_unreachable_database_is_retried_max_deliver_times_then_dead_le
 async def test_a_database_that_comes_back_before_max_deliver_gets_the_event_awarded_once(
     settings: LoyaltySettings, js: JetStreamContext, infra: Infrastructure
 ) -> None:
-    settings = settings.model_copy(update={"loyalty_max_deliver": 5, "loyalty_retry_base_seconds": 0.3})
+    patient = settings.order_events.model_copy(update={"max_deliver": 5, "retry_base_seconds": 0.3})
+    settings = settings.model_copy(update={"order_events": patient})
     outage = DatabaseOutage(infra.postgres_url)
     engine = create_engine(outage.url, settings.loyalty_database)
     customer = new_customer_id()
@@ -138,16 +137,16 @@ async def test_a_database_that_comes_back_before_max_deliver_gets_the_event_awar
     try:
         async with consuming(settings, engine, js):
             ack = await publish(js, event)
-            await eventually(lambda: delivered_at_least(js, settings.loyalty_consumer, 2))  # a retry happened
+            await eventually(lambda: delivered_at_least(js, settings.order_events.consumer, 2))  # a retry happened
             await outage.end()
-            await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+            await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
         awarded = await balance(engine, customer)
     finally:
         await engine.dispose()
         await outage.close()
 
     assert (awarded.points, awarded.orders_awarded) == (9, 1)
-    assert await dead_letters(js, settings.loyalty_consumer) == []
+    assert await dead_letters(js, settings.order_events.consumer) == []
 
 
 async def delivered_at_least(js: JetStreamContext, consumer: str, deliveries: int) -> bool:

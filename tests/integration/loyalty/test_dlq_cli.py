@@ -17,17 +17,9 @@ from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.dead_letters import get_dead_letter
 from orderflow_kit.settings import MAKE_UP_ENV_FILE
-from tests.integration.loyalty.helpers import (
-    acked_through,
-    balance,
-    consuming,
-    dead_letters,
-    new_customer_id,
-    order_created,
-    order_created_payload,
-    publish,
-    rows,
-)
+from tests.integration.loyalty.helpers import balance, consuming, dead_letters, new_customer_id, rows
+from tests.support.events import order_created, order_created_payload, publish
+from tests.support.jetstream import acked_through
 from tests.support.polling import eventually
 
 
@@ -42,12 +34,12 @@ async def test_dlq_list_and_show_describe_a_dead_letter(
     poison = order_created(new_customer_id(), body=b"not JSON at all")
     async with consuming(settings, engine, js):
         ack = await publish(js, poison)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
-    [letter] = await dead_letters(js, settings.loyalty_consumer)
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
+    [letter] = await dead_letters(js, settings.order_events.consumer)
     nats = ("--nats-url", settings.nats_url)
 
-    listed = await orderflow("dlq", "list", "--consumer", settings.loyalty_consumer, "--json", *nats)
-    table = await orderflow("dlq", "list", "--consumer", settings.loyalty_consumer, *nats)
+    listed = await orderflow("dlq", "list", "--consumer", settings.order_events.consumer, "--json", *nats)
+    table = await orderflow("dlq", "list", "--consumer", settings.order_events.consumer, *nats)
     shown = await orderflow("dlq", "show", str(letter.sequence), *nats)
 
     assert listed.exit_code == 0, listed.output
@@ -123,27 +115,27 @@ async def test_replaying_a_fixed_payload_awards_once_and_replaying_it_again_stil
     async with consuming(settings, engine, js):
         await publish(js, broken)
         again = await publish(js, broken, msg_id=f"{broken.id}-again")
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, again.seq))
-        first, second = await dead_letters(js, settings.loyalty_consumer)
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, again.seq))
+        first, second = await dead_letters(js, settings.order_events.consumer)
 
         replayed = await orderflow(
             "dlq", "replay", str(first.sequence), "--payload", str(fixed), "--nats-url", settings.nats_url
         )
         assert replayed.exit_code == 0, replayed.output
         first_replay = replayed_sequence(replayed)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, first_replay))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, first_replay))
         assert (await balance(engine, customer)).points == 42
 
         replayed_again = await orderflow(
             "dlq", "replay", str(second.sequence), "--payload", str(fixed), "--nats-url", settings.nats_url
         )
         assert replayed_again.exit_code == 0, replayed_again.output
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, replayed_sequence(replayed_again)))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, replayed_sequence(replayed_again)))
 
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (42, 1)
     assert await rows(engine, "ledger", broken.id) == 1
-    assert await dead_letters(js, settings.loyalty_consumer) == []  # replayed ones are deleted
+    assert await dead_letters(js, settings.order_events.consumer) == []  # replayed ones are deleted
     republished = await js.get_msg(ORDERS_STREAM, first_replay)
     assert republished.headers is not None
     assert republished.headers["ce-id"] == broken.id  # the same event for the dedupe table
@@ -161,8 +153,8 @@ async def test_a_payload_replay_the_broker_drops_as_a_repeat_is_refused_not_repo
     fixed.write_text(json.dumps(order_created_payload(customer, total_cents=4200)))
     async with consuming(settings, engine, js):
         ack = await publish(js, order_created(customer, body=b"not JSON"))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
-    [letter] = await dead_letters(js, settings.loyalty_consumer)
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
+    [letter] = await dead_letters(js, settings.order_events.consumer)
     earlier = f"replay.{letter.sequence}.{ORDERS_STREAM}.{ack.seq}"
     await js.publish("orders.created", b"an earlier replay", stream=ORDERS_STREAM, headers={"Nats-Msg-Id": earlier})
 
@@ -172,7 +164,7 @@ async def test_a_payload_replay_the_broker_drops_as_a_repeat_is_refused_not_repo
 
     assert refused.exit_code == 1, refused.output
     assert "already replayed" in refused.output
-    assert await dead_letters(js, settings.loyalty_consumer) == [letter]  # kept, to show or purge
+    assert await dead_letters(js, settings.order_events.consumer) == [letter]  # kept, to show or purge
 
 
 def replayed_sequence(result: Result) -> int:
@@ -187,14 +179,14 @@ async def poison_dead_letters(settings: LoyaltySettings, engine: AsyncEngine, js
     async with consuming(settings, engine, js):
         for _ in range(count):
             ack = await publish(js, order_created(new_customer_id(), body=b"not JSON"))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
 
 async def test_dlq_count_and_list_say_how_many_dead_letters_a_consumer_has(
     settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     await poison_dead_letters(settings, engine, js, 3)
-    consumer = settings.loyalty_consumer
+    consumer = settings.order_events.consumer
     nats = ("--nats-url", settings.nats_url)
 
     counted = await orderflow("dlq", "count", "--consumer", consumer, "--json", *nats)
@@ -225,24 +217,24 @@ async def test_dlq_replay_all_replays_each_dead_letter_of_a_consumer_once(
             for event in events:
                 ack = await publish(js, event)
             poison = await publish(js, order_created(customer, body=b"not JSON"))
-            await eventually(lambda: acked_through(js, settings.loyalty_consumer, max(ack.seq, poison.seq)))
+            await eventually(lambda: acked_through(js, settings.order_events.consumer, max(ack.seq, poison.seq)))
     finally:
         await nobody_listens.dispose()
-    before = await dead_letters(js, settings.loyalty_consumer)
+    before = await dead_letters(js, settings.order_events.consumer)
     assert sorted(letter.reason or "" for letter in before) == ["exhausted", "exhausted", "permanent"]
 
     async with consuming(settings, engine, js):
         replayed = await orderflow(
-            "dlq", "replay", "--all", "--consumer", settings.loyalty_consumer, "--nats-url", settings.nats_url
+            "dlq", "replay", "--all", "--consumer", settings.order_events.consumer, "--nats-url", settings.nats_url
         )
         assert replayed.exit_code == 0, replayed.output
         last_replay = max(int(sequence) for sequence in re.findall(r"stream ORDERS sequence (\d+)", replayed.stdout))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, last_replay))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, last_replay))
 
     assert replayed.stdout.splitlines()[-1] == "replayed 3 dead letter(s), 0 not replayable"
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (30, 2)
-    [again] = await dead_letters(js, settings.loyalty_consumer)
+    [again] = await dead_letters(js, settings.order_events.consumer)
     assert again.reason == "permanent"
     assert again.sequence > max(letter.sequence for letter in before)
 
@@ -251,24 +243,24 @@ async def test_dlq_purge_deletes_one_or_a_consumers_dead_letters_and_only_with_y
     settings: LoyaltySettings, engine: AsyncEngine, js: JetStreamContext
 ) -> None:
     await poison_dead_letters(settings, engine, js, 3)
-    other = await js.publish(f"dlq.{settings.loyalty_consumer}-other.orders.created", b"{}", stream="DEAD_LETTERS")
-    first, *_ = await dead_letters(js, settings.loyalty_consumer)
+    other = await js.publish(f"dlq.{settings.order_events.consumer}-other.orders.created", b"{}", stream="DEAD_LETTERS")
+    first, *_ = await dead_letters(js, settings.order_events.consumer)
     nats = ("--nats-url", settings.nats_url)
 
-    refused = await orderflow("dlq", "purge", "--consumer", settings.loyalty_consumer, *nats)
+    refused = await orderflow("dlq", "purge", "--consumer", settings.order_events.consumer, *nats)
     ambiguous = await orderflow("dlq", "purge", str(first.sequence), "--all", "--yes", *nats)
     assert (refused.exit_code, ambiguous.exit_code) == (2, 2)
     assert "--yes" in refused.stderr
-    assert len(await dead_letters(js, settings.loyalty_consumer)) == 3
+    assert len(await dead_letters(js, settings.order_events.consumer)) == 3
 
     one = await orderflow("dlq", "purge", str(first.sequence), "--yes", *nats)
     assert one.exit_code == 0, one.output
-    assert first.sequence not in [letter.sequence for letter in await dead_letters(js, settings.loyalty_consumer)]
+    assert first.sequence not in [letter.sequence for letter in await dead_letters(js, settings.order_events.consumer)]
 
-    rest = await orderflow("dlq", "purge", "--consumer", settings.loyalty_consumer, "--yes", *nats)
+    rest = await orderflow("dlq", "purge", "--consumer", settings.order_events.consumer, "--yes", *nats)
     assert rest.exit_code == 0, rest.output
-    assert rest.stdout.strip() == f"purged 2 dead letter(s) of consumer {settings.loyalty_consumer}"
-    assert await dead_letters(js, settings.loyalty_consumer) == []
+    assert rest.stdout.strip() == f"purged 2 dead letter(s) of consumer {settings.order_events.consumer}"
+    assert await dead_letters(js, settings.order_events.consumer) == []
     assert (await get_dead_letter(js, other.seq)).sequence == other.seq  # another consumer's stays
 
     gone = await orderflow("dlq", "purge", str(other.seq), "--yes", *nats)

@@ -9,28 +9,27 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.awarding_points import Outcome, award_points, points_for
-from loyalty.consumer import consume_order_events
+from loyalty.consumer import order_events
 from loyalty.settings import LoyaltySettings
 from orderflow_contracts.events import MAX_POINTS, read_order_created
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_devstack.infra import Infrastructure
+from orderflow_kit.consumer_settings import ensure_consumer
 from orderflow_kit.failures import PermanentFailure
-from orderflow_kit.jetstream_consumer import ensure_consumer
+from orderflow_kit.jetstream_consumer import consume
 from tests.integration.loyalty.helpers import (
     TIMEOUT,
-    acked_through,
     balance,
-    consumer_exists,
     consumer_info,
     consuming,
     dead_letters,
     handler_waits_on_a_lock,
     new_customer_id,
-    order_created,
-    publish,
     publish_when_reconnected,
     rows,
 )
+from tests.support.events import order_created, publish
+from tests.support.jetstream import acked_through, consumer_exists
 from tests.support.polling import eventually
 
 
@@ -42,7 +41,7 @@ async def test_an_order_created_event_awards_its_points_once(
 
     async with consuming(settings, engine, js):
         ack = await publish(js, event)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (points_for(2599), 1) == (25, 1)
@@ -81,7 +80,7 @@ async def test_the_same_event_published_twice_with_different_msg_ids_awards_once
         first = await publish(js, event)
         second = await publish(js, event, msg_id=f"{event.id}-republished")
         same_msg_id = await publish(js, event)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, second.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, second.seq))
 
     assert not second.duplicate  # stored as a second message: the consumer sees it
     assert second.seq > first.seq
@@ -89,7 +88,7 @@ async def test_the_same_event_published_twice_with_different_msg_ids_awards_once
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (10, 1)
     assert await rows(engine, "ledger", event.id) == 1
-    assert await dead_letters(js, settings.loyalty_consumer) == []  # a duplicate, not a failure
+    assert await dead_letters(js, settings.order_events.consumer) == []  # a duplicate, not a failure
 
 
 async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
@@ -99,25 +98,25 @@ async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
     the second delivery finds the dedupe row."""
     customer = new_customer_id()
     event = order_created(customer, total_cents=5000)
-    await ensure_consumer(js, settings.order_events_consumer())
+    await ensure_consumer(js, settings.order_events)
     ack = await publish(js, event)
 
-    crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
+    crashed = await js.pull_subscribe_bind(consumer=settings.order_events.consumer, stream=ORDERS_STREAM)
     [message] = await crashed.fetch(1, timeout=TIMEOUT)
     [award] = await award_points(engine, [read_order_created(message.headers, message.data)])
     assert award.outcome is Outcome.AWARDED
     await crashed.unsubscribe()  # committed, never acked
 
     async with consuming(settings, engine, js):
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
-    delivered = (await consumer_info(js, settings.loyalty_consumer)).delivered
+    delivered = (await consumer_info(js, settings.order_events.consumer)).delivered
     assert delivered is not None
     assert delivered.consumer_seq == 2  # one message, delivered twice
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (50, 1)
     assert await rows(engine, "ledger", event.id) == 1
-    assert await dead_letters(js, settings.loyalty_consumer) == []
+    assert await dead_letters(js, settings.order_events.consumer) == []
 
 
 async def test_stopping_the_consumer_finishes_the_message_in_flight(
@@ -125,14 +124,15 @@ async def test_stopping_the_consumer_finishes_the_message_in_flight(
 ) -> None:
     """A transaction of the test's own holds the event's dedupe row, so the handler waits on it;
     the consumer is stopped meanwhile, and must let that handler commit and ack before it ends."""
-    settings = settings.model_copy(update={"loyalty_handler_timeout_seconds": 5.0, "loyalty_ack_wait_seconds": 12.0})
+    patient = settings.order_events.model_copy(update={"handler_timeout_seconds": 5.0, "ack_wait_seconds": 12.0})
+    settings = settings.model_copy(update={"order_events": patient})
     customer = new_customer_id()
     event = order_created(customer, total_cents=700)
-    task = asyncio.create_task(consume_order_events(settings, engine))
+    task = asyncio.create_task(consume(order_events(settings, engine), settings))
     try:
         async with engine.connect() as blocker:
             await blocker.execute(text("INSERT INTO processed_events (event_id) VALUES (:id)"), {"id": event.id})
-            await eventually(lambda: consumer_exists(js, settings.loyalty_consumer))
+            await eventually(lambda: consumer_exists(js, settings.order_events.consumer))
             ack = await publish(js, event)
             await eventually(lambda: handler_waits_on_a_lock(engine))
 
@@ -144,7 +144,7 @@ async def test_stopping_the_consumer_finishes_the_message_in_flight(
     finally:
         task.cancel()
 
-    assert await acked_through(js, settings.loyalty_consumer, ack.seq)
+    assert await acked_through(js, settings.order_events.consumer, ack.seq)
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (7, 1)
 
@@ -158,11 +158,11 @@ async def test_the_consumer_resumes_after_a_broker_restart(
 
     async with consuming(settings, engine, js):
         before = await publish(js, order_created(customer, total_cents=100))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, before.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, before.seq))
         await asyncio.to_thread(infra.nats.stop)
         await asyncio.to_thread(infra.nats.start)
         after = await publish_when_reconnected(js, order_created(customer, total_cents=200))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, after.seq), within=30)
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, after.seq), within=30)
 
     awarded = await balance(engine, customer)
     assert (awarded.points, awarded.orders_awarded) == (3, 2)

@@ -12,7 +12,7 @@ from nats.js.api import RawStreamMsg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.settings import InventorySettings
+from inventory.settings import InventoryConsumer
 from loyalty.announcing_points import announce
 from loyalty.awarding_points import Award, Outcome, award_points
 from loyalty.settings import LoyaltySettings
@@ -20,19 +20,11 @@ from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
 from orderflow_contracts.events import PointsAwarded, PointsAwardedV1, read_order_created, read_points_awarded
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM, POINTS_AWARDED_SUBJECT
 from orderflow_devstack.infra import Infrastructure
-from orderflow_kit.jetstream_consumer import ensure_consumer
+from orderflow_kit.consumer_settings import ensure_consumer
 from orderflow_kit.request_context import new_traceparent
-from tests.integration.loyalty.helpers import (
-    TIMEOUT,
-    acked_through,
-    consumer_info,
-    consuming,
-    dead_letters,
-    new_customer_id,
-    order_created,
-    publish,
-)
-from tests.support.jetstream import delete_consumer, messages_on, new_consumer_name
+from tests.integration.loyalty.helpers import TIMEOUT, consumer_info, consuming, dead_letters, new_customer_id
+from tests.support.events import order_created, publish
+from tests.support.jetstream import acked_through, delete_consumer, messages_on, new_consumer_name
 from tests.support.polling import eventually
 
 
@@ -70,9 +62,9 @@ async def test_each_award_is_announced_once_with_the_balance_after_it(
 
     async with consuming(settings, engine, js):
         start = (await publish(js, first)).seq
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, start))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, start))
         last = (await publish(js, second)).seq
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, last))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, last))
 
     [announced_first] = await announcements(js, order_id_of(first), start)
     [announced_second] = await announcements(js, order_id_of(second), start)
@@ -93,10 +85,10 @@ async def test_each_award_is_announced_once_with_the_balance_after_it(
     assert (headers[REQUEST_ID], headers[TRACEPARENT]) == (request_id, traceparent)
     assert read_first.event_id != read_second.event_id
     # The consumer never saw its own announcements: two deliveries, no dead letters.
-    delivered = (await consumer_info(js, settings.loyalty_consumer)).delivered
+    delivered = (await consumer_info(js, settings.order_events.consumer)).delivered
     assert delivered is not None
     assert delivered.consumer_seq == 2
-    assert await dead_letters(js, settings.loyalty_consumer) == []
+    assert await dead_letters(js, settings.order_events.consumer) == []
 
 
 async def test_a_duplicate_order_created_announces_nothing_new(
@@ -109,7 +101,7 @@ async def test_a_duplicate_order_created_announces_nothing_new(
     async with consuming(settings, engine, js):
         first = await publish(js, event)
         second = await publish(js, event, msg_id=f"{event.id}-republished")
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, second.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, second.seq))
 
     assert not second.duplicate
     [announced] = await announcements(js, order_id_of(event), first.seq)
@@ -122,16 +114,16 @@ async def test_an_award_committed_before_a_crash_is_announced_by_the_redelivery(
     """The first delivery commits the award and dies before it publishes (or acks): the broker
     redelivers, the handler finds the dedupe row, and announces the award from the ledger."""
     event = order_created(new_customer_id(), total_cents=5000)
-    await ensure_consumer(js, settings.order_events_consumer())
+    await ensure_consumer(js, settings.order_events)
     ack = await publish(js, event)
-    crashed = await js.pull_subscribe_bind(consumer=settings.loyalty_consumer, stream=ORDERS_STREAM)
+    crashed = await js.pull_subscribe_bind(consumer=settings.order_events.consumer, stream=ORDERS_STREAM)
     [message] = await crashed.fetch(1, timeout=TIMEOUT)
     [award] = await award_points(engine, [read_order_created(message.headers, message.data)])
     await crashed.unsubscribe()
     assert await announcements(js, order_id_of(event), ack.seq) == []
 
     async with consuming(settings, engine, js):
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
     [announced] = await announcements(js, order_id_of(event), ack.seq)
     announced_award = read(announced).award
@@ -146,20 +138,18 @@ async def test_an_award_committed_before_a_crash_is_announced_by_the_redelivery(
 async def test_the_order_created_consumers_of_loyalty_and_inventory_never_receive_an_announcement(
     infra: Infrastructure, settings: LoyaltySettings, js: JetStreamContext
 ) -> None:
-    inventory = InventorySettings(
-        nats_url=infra.nats_url, inventory_consumer=new_consumer_name("inventory"), inventory_deliver_policy="new"
-    )
-    specs = [settings.order_events_consumer(), inventory.order_events_consumer()]
+    inventory = InventoryConsumer(consumer=new_consumer_name("inventory"), deliver_policy="new")
+    consumers = [settings.order_events, inventory]
     try:
-        for spec in specs:
-            await ensure_consumer(js, spec)
+        for consumer in consumers:
+            await ensure_consumer(js, consumer)
         award = Award(Outcome.AWARDED, uuid.uuid4(), new_customer_id(), 3, 3, datetime.now(UTC))
         await announce(js, award, None)
         await publish(js, order_created(new_customer_id()))
 
-        for spec in specs:
-            info = await consumer_info(js, spec.durable)
+        for consumer in consumers:
+            info = await consumer_info(js, consumer.consumer)
             assert info.config.filter_subject == ORDER_CREATED_SUBJECT
             assert info.num_pending == 1  # the OrderCreated only
     finally:
-        await delete_consumer(infra.nats_url, inventory.inventory_consumer)
+        await delete_consumer(infra.nats_url, inventory.consumer)

@@ -22,13 +22,9 @@ from orderflow_kit.db import create_engine
 from orderflow_kit.errors import ErrorKind, ServiceError
 from orderflow_kit.grpc_client import channel, error_detail
 from orderflow_kit.probe import grpc_serving
-from tests.integration.loyalty.helpers import (
-    acked_through,
-    consumer_exists,
-    new_customer_id,
-    order_created,
-    publish,
-)
+from tests.integration.loyalty.helpers import new_customer_id
+from tests.support.events import order_created, publish
+from tests.support.jetstream import acked_through, consumer_exists
 from tests.support.polling import eventually
 from tests.support.services import serving_loyalty
 
@@ -47,9 +43,9 @@ async def test_get_balance_answers_the_points_the_consumer_awarded(
 ) -> None:
     customer = new_customer_id()
     async with serving(settings) as loyalty:
-        await eventually(lambda: consumer_exists(js, settings.loyalty_consumer))
+        await eventually(lambda: consumer_exists(js, settings.order_events.consumer))
         ack = await publish(js, order_created(customer, total_cents=12_345))
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
         balance = await loyalty.GetBalance(loyalty_pb2.GetBalanceRequest(customer_id=customer), timeout=5)
 
@@ -97,7 +93,7 @@ async def test_python_m_loyalty_serves_consumes_and_exits_0_on_sigterm(
         "ORDERFLOW_NATS_URL": settings.nats_url,
         "ORDERFLOW_POSTGRES_URL": settings.postgres_url,
         "ORDERFLOW_LOYALTY_DATABASE": settings.loyalty_database,
-        "ORDERFLOW_LOYALTY_CONSUMER": settings.loyalty_consumer,
+        "ORDERFLOW_LOYALTY_CONSUMER": settings.order_events.consumer,
         "ORDERFLOW_LOYALTY_DELIVER_POLICY": "new",
         "ORDERFLOW_LISTEN_HOST": settings.listen_host,
         "ORDERFLOW_LOYALTY_PORT": str(settings.loyalty_port),
@@ -109,9 +105,9 @@ async def test_python_m_loyalty_serves_consumes_and_exits_0_on_sigterm(
     try:
         await asyncio.to_thread(process.wait_ready, time.monotonic() + START_TIMEOUT)
         # SERVING means consuming: an event published now (deliver policy "new") is not missed.
-        assert await consumer_exists(js, settings.loyalty_consumer)
+        assert await consumer_exists(js, settings.order_events.consumer)
         ack = await publish(js, event)
-        await eventually(lambda: acked_through(js, settings.loyalty_consumer, ack.seq))
+        await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
     finally:
         await asyncio.to_thread(process.stop)
 

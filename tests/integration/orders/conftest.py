@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import orders.main
 from inventory.main import MIGRATIONS as INVENTORY_MIGRATIONS
-from inventory.settings import InventorySettings
+from inventory.settings import InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2_grpc
 from orderflow_devstack.infra import Infrastructure, free_port
@@ -40,12 +40,11 @@ async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_
         catalog=write_catalog(tmp_path / "catalog.json"),
         log_format="json",
         shutdown_grace_seconds=1.0,
-        inventory_consumer=new_consumer_name("inventory"),
-        inventory_deliver_policy="new",
+        order_events=InventoryConsumer(consumer=new_consumer_name("inventory"), deliver_policy="new"),
     )
     async with serving_inventory(settings) as address:
         yield address
-    await delete_consumer(infra.nats_url, settings.inventory_consumer)
+    await delete_consumer(infra.nats_url, settings.order_events.consumer)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.cloudevents import CloudEvent
-from orderflow_contracts.events import OrderCreatedV1, OrderLineV1
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orders.models import OUTBOX
 from orders.outbox import NOTIFY_CHANNEL, new_event
+from tests.support.events import order_created
 
 # The catalog of the real inventory the tests order from.
 CATALOG = [
@@ -80,23 +79,15 @@ class FakeInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: ignor
         return inventory_pb2.ReleaseStockResponse(released=True)
 
 
-def order_created() -> CloudEvent:
-    order_id, now = uuid.uuid4(), datetime.now(UTC)
-    payload = OrderCreatedV1(
-        order_id=order_id,
-        customer_id="cust-1",
-        items=[OrderLineV1(sku="MUG-001", quantity=1, unit_price_cents=1290)],
-        total_cents=1290,
-        currency="EUR",
-        created_at=now,
-    )
-    return new_event(OrderCreatedV1.TYPE, str(order_id), payload.model_dump_json().encode(), now)
+def as_orders_makes_it(event: CloudEvent) -> CloudEvent:
+    """`event` made by orders' own `new_event`: it carries the current request's id and trace context."""
+    return new_event(event.type, str(event.subject), event.data, event.time)
 
 
 async def stage(engine: AsyncEngine, count: int, *, notify: bool = True) -> list[CloudEvent]:
     """Commit `count` events to the outbox, as placing an order does, with the NOTIFY that wakes
     the relay; without it (`notify=False`), as if the relay's LISTEN connection had missed it."""
-    events = [order_created() for _ in range(count)]
+    events = [as_orders_makes_it(order_created()) for _ in range(count)]
     async with engine.begin() as connection:
         await connection.execute(
             insert(OUTBOX),

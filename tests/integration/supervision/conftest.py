@@ -14,12 +14,12 @@ import pytest_asyncio
 import inventory.main
 import loyalty.main
 import orders.main
-from inventory.settings import InventorySettings
-from loyalty.settings import LoyaltySettings
+from inventory.settings import InventoryConsumer, InventorySettings
+from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_devstack.infra import Infrastructure, ManagedServer, free_port
 from orders.settings import OrdersSettings
 from tests.support.databases import fresh_database
-from tests.support.jetstream import consumer_exists, delete_consumer, new_consumer_name
+from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
 from tests.support.polling import eventually
 from tests.support.services import serving_inventory, serving_loyalty, serving_orders
 
@@ -68,19 +68,20 @@ async def backends(infra: Infrastructure, databases: Databases) -> AsyncIterator
             **common,
             inventory_database=databases.inventory,
             inventory_port=free_port(),
-            inventory_consumer=new_consumer_name("inventory-supervision"),
-            inventory_deliver_policy="new",
+            order_events=InventoryConsumer(consumer=new_consumer_name("inventory-supervision"), deliver_policy="new"),
         )
         loyalty_settings = LoyaltySettings(
             **common,
             loyalty_database=databases.loyalty,
             loyalty_port=free_port(),
-            loyalty_consumer=new_consumer_name("loyalty-supervision"),
-            loyalty_deliver_policy="new",
-            loyalty_retry_base_seconds=0.1,
-            loyalty_retry_max_seconds=0.5,
+            order_events=LoyaltyConsumer(
+                consumer=new_consumer_name("loyalty-supervision"),
+                deliver_policy="new",
+                retry_base_seconds=0.1,
+                retry_max_seconds=0.5,
+            ),
         )
-        for consumer in (inventory_settings.inventory_consumer, loyalty_settings.loyalty_consumer):
+        for consumer in (inventory_settings.order_events.consumer, loyalty_settings.order_events.consumer):
             stack.push_async_callback(delete_consumer, infra.nats_url, consumer)
         inventory_address = await stack.enter_async_context(serving_inventory(inventory_settings))
         orders_settings = OrdersSettings(
@@ -93,8 +94,9 @@ async def backends(infra: Infrastructure, databases: Databases) -> AsyncIterator
         )
         orders_address = await stack.enter_async_context(serving_orders(orders_settings))
         loyalty_address = await stack.enter_async_context(serving_loyalty(loyalty_settings))
-        for consumer in (inventory_settings.inventory_consumer, loyalty_settings.loyalty_consumer):
-            await eventually(partial(consumer_exists, infra.nats_url, consumer), what=f"consumer {consumer}")
+        js = await stack.enter_async_context(jetstream(infra.nats_url))
+        for consumer in (inventory_settings.order_events.consumer, loyalty_settings.order_events.consumer):
+            await eventually(partial(consumer_exists, js, consumer), what=f"consumer {consumer}")
         yield Backends(inventory_address, orders_address, loyalty_address)
 
 

@@ -1,31 +1,18 @@
 """Which messages a consumer can read as OrderCreated, and which are permanently bad (dead-lettered at once)."""
 
 import json
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from orderflow_contracts.cloudevents import CloudEvent, MalformedEvent
+from orderflow_contracts.cloudevents import MalformedEvent
 from orderflow_contracts.events import OrderCreatedV1, read_order_created
-
-
-def order_created_payload(**changes: object) -> dict[str, object]:
-    payload: dict[str, object] = {
-        "order_id": str(uuid.uuid4()),
-        "customer_id": "cust-1",
-        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1099}],
-        "total_cents": 2198,
-        "currency": "EUR",
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    return {**payload, **changes}
+from tests.support.events import order_created, order_created_payload
 
 
 def message(body: bytes, event_type: str = OrderCreatedV1.TYPE) -> tuple[dict[str, str], bytes]:
-    event = CloudEvent(id=str(uuid.uuid4()), type=event_type, source="tests", time=datetime.now(UTC), data=body)
-    return event.to_headers(), body
+    event = order_created(body=body, event_type=event_type)
+    return event.to_headers(), event.data
 
 
 def test_a_valid_order_created_v1_is_read_with_its_ce_id() -> None:
@@ -78,7 +65,7 @@ def test_a_body_that_is_not_json_fails_validation() -> None:
     [{"total_cents": -1}, {"customer_id": "no spaces allowed"}, {"items": []}, {"currency": "euro"}, {"extra": 1}],
 )
 def test_a_payload_failing_validation_fails_validation(changes: dict[str, object]) -> None:
-    headers, body = message(json.dumps(order_created_payload(**changes)).encode())
+    headers, body = message(json.dumps({**order_created_payload(), **changes}).encode())
 
     with pytest.raises(ValidationError):
         read_order_created(headers, body)

@@ -24,6 +24,7 @@ from inventory.reservations import Confirmation
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import OrderCreatedV1, PointsAwardedV1, read_order_created
 from orderflow_kit.dead_letters import CONSUMER, ERROR, ERROR_CLASS, ORIGINAL_SUBJECT, REASON, DeadLetter
+from tests.support.events import order_created
 
 ORDER_ID = uuid.UUID("0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23")
 NOW = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
@@ -33,16 +34,8 @@ def cloud_event(event_type: str, payload: bytes, subject: str | None = str(ORDER
     return CloudEvent(id=str(uuid.uuid4()), type=event_type, source="tests", time=NOW, data=payload, subject=subject)
 
 
-def order_created() -> CloudEvent:
-    order = OrderCreatedV1(
-        order_id=ORDER_ID,
-        customer_id="customer-42",
-        items=[{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}],
-        total_cents=2500,
-        currency="EUR",
-        created_at=NOW,
-    )
-    return cloud_event(OrderCreatedV1.TYPE, order.model_dump_json().encode())
+def order_of_customer_42() -> CloudEvent:
+    return order_created("customer-42", 2500, order_id=ORDER_ID, created_at=NOW)
 
 
 def points_awarded() -> CloudEvent:
@@ -97,7 +90,7 @@ def test_every_event_id_of_the_documented_shape_is_a_position(text: str) -> None
 
 
 def test_an_order_created_event_carries_the_order_and_its_event_id() -> None:
-    event = order_created()
+    event = order_of_customer_42()
 
     live = order_event("orders.created", event.to_headers(), event.data)
 
@@ -108,7 +101,7 @@ def test_an_order_created_event_carries_the_order_and_its_event_id() -> None:
             "event_id": event.id,
             "order_id": str(ORDER_ID),
             "customer_id": "customer-42",
-            "items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1250}],
+            "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 2500}],
             "total_cents": 2500,
             "currency": "EUR",
             "created_at": "2026-11-20T10:15:00Z",
@@ -135,7 +128,7 @@ def test_a_points_awarded_event_carries_the_award_and_dedupes_on_its_ce_id() -> 
 
 
 def test_a_stock_confirmed_event_carries_the_confirmation_and_dedupes_on_its_ce_id() -> None:
-    created = read_order_created(order_created().to_headers(), order_created().data)
+    created = read_order_created(order_of_customer_42().to_headers(), order_of_customer_42().data)
     event = stock_confirmed_event(created, Confirmation.CONFIRMED, now=NOW)
 
     live = order_event("orders.stock_confirmed", event.to_headers(), event.data)
@@ -146,16 +139,16 @@ def test_a_stock_confirmed_event_carries_the_confirmation_and_dedupes_on_its_ce_
         "event_id": event.id,
         "order_id": str(ORDER_ID),
         "customer_id": "customer-42",
-        "items": [{"sku": "SKU-1", "quantity": 2}],
+        "items": [{"sku": "SKU-1", "quantity": 1}],
         "late": False,
         "confirmed_at": "2026-11-20T10:15:00Z",
     }
-    again = stock_confirmed_event(created, Confirmation.ALREADY_CONFIRMED)
+    again = stock_confirmed_event(created, Confirmation.DUPLICATE)
     assert again.id == event.id, "every announcement of one order is the same event"
 
 
 def test_unreadable_events_and_other_subjects_are_not_shown() -> None:
-    created = order_created()
+    created = order_of_customer_42()
 
     assert order_event("orders.created", created.to_headers(), b'{"order_id": "not even json') is None
     assert order_event("orders.created", {}, created.data) is None

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from inventory.settings import DEMO_CATALOG, InventorySettings
+from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
 
 
 def test_defaults_are_the_demo_catalog_in_euro(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,9 +49,9 @@ def test_the_order_events_consumer_is_inventory_on_orders_created(monkeypatch: p
     monkeypatch.delenv("ORDERFLOW_INVENTORY_CONSUMER", raising=False)
     monkeypatch.delenv("ORDERFLOW_INVENTORY_DELIVER_POLICY", raising=False)
 
-    spec = InventorySettings().order_events_consumer()
+    consumer = InventorySettings().order_events
 
-    assert (spec.durable, spec.stream, spec.subject, spec.deliver_policy) == (
+    assert (consumer.consumer, consumer.stream, consumer.subject, consumer.deliver_policy) == (
         "inventory",
         "ORDERS",
         "orders.created",
@@ -61,4 +61,4 @@ def test_the_order_events_consumer_is_inventory_on_orders_created(monkeypatch: p
 
 def test_an_ack_wait_shorter_than_the_handlers_worst_case_is_refused() -> None:
     with pytest.raises(ValidationError, match="must exceed the handler's worst case"):
-        InventorySettings(inventory_ack_wait_seconds=10, inventory_handler_timeout_seconds=5)
+        InventoryConsumer(ack_wait_seconds=10, handler_timeout_seconds=5)

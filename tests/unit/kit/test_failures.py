@@ -1,5 +1,5 @@
 """The one classification of failures (orderflow_kit.failures): what a consumer dead-letters at
-once, what it retries, how long it waits, and which gRPC calls a channel may retry."""
+once, what it retries, how long it waits, when it gives up, and which gRPC calls a channel may retry."""
 
 import asyncpg
 import pytest
@@ -11,11 +11,16 @@ from orderflow_contracts.events import OrderCreatedV1
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_contracts.loyalty.v1 import loyalty_pb2
 from orderflow_contracts.orders.v1 import orders_pb2
+from orderflow_kit.consumer_settings import ConsumerSettings
+from orderflow_kit.dead_letters import Reason
 from orderflow_kit.failures import (
     IDEMPOTENT_METHODS,
     NOT_IDEMPOTENT_METHODS,
     Failure,
+    GiveUp,
     PermanentFailure,
+    RetryLater,
+    after_failure,
     classify,
     describe,
     error_class,
@@ -106,6 +111,32 @@ def test_the_error_class_is_the_exceptions_class_name() -> None:
     assert error_class(database_down()) == "OperationalError"
     assert error_class(validation_error()) == "ValidationError"
     assert describe(ConnectionRefusedError("refused")) == "ConnectionRefusedError: refused"
+
+
+class Consumer(ConsumerSettings):
+    stream = "ORDERS"
+    subject = "orders.created"
+
+
+CONSUMER = Consumer(consumer="c", max_deliver=3, retry_base_seconds=1.0, retry_max_seconds=60.0)
+
+
+def test_a_permanent_failure_is_given_up_at_its_first_delivery() -> None:
+    assert after_failure(validation_error(), 1, CONSUMER) == GiveUp(Reason.PERMANENT, describe(validation_error()))
+
+
+@pytest.mark.parametrize("error", [database_down(), RuntimeError("a bug")], ids=["dependency", "unforeseen"])
+def test_any_other_failure_is_retried_until_its_last_delivery_then_given_up_as_exhausted(error: Exception) -> None:
+    first, second = after_failure(error, 1, CONSUMER), after_failure(error, 2, CONSUMER)
+
+    assert isinstance(first, RetryLater)
+    assert 0.5 <= first.delay_seconds <= 1.0
+    assert isinstance(second, RetryLater)
+    assert 1.0 <= second.delay_seconds <= 2.0
+    assert first.failure is second.failure is classify(error)
+    assert after_failure(error, 3, CONSUMER) == GiveUp(
+        Reason.EXHAUSTED, f"max_deliver (3) exhausted; last error: {describe(error)}"
+    )
 
 
 def contract_methods() -> set[str]:

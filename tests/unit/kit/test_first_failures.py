@@ -1,10 +1,10 @@
-"""When a message first failed, kept across its redeliveries for its dead letter."""
+"""When a message first failed, kept across its redeliveries for its dead letter (orderflow_kit.dead_letters)."""
 
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
-from orderflow_kit.jetstream_consumer import FirstFailures
+from orderflow_kit.dead_letters import FirstFailures
 
 STORED_NS = 1_763_700_000_000_000_000  # when the broker stored the message
 STORED_AT = datetime.fromtimestamp(STORED_NS / 1e9, UTC)

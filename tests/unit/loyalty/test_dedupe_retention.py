@@ -22,10 +22,8 @@ def test_the_default_retention_outlives_the_redelivery_horizon() -> None:
 def test_the_horizon_covers_a_message_in_orders_then_as_a_dead_letter_then_replayed_into_orders() -> None:
     assert REDELIVERY_HORIZON_SECONDS == 2 * ORDERS_MAX_AGE_SECONDS + DEAD_LETTERS_MAX_AGE_SECONDS
     # Broker redeliveries and the duplicate window happen while the message is in ORDERS: inside it.
-    settings = LoyaltySettings()
-    redelivering = settings.loyalty_max_deliver * (
-        settings.loyalty_ack_wait_seconds + settings.loyalty_retry_max_seconds
-    )
+    consumer = LoyaltySettings().order_events
+    redelivering = consumer.max_deliver * (consumer.ack_wait_seconds + consumer.retry_max_seconds)
     assert DUPLICATE_WINDOW_SECONDS + redelivering < ORDERS_MAX_AGE_SECONDS
 
 
