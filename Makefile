@@ -8,9 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .state
 PROTOS := $(wildcard libs/orderflow_contracts/*/v1/*.proto)
-# One test per document generated from the code (`make docs`), failing when the committed one is stale.
+# One test per document generated from the code (`make docs`), failing when the committed one is stale,
+# and one failing when a page names a file, test or link that does not exist (or cites a test twice).
 DOCS_DRIFT_TESTS := tests/unit/gateway/test_openapi_document.py tests/unit/gateway/test_errors_document.py \
-	tests/unit/contracts/test_asyncapi_document.py
+	tests/unit/contracts/test_asyncapi_document.py tests/unit/docs/test_doc_references.py
 
 .PHONY: help up test lint unit integration e2e chaos stubs openapi docs clean
 
@@ -47,7 +48,8 @@ lint: $(VENV)/.synced
 	@if git rev-parse --verify --quiet main >/dev/null; then \
 		$(BIN)/buf breaking --against '.git#branch=main,subdir=libs'; \
 	else echo "buf breaking skipped: no main branch in this clone"; fi
-	@# The committed generated documents are the code's (their drift tests; `make docs` fixes them).
+	@# The committed generated documents are the code's (their drift tests; `make docs` fixes them),
+	@# and the pages point only at what exists.
 	$(BIN)/pytest -q -p no:cacheprovider -o addopts= $(DOCS_DRIFT_TESTS)
 
 test: lint
