@@ -51,7 +51,7 @@ from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit import faults, tracing
 from orderflow_kit.faults import Fault
 from orderflow_kit.metrics import LAG_BUCKETS, child
-from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams
+from orderflow_kit.nats import DUPLICATE_WINDOW_SECONDS, connect, ensure_streams, raise_if_cancelled
 from orders.models import OUTBOX
 from orders.outbox import NOTIFY_CHANNEL
 
@@ -128,7 +128,7 @@ class OutboxRelay:
         """Publish pending events until cancelled. Waits for NATS as long as it takes."""
         broker = await connect(self._nats_url, name="orders-outbox-relay")  # retries until NATS answers
         try:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             js = broker.jetstream()
             await self._retrying(lambda: ensure_streams(js, self._duplicate_window_seconds))
             log.info("outbox relay running")
@@ -140,7 +140,7 @@ class OutboxRelay:
                     await self._retrying(lambda: self._publish_pending(broker, js))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(woken.wait(), self._poll_seconds)
-                    _raise_if_cancelled()
+                    raise_if_cancelled()
             finally:
                 listening.cancel()
                 await asyncio.gather(listening, return_exceptions=True)
@@ -266,7 +266,7 @@ class OutboxRelay:
             on=_TRANSIENT, attempts=None, timeout=None, wait_max=self._retry_max_seconds
         ):
             with attempt:
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 await work()
 
 
@@ -300,11 +300,3 @@ def _sending(event: _PendingEvent, batch: Span) -> Span:
             "send", event.subject, message_id=str(event.id), operation_name="relay"
         ),
     )
-
-
-def _raise_if_cancelled() -> None:
-    """nats-py swallows CancelledError in places (its flush path, for one), so a cancellation
-    (the service stopping) can get lost; the relay checks for one between steps."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -26,7 +26,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from orderflow_kit import faults
-from orderflow_kit.nats import connect
+from orderflow_kit.nats import connect, raise_if_cancelled
 
 log = structlog.get_logger()
 
@@ -163,6 +163,7 @@ class _Follower:
             await self._read(kv)
             on_watching()
             while True:
+                raise_if_cancelled()  # a stop while reading or watching must not go unnoticed
                 try:
                     entry = await watcher.updates(timeout=resync_seconds)  # type: ignore[no-untyped-call]
                 except TimeoutError:  # nats.errors.TimeoutError is one too

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -244,9 +245,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     watchers = [readiness.watch_dependencies] if dependencies else []
-    tasks = [
-        asyncio.create_task(run(), name=getattr(run, "__name__", "background")) for run in [*background, *watchers]
-    ]
+    tasks = [asyncio.create_task(run(), name=_task_name(run)) for run in [*background, *watchers]]
     log.info("serving", port=port, services=names, tls=credentials is not None)
 
     stop_waiter = asyncio.create_task(stopping.wait())
@@ -269,3 +268,9 @@ async def serve(
         failed.result()
         raise RuntimeError(f"background task {failed.get_name()} ended unexpectedly")
     log.info("stopped")
+
+
+def _task_name(run: Callable[[], Coroutine[Any, Any, None]]) -> str:
+    """The name a log line gives a background task: its function's, also through a partial."""
+    function = run.func if isinstance(run, functools.partial) else run
+    return getattr(function, "__name__", "background")

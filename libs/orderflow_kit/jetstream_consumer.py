@@ -78,7 +78,7 @@ from orderflow_kit.dead_letters import (
 )
 from orderflow_kit.failures import Failure, RetryLater, after_failure, describe, error_class
 from orderflow_kit.metrics import LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
-from orderflow_kit.nats import ensure_streams
+from orderflow_kit.nats import ensure_streams, raise_if_cancelled
 from orderflow_kit.settings import Settings
 
 log = structlog.get_logger()
@@ -301,7 +301,7 @@ async def consume(consumer: DurableConsumer[T], settings: Settings, subscribed: 
         js = await _set_up(broker, own, settings.nats_duplicate_window_seconds)
         subscribe(broker, consumer, js)
         await broker.start()
-        _raise_if_cancelled()
+        raise_if_cancelled()
         log.info("consuming", stream=own.stream, subject=own.subject, consumer=own.consumer)
         if subscribed is not None:
             subscribed.set()
@@ -346,7 +346,7 @@ async def _set_up(broker: NatsBroker, settings: ConsumerSettings, duplicate_wind
     """Connect, and create the streams and the durable consumer; retried until NATS answers."""
     reported = False
     while True:
-        _raise_if_cancelled()
+        raise_if_cancelled()
         try:
             connection = await broker.connect()
             js = connection.jetstream(timeout=settings.handler_timeout_seconds)
@@ -362,12 +362,3 @@ async def _set_up(broker: NatsBroker, settings: ConsumerSettings, duplicate_wind
             if reported:
                 log.info("NATS reached", consumer=settings.consumer)
             return js
-
-
-def _raise_if_cancelled() -> None:
-    """nats-py swallows a CancelledError in places (its flush after a request, for one), so a stop
-    during start-up can go unnoticed and the consumer would then wait forever. The task still
-    counts the cancellation request: honour it."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -1,5 +1,7 @@
 """NATS connections that survive a broker restart, and the JetStream streams orderflow uses."""
 
+import asyncio
+
 import nats
 import structlog
 from nats.aio.client import Client
@@ -92,3 +94,13 @@ async def ensure_streams(js: JetStreamContext, duplicate_window_seconds: float =
             except BadRequestError:
                 pass  # another process created it first
         await js.update_stream(config)
+
+
+def raise_if_cancelled() -> None:
+    """nats-py swallows a CancelledError in places (its flush after a request, for one), so a stop
+    while a NATS call is under way can go unnoticed and a loop around such calls would run on,
+    holding the shutdown. The task still counts the cancellation request: honour it. Call it after
+    the NATS calls of any loop that runs until cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

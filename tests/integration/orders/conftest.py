@@ -91,6 +91,9 @@ def orders_settings(infra: Infrastructure, orders_database: str, inventory_addre
         log_format="json",
         shutdown_grace_seconds=1.0,
         outbox_retry_max_seconds=0.5,
+        # Above inventory_timeout_seconds as it must be, and short: a test that waits out a claim
+        # left by a cancelled stream waits seconds, not the default half minute.
+        placement_lease_seconds=4.0,
     )
 
 

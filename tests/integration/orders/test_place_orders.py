@@ -118,7 +118,7 @@ async def test_running_an_import_again_answers_the_same_orders_and_places_none_t
 
 
 async def test_a_client_that_cancels_mid_stream_leaves_no_stock_held_and_a_rerun_completes_the_import(
-    order_service: Any, inventory: Any, orders_engine: AsyncEngine
+    order_service: Any, inventory: Any, orders_engine: AsyncEngine, orders_settings: OrdersSettings
 ) -> None:
     customer = new_customer()
     requests = [request(customer, {"TEST-LAMP": 1}, f"cancelled-{number}") for number in range(40)]
@@ -146,7 +146,7 @@ async def test_a_client_that_cancels_mid_stream_leaves_no_stock_held_and_a_rerun
     rerun = await eventually(
         lambda: import_all(order_service, requests),
         lambda answers: all(outcome(answer) != "ABORTED CLIENT_REQUEST_IN_FLIGHT" for answer in answers),
-        within=OrdersSettings().placement_lease_seconds + WITHIN,
+        within=orders_settings.placement_lease_seconds + WITHIN,
         what="a re-run with no placement of the cancelled stream still in flight",
     )
 
