@@ -106,6 +106,8 @@ def test_an_admin_switches_a_fault_on_and_off_while_orders_flow_and_reconciliati
         expect(page.get_by_role("switch", name="publish_twice")).to_have_attribute("aria-checked", "false")
         at_switch_off = placed[0]
         wait_until(lambda: placed[0], lambda count: count >= at_switch_off + 3, "orders flowing after the switch")
+        # The panel refreshes every second: seen at least twice while orders flow, however fast the above went.
+        page.wait_for_function("() => window.reconciliationStatuses.length >= 2", timeout=15_000)
 
     expect(verdict).to_have_attribute("data-status", "ok", timeout=30_000)
     expect(page.locator("[data-check=orders_awarded_once].ok")).to_be_visible()
