@@ -12,8 +12,8 @@ from inventory.main import MIGRATIONS
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.stock_conservation import StockCount, count_stock
 from orderflow_devstack.infra import Infrastructure
-from orderflow_kit.db import database_url
-from tests.support.databases import database_engine, unmigrated_database
+from orderflow_kit.db import alembic_config
+from tests.support.databases import database_engine, fresh_database
 from tests.support.schema import schema_differences
 
 
@@ -25,13 +25,8 @@ async def test_the_migrations_build_exactly_the_tables_the_models_declare(engine
 @pytest.fixture
 async def database_at_0001(infra: Infrastructure) -> AsyncIterator[tuple[str, Config]]:
     """A database migrated to 0001 only, and the Alembic configuration to take it further."""
-    async with unmigrated_database(infra.postgres_url, "inventory") as name:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        url = database_url(infra.postgres_url, name).render_as_string(hide_password=False)
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-        await asyncio.to_thread(command.upgrade, config, "0001")
-        yield name, config
+    async with fresh_database(infra.postgres_url, "inventory", MIGRATIONS, revision="0001") as name:
+        yield name, alembic_config(infra.postgres_url, name, MIGRATIONS)
 
 
 async def test_0002_confirms_the_reservations_held_before_it_and_counts_what_was_received(

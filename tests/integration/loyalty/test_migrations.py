@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loyalty.main import MIGRATIONS
 from loyalty.models import Balance, LedgerEntry, ProcessedEvent
 from orderflow_devstack.infra import Infrastructure
-from orderflow_kit.db import database_url
-from tests.support.databases import database_engine, unmigrated_database
+from orderflow_kit.db import alembic_config
+from tests.support.databases import database_engine, fresh_database
 from tests.support.schema import schema_differences
 
 
@@ -27,13 +27,8 @@ async def test_the_migration_builds_exactly_the_tables_the_models_declare(engine
 @pytest.fixture
 async def database_at_0002(infra: Infrastructure) -> AsyncIterator[tuple[str, Config]]:
     """A database migrated to 0002 only, and the Alembic configuration to take it further."""
-    async with unmigrated_database(infra.postgres_url, "loyalty") as name:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        url = database_url(infra.postgres_url, name).render_as_string(hide_password=False)
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-        await asyncio.to_thread(command.upgrade, config, "0002")
-        yield name, config
+    async with fresh_database(infra.postgres_url, "loyalty", MIGRATIONS, revision="0002") as name:
+        yield name, alembic_config(infra.postgres_url, name, MIGRATIONS)
 
 
 async def test_0003_gives_earlier_entries_each_customers_running_balance(
