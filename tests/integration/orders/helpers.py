@@ -113,6 +113,19 @@ async def stage(engine: AsyncEngine, count: int, *, notify: bool = True) -> list
     return events
 
 
+@asynccontextmanager
+async def stalled_order_writes(engine: AsyncEngine) -> AsyncIterator[None]:
+    """While open, no order can be recorded: a transaction holds a lock on the outbox that every
+    write of an order waits for (reads go on)."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+
+
 async def count_rows(engine: AsyncEngine, order_id: str) -> dict[str, int]:
     """How many rows each table holds for one order."""
     async with engine.connect() as connection:
