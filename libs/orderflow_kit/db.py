@@ -88,18 +88,14 @@ async def ensure_database(server_url: str, database: str) -> None:
         await connection.close()
 
 
-def alembic_config(server_url: str, database: str, migrations: Path) -> Config:
-    """Alembic's configuration for the migrations in `migrations` applied to `database`."""
+async def migrate(server_url: str, database: str, migrations: Path, revision: str = "head") -> None:
+    """Bring the service's database to `revision` (by default the newest) of the Alembic migrations
+    in `migrations`."""
+    await ensure_database(server_url, database)
     config = Config()
     config.set_main_option("script_location", str(migrations))
-    # Alembic's ini syntax reads `%` as interpolation: a percent-encoded password must be escaped.
-    url = database_url(server_url, database).render_as_string(hide_password=False)
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-async def migrate(server_url: str, database: str, migrations: Path, revision: str = "head") -> None:
-    """Bring the service's database to `revision` (by default the newest) of `migrations`."""
-    await ensure_database(server_url, database)
+    config.set_main_option(
+        "sqlalchemy.url", database_url(server_url, database).render_as_string(hide_password=False).replace("%", "%%")
+    )
     # Alembic's env runs its own event loop (see migrations.run_migrations), so it gets a thread.
-    await asyncio.to_thread(command.upgrade, alembic_config(server_url, database, migrations), revision)
+    await asyncio.to_thread(command.upgrade, config, revision)

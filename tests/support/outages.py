@@ -2,6 +2,7 @@
 server that refuses connections until `end()`, then forwards them."""
 
 import asyncio
+from asyncio import StreamReader, StreamWriter
 
 from sqlalchemy.engine import make_url
 
@@ -41,10 +42,7 @@ class LostAnswers(Proxy):
         self.lost = 0
 
     async def _answer(
-        self,
-        server_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-        server_writer: asyncio.StreamWriter,
+        self, server_reader: StreamReader, client_writer: StreamWriter, server_writer: StreamWriter
     ) -> None:
         """Forward the server's frames one by one, until one is an answer to lose."""
         try:

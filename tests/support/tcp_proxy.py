@@ -2,14 +2,15 @@
 one of the session's servers to break what passes (outages.py, watched_proxy.py)."""
 
 import asyncio
+from asyncio import StreamReader, StreamWriter
 from collections.abc import Awaitable, Callable
 
 from orderflow_devstack.infra import free_port
 
 
 async def pipe(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
+    reader: StreamReader,
+    writer: StreamWriter,
     passing: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> None:
     """Copy `reader` to `writer` until either side closes, then close `writer`. `passing` sees each
@@ -47,17 +48,14 @@ class Proxy:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _forward(self, client_reader: StreamReader, client_writer: StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection(*self._target)
         await asyncio.gather(
             pipe(client_reader, server_writer), self._answer(server_reader, client_writer, server_writer)
         )
 
     async def _answer(
-        self,
-        server_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
-        server_writer: asyncio.StreamWriter,
+        self, server_reader: StreamReader, client_writer: StreamWriter, server_writer: StreamWriter
     ) -> None:
         """Pass the server's bytes on to the client, as they come."""
         await pipe(server_reader, client_writer)
