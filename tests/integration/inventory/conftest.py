@@ -4,14 +4,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.main import MIGRATIONS
 from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import channel
-from tests.support.databases import database_engine, fresh_database
+from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually
 from tests.support.services import serving_inventory
@@ -29,12 +28,6 @@ async def empty_database(infra: Infrastructure) -> AsyncIterator[str]:
     """A database of the test's own, for tests that need an empty products table."""
     async with fresh_database(infra.postgres_url, "inventory", MIGRATIONS) as name:
         yield name
-
-
-@pytest.fixture
-async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    async with database_engine(infra.postgres_url, database) as engine:
-        yield engine
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_devstack.infra import Infrastructure, free_port
-from tests.support.databases import database_engine, fresh_database
+from tests.support.databases import fresh_database
 from tests.support.jetstream import impatient, jetstream
 
 
@@ -32,12 +31,6 @@ def settings(infra: Infrastructure, database: str) -> LoyaltySettings:
         log_format="json",
         shutdown_grace_seconds=5.0,
     )
-
-
-@pytest.fixture
-async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    async with database_engine(infra.postgres_url, database) as engine:
-        yield engine
 
 
 @pytest.fixture
