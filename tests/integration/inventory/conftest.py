@@ -13,7 +13,7 @@ from orderflow_kit.grpc_client import channel
 from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually
-from tests.support.services import serving_inventory
+from tests.support.services import serving_inventory, session_settings
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -35,15 +35,11 @@ async def settings(infra: Infrastructure, database: str) -> AsyncIterator[Invent
     """Short timeouts and retries; an OrderCreated consumer of the test's own that only sees new
     events (removed at the end); a TTL long enough that nothing expires unless a test says so."""
     settings = InventorySettings(
-        nats_url=infra.nats_url,
-        postgres_url=infra.postgres_url,
+        **session_settings(infra, shutdown_grace_seconds=2.0),
         inventory_database=database,
         catalog=DEMO_CATALOG,
         currency="EUR",
-        listen_host="127.0.0.1",
         inventory_port=free_port(),
-        log_format="json",
-        shutdown_grace_seconds=2.0,
         order_events=impatient(InventoryConsumer, "inventory"),
         reservation_sweep_seconds=0.2,
     )
