@@ -220,21 +220,22 @@ async def test_list_products_succeeds(services: Services) -> None:
 RESERVE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
 
 
-@given(order_id=hostile_text(order_ids, odd_order_ids), items=valid_stock_lines)
-@HOSTILE_EXAMPLES
-async def test_reserve_stock_answers_a_hostile_order_id_with_a_client_error(
-    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
-) -> None:
-    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
-    await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
+# By the field that is hostile, the others valid.
+reserve_requests = {
+    "order_id": st.builds(
+        inventory_pb2.ReserveStockRequest, order_id=hostile_text(order_ids, odd_order_ids), items=valid_stock_lines
+    ),
+    "items": st.builds(inventory_pb2.ReserveStockRequest, order_id=order_ids, items=hostile_stock_lines),
+}
 
 
-@given(order_id=order_ids, items=hostile_stock_lines)
+@pytest.mark.parametrize("hostile", reserve_requests)
+@given(data=st.data())
 @HOSTILE_EXAMPLES
-async def test_reserve_stock_answers_hostile_items_with_a_client_error(
-    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
+async def test_reserve_stock_answers_a_hostile_field_with_a_client_error(
+    services: Services, hostile: str, data: st.DataObject
 ) -> None:
-    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
+    request = data.draw(reserve_requests[hostile])
     await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
 
 
@@ -286,32 +287,28 @@ hostile_order_items = hostile_lines(orders_pb2.OrderItem)
 CREATE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION}
 
 
-@given(customer_id=hostile_text(customer_ids), items=valid_order_items)
+# By the field that is hostile, the others valid.
+create_requests = {
+    "customer_id": st.builds(
+        orders_pb2.CreateOrderRequest, customer_id=hostile_text(customer_ids), items=valid_order_items
+    ),
+    "items": st.builds(orders_pb2.CreateOrderRequest, customer_id=customer_ids, items=hostile_order_items),
+    "client_request_id": st.builds(
+        orders_pb2.CreateOrderRequest,
+        customer_id=st.just("hostile-customer"),
+        items=valid_order_items,
+        client_request_id=hostile_text(client_request_ids),
+    ),
+}
+
+
+@pytest.mark.parametrize("hostile", create_requests)
+@given(data=st.data())
 @HOSTILE_EXAMPLES
-async def test_create_order_answers_a_hostile_customer_id_with_a_client_error(
-    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
+async def test_create_order_answers_a_hostile_field_with_a_client_error(
+    services: Services, hostile: str, data: st.DataObject
 ) -> None:
-    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
-    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
-
-
-@given(customer_id=customer_ids, items=hostile_order_items)
-@HOSTILE_EXAMPLES
-async def test_create_order_answers_hostile_items_with_a_client_error(
-    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
-) -> None:
-    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
-    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
-
-
-@given(client_request_id=hostile_text(client_request_ids), items=valid_order_items)
-@HOSTILE_EXAMPLES
-async def test_create_order_answers_a_hostile_client_request_id_with_a_client_error(
-    services: Services, client_request_id: str, items: list[orders_pb2.OrderItem]
-) -> None:
-    request = orders_pb2.CreateOrderRequest(
-        customer_id="hostile-customer", items=items, client_request_id=client_request_id
-    )
+    request = data.draw(create_requests[hostile])
     await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
 
 
