@@ -17,6 +17,7 @@ from gateway.broker import broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.reconciliation import AwardFigures, InFlight, OutboxFigures, Status, StockFigures
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
+from gateway.schemas import FromMessage
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams, UpstreamsDep
 from orderflow_contracts.inventory.v1 import inventory_pb2
@@ -45,7 +46,7 @@ class CheckOut(BaseModel):
     summary: str = Field(examples=["every stored order awarded once (1042)"])
 
 
-class StockCountOut(BaseModel):
+class StockCountOut(FromMessage):
     sku: str
     received: int = Field(description="The catalog's stock plus every restock.")
     available: int
@@ -98,17 +99,7 @@ async def reconcile(_admin: AdminPrincipal, upstreams: UpstreamsDep, request: Re
         read_at=datetime.now(UTC),
         status=reconciliation.overall(checks),
         checks=[CheckOut(name=check.name, status=check.status, summary=check.summary) for check in checks],
-        products=[
-            StockCountOut(
-                sku=count.sku,
-                received=count.received,
-                available=count.available,
-                reserved=count.reserved,
-                confirmed=count.confirmed,
-                conserved=count.conserved,
-            )
-            for count in stock.products
-        ],
+        products=[StockCountOut.model_validate(count) for count in stock.products],
         orders_stored=outbox.orders_stored,
         outbox_pending=outbox.pending_events,
         outbox_oldest_pending_seconds=outbox.oldest_pending_age_seconds,
