@@ -47,6 +47,15 @@ def create_engine(server_url: str, database: str, *, pool_size: int = DEFAULT_PO
     return engine
 
 
+async def open_database(server_url: str, database: str, migrations: Path, *, pool_size: int) -> AsyncEngine:
+    """A service's start: its database migrated to the newest revision, and an engine on it with
+    the pool's connections open."""
+    await migrate(server_url, database, migrations)
+    engine = create_engine(server_url, database, pool_size=pool_size)
+    await open_pool(engine)
+    return engine
+
+
 async def open_pool(engine: AsyncEngine) -> None:
     """Open every pooled connection now, at start, rather than during the first load."""
     pool_size = engine.pool.size()  # type: ignore[attr-defined]  # QueuePool's
