@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 from orderflow_kit import tracing
 from orderflow_kit.metrics import Source
@@ -79,6 +80,21 @@ def pool_gauges(engine: AsyncEngine) -> Source:
         )
         size.add_metric([database], pool.size())
         return [in_use, size]
+
+    return measure
+
+
+def backlog_gauges(
+    engine: AsyncEngine, query: Executable, *, waiting: tuple[str, str], oldest_age: tuple[str, str]
+) -> Source:
+    """Two gauges of a backlog kept in a table, read with `query` when Prometheus scrapes: how many
+    rows wait, and how long the oldest has waited in seconds (the query's two columns). Each gauge
+    is given as (name, help)."""
+
+    async def measure() -> list[Metric]:
+        async with engine.connect() as connection:
+            count, age = (await connection.execute(query)).one()
+        return [GaugeMetricFamily(*waiting, value=count), GaugeMetricFamily(*oldest_age, value=float(age))]
 
     return measure
 
