@@ -16,13 +16,11 @@ from datetime import UTC, timedelta
 from functools import partial
 from typing import Annotated, Any, Final, TypeVar
 
-import anyio
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
-from gateway import auth
+from gateway import auth, event_streams
 from gateway.auth import (
     ACCEPTED_TOKEN_SECONDS,
     AcceptedToken,
@@ -43,11 +41,10 @@ from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.request_context import request_id_var
 
-EVENT_STREAM: Final = "text/event-stream"
 # The last thing a stream sends when its token is no longer accepted.
 TOKEN_EXPIRED_COMMENT: Final = "token expired: reconnect with a fresh token and Last-Event-ID"
-# Closing a feed deletes its consumers: a few broker requests, bounded.
-CLOSE_TIMEOUT_SECONDS: Final = 5.0
+# What the stream's opening comment calls it.
+_NAME: Final = "live events"
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -116,9 +113,6 @@ LastEventId = Annotated[
 ]
 
 _ORDER_EXAMPLE = """\
-: orderflow live events
-retry: 3000
-
 id: 1042.7
 event: order.created
 data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
@@ -141,9 +135,6 @@ data: {"event_id":"1d7a3e1c-5b6e-5a0e-9c0f-6a2b1e4d7c55","order_id":"0b7e8f4c-3a
 """
 
 _ADMIN_EXAMPLE = """\
-: orderflow live events
-retry: 3000
-
 id: 1044.8
 event: order.dead_lettered
 data: {"event_id":"7c1e9b0a-2f4d-4e8b-8a6c-3d5f7e9a1b2c","event_type":"orderflow.orders.order_created.v1",\
@@ -168,11 +159,11 @@ _STREAM_DESCRIPTION = (
 )
 
 
-def _stream_response(example: str) -> dict[int | str, dict[str, Any]]:
+def _stream_response(events: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": _STREAM_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": example}},
+            "content": event_streams.openapi_content(_NAME, events),
         }
     }
 
@@ -252,7 +243,7 @@ async def _stream(
         raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(comment="orderflow live events", retry=settings.live_events_retry_ms)
+        yield event_streams.opening(_NAME, settings)
         accepted = WhileAccepted(token, principal.expires_at)
         async for event, at in accepted.events(feed.events()):
             yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
@@ -260,9 +251,7 @@ async def _stream(
             log.info("live event stream ended: its token is no longer accepted")
             yield ServerSentEvent(comment=TOKEN_EXPIRED_COMMENT)
 
-    heartbeat = settings.live_events_heartbeat_seconds
-    # A client that stops reading (but keeps the connection) ends its feed after two missed heartbeats.
-    return _FeedResponse(feed, give_back_slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+    return event_streams.stream_response(events(), settings, give_back=give_back_slot, close=feed.close)
 
 
 class WhileAccepted:
@@ -295,21 +284,3 @@ class WhileAccepted:
         finally:
             if following is not None:
                 following.cancel()
-
-
-class _FeedResponse(EventSourceResponse):
-    """Closes its feed (deleting its consumers) however the stream ends: the client goes, the
-    gateway stops, or something fails."""
-
-    def __init__(self, feed: EventFeed, give_back_slot: Callable[[], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.feed = feed
-        self.give_back_slot = give_back_slot
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.give_back_slot()
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                await self.feed.close()
