@@ -5,15 +5,14 @@ gateway.reconciliation's; this gathers the counts in the order that keeps them c
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from pydantic import BaseModel, Field
 
 from gateway import reconciliation
 from gateway.admin_pipeline import consumer_figures
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.broker import broker_errors
+from gateway.auth import AdminPrincipal, authenticated_router
+from gateway.broker import BROKER_FAILURES, broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.reconciliation import AwardFigures, InFlight, OutboxFigures, Status, StockFigures
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
@@ -25,14 +24,7 @@ from orderflow_contracts.loyalty.v1 import loyalty_pb2
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDER_CREATED_SUBJECT, dead_letter_subject
 
-router = APIRouter(
-    prefix=f"{PREFIX}/admin",
-    dependencies=[Depends(authenticate)],
-    responses=auth_responses(),
-    tags=["admin: pipeline"],
-)
-
-BROKER_FAILURES: Final = (503, 504)
+router = authenticated_router(f"{PREFIX}/admin", "admin: pipeline")
 
 
 class CheckOut(BaseModel):

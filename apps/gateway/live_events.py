@@ -17,7 +17,7 @@ from functools import partial
 from typing import Annotated, Any, Final, TypeVar
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gateway import auth, event_streams
@@ -28,8 +28,7 @@ from gateway.auth import (
     BearerToken,
     CustomerPrincipal,
     Principal,
-    auth_responses,
-    authenticate,
+    authenticated_router,
 )
 from gateway.broker import broker_errors
 from gateway.event_feed import EVENT_ID_PATTERN, EventFeed, FeedScope, InvalidPosition, Position
@@ -49,9 +48,7 @@ _NAME: Final = "live events"
 T = TypeVar("T")
 log = structlog.get_logger()
 
-router = APIRouter(
-    prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses(), tags=["live events"]
-)
+router = authenticated_router(PREFIX, "live events")
 
 
 async def _settings(request: Request) -> GatewaySettings:
