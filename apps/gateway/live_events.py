@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from functools import partial
 from typing import Annotated, Any, Final, TypeVar
@@ -109,6 +110,20 @@ LastEventId = Annotated[
     ),
 ]
 
+
+@dataclass
+class FeedRequest:
+    """What opening any live feed takes besides its scope and its principal; FastAPI fills it in."""
+
+    token: AcceptedToken
+    upstreams: UpstreamsDep
+    settings: SettingsDep
+    feeds: OpenFeedsDep
+    last_event_id: LastEventId = None
+
+
+FeedRequestDep = Annotated[FeedRequest, Depends()]
+
 _ORDER_EXAMPLE = """\
 id: 1042.7
 event: order.created
@@ -171,24 +186,20 @@ def _stream_response(events: str) -> dict[int | str, dict[str, Any]]:
     responses={**_stream_response(_ORDER_EXAMPLE), **problem_responses(400, 404, 422, *UPSTREAM_FAILURES)},
 )
 async def order_events(
-    order_id: OrderId,
-    principal: CustomerPrincipal,
-    token: AcceptedToken,
-    upstreams: UpstreamsDep,
-    settings: SettingsDep,
-    feeds: OpenFeedsDep,
-    last_event_id: LastEventId = None,
+    order_id: OrderId, principal: CustomerPrincipal, feed_request: FeedRequestDep
 ) -> EventSourceResponse:
     """One order's lifecycle as it happens, from its creation: created, stock confirmed, points
     awarded, and any dead letter of it. Its own customer's order, or any with scope admin (who
     also sees dead letters' errors); another customer's is a 404, as for GET /v1/orders/{order_id}."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
-    position = _position(last_event_id)
+    position = _position(feed_request.last_event_id)
+    upstreams = feed_request.upstreams
     order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))
     auth.check_may_see_order(principal, order_id, order.customer_id)
-    since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
+    lookback = timedelta(seconds=feed_request.settings.live_events_lookback_seconds)
+    since = order.created_at.ToDatetime(tzinfo=UTC) - lookback
     scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
-    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
+    return await _stream(scope, position, feed_request, principal)
 
 
 @router.get(
@@ -196,19 +207,11 @@ async def order_events(
     response_class=EventSourceResponse,
     responses={**_stream_response(_ADMIN_EXAMPLE), **problem_responses(400, 422, 503, 504)},
 )
-async def all_events(
-    principal: AdminPrincipal,
-    token: AcceptedToken,
-    upstreams: UpstreamsDep,
-    settings: SettingsDep,
-    feeds: OpenFeedsDep,
-    last_event_id: LastEventId = None,
-) -> EventSourceResponse:
+async def all_events(principal: AdminPrincipal, feed_request: FeedRequestDep) -> EventSourceResponse:
     """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
     dead letters with their errors."""
     scope = FeedScope(order_id=None, since=None, with_errors=True)
-    position = _position(last_event_id)
-    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
+    return await _stream(scope, _position(feed_request.last_event_id), feed_request, principal)
 
 
 def _position(last_event_id: str | None) -> Position | None:
@@ -223,16 +226,12 @@ def _position(last_event_id: str | None) -> Position | None:
 
 
 async def _stream(
-    scope: FeedScope,
-    position: Position | None,
-    upstreams: UpstreamsDep,
-    settings: GatewaySettings,
-    give_back_slot: Callable[[], None],
-    token: BearerToken,
-    principal: Principal,
+    scope: FeedScope, position: Position | None, feed_request: FeedRequest, principal: Principal
 ) -> EventSourceResponse:
+    settings = feed_request.settings
+    give_back_slot = feed_request.feeds.take(principal.customer_id)
     try:
-        js = await upstreams.broker.jetstream()
+        js = await feed_request.upstreams.broker.jetstream()
         with broker_errors():
             feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
     except BaseException:
@@ -241,7 +240,7 @@ async def _stream(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         yield event_streams.opening(_NAME, settings)
-        accepted = WhileAccepted(token, principal.expires_at)
+        accepted = WhileAccepted(feed_request.token, principal.expires_at)
         async for event, at in accepted.events(feed.events()):
             yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
         if accepted.refused:
