@@ -7,14 +7,14 @@ import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.broker import broker_errors
+from gateway.auth import AdminPrincipal, authenticated_router
+from gateway.broker import BROKER_FAILURES, broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.problems import Problem
 from gateway.routes import PREFIX, require_json
@@ -30,14 +30,7 @@ from orderflow_kit.dead_letters import (
     replay_dead_letter,
 )
 
-BROKER_FAILURES: Final = (503, 504)
-
-router = APIRouter(
-    prefix=f"{PREFIX}/admin/dead-letters",
-    dependencies=[Depends(authenticate)],
-    responses=auth_responses(),
-    tags=["admin: dead letters"],
-)
+router = authenticated_router(f"{PREFIX}/admin/dead-letters", "admin: dead letters")
 
 Sequence = Annotated[
     int, Path(ge=1, le=MAX_SEQUENCE, description="The dead letter's sequence in DEAD_LETTERS.", examples=[8])

@@ -3,15 +3,15 @@ watches in the JetStream key-value bucket (orderflow_kit.fault_bucket, docs/faul
 reaches every replica of every service within moments; the environment and the file stay as the
 services' other sources, which the bucket overrides flag by flag."""
 
-from typing import Annotated, Final
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import Body, Depends, Request
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.broker import broker_errors
+from gateway.auth import AdminPrincipal, authenticated_router
+from gateway.broker import BROKER_FAILURES, broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.problems import FieldError, Problem
 from gateway.routes import PREFIX, require_json
@@ -20,14 +20,7 @@ from orderflow_kit import faults
 from orderflow_kit.fault_bucket import StoredFlags, read_flags, write_flags
 from orderflow_kit.faults import FLAG_HELP, Fault
 
-BROKER_FAILURES: Final = (503, 504)
-
-router = APIRouter(
-    prefix=f"{PREFIX}/admin/faults",
-    dependencies=[Depends(authenticate)],
-    responses=auth_responses(),
-    tags=["admin: fault flags"],
-)
+router = authenticated_router(f"{PREFIX}/admin/faults", "admin: fault flags")
 
 # A flag's value as JSON: a string as in a spec ("new_msg_id", "loyalty:2", "" for a flag's
 # default), a whole number, or true/false for on/off.

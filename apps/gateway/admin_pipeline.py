@@ -7,11 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import nats.js.errors
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field
 
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
+from gateway.auth import AdminPrincipal, authenticated_router
 from gateway.broker import broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.routes import PREFIX
@@ -24,9 +24,7 @@ from orderflow_contracts.streams import (
     POINTS_AWARDED_SUBJECT,
 )
 
-router = APIRouter(
-    prefix=f"{PREFIX}/admin", dependencies=[Depends(authenticate)], responses=auth_responses(), tags=["admin: pipeline"]
-)
+router = authenticated_router(f"{PREFIX}/admin", "admin: pipeline")
 
 
 class ConsumerFigures(BaseModel):

@@ -5,18 +5,18 @@ gateway.reconciliation's; this gathers the counts in the order that keeps them c
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from pydantic import BaseModel, Field
 
 from gateway import reconciliation
 from gateway.admin_pipeline import consumer_figures
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
-from gateway.broker import broker_errors
+from gateway.auth import AdminPrincipal, authenticated_router
+from gateway.broker import BROKER_FAILURES, broker_errors
 from gateway.problem_openapi import problem_responses
 from gateway.reconciliation import AwardFigures, InFlight, OutboxFigures, Status, StockFigures
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
+from gateway.schemas import FromMessage
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams, UpstreamsDep
 from orderflow_contracts.inventory.v1 import inventory_pb2
@@ -24,14 +24,7 @@ from orderflow_contracts.loyalty.v1 import loyalty_pb2
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, ORDER_CREATED_SUBJECT, dead_letter_subject
 
-router = APIRouter(
-    prefix=f"{PREFIX}/admin",
-    dependencies=[Depends(authenticate)],
-    responses=auth_responses(),
-    tags=["admin: pipeline"],
-)
-
-BROKER_FAILURES: Final = (503, 504)
+router = authenticated_router(f"{PREFIX}/admin", "admin: pipeline")
 
 
 class CheckOut(BaseModel):
@@ -45,7 +38,7 @@ class CheckOut(BaseModel):
     summary: str = Field(examples=["every stored order awarded once (1042)"])
 
 
-class StockCountOut(BaseModel):
+class StockCountOut(FromMessage):
     sku: str
     received: int = Field(description="The catalog's stock plus every restock.")
     available: int
@@ -98,17 +91,7 @@ async def reconcile(_admin: AdminPrincipal, upstreams: UpstreamsDep, request: Re
         read_at=datetime.now(UTC),
         status=reconciliation.overall(checks),
         checks=[CheckOut(name=check.name, status=check.status, summary=check.summary) for check in checks],
-        products=[
-            StockCountOut(
-                sku=count.sku,
-                received=count.received,
-                available=count.available,
-                reserved=count.reserved,
-                confirmed=count.confirmed,
-                conserved=count.conserved,
-            )
-            for count in stock.products
-        ],
+        products=[StockCountOut.model_validate(count) for count in stock.products],
         orders_stored=outbox.orders_stored,
         outbox_pending=outbox.pending_events,
         outbox_oldest_pending_seconds=outbox.oldest_pending_age_seconds,

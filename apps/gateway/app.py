@@ -125,16 +125,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(RateLimitMiddleware, prefix=routes.PREFIX, public_paths=public, known_customer=known_customer)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app)
-    app.include_router(routes.router)
-    app.include_router(routes.authenticated)
-    app.include_router(restock.router)
-    app.include_router(order_import.router)
-    app.include_router(live_events.router)
-    app.include_router(stock_events.router)
-    app.include_router(admin_dead_letters.router)
-    app.include_router(admin_pipeline.router)
-    app.include_router(admin_reconciliation.router)
-    app.include_router(admin_faults.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
+    for router in (
+        routes.router,
+        routes.authenticated,
+        restock.router,
+        order_import.router,
+        live_events.router,
+        stock_events.router,
+        admin_dead_letters.router,
+        admin_pipeline.router,
+        admin_reconciliation.router,
+        admin_faults.router,
+        health.router,
+        metrics.router,
+    ):
+        app.include_router(router)
     return app

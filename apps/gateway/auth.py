@@ -29,7 +29,7 @@ from typing import Annotated, Any, Final
 import jwt
 import structlog
 from cachetools import TLRUCache
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -336,3 +336,14 @@ def auth_responses() -> dict[int | str, dict[str, Any]]:
         }
     }
     return responses
+
+
+def authenticated_router(prefix: str, tag: str | None = None) -> APIRouter:
+    """A router whose every operation needs a bearer token (checked before anything else about the
+    request), its refusals in the document; `tag` groups its operations there."""
+    return APIRouter(
+        prefix=prefix,
+        dependencies=[Depends(authenticate)],
+        responses=auth_responses(),
+        tags=[tag] if tag is not None else None,
+    )

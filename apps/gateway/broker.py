@@ -9,6 +9,7 @@ A broker that does not answer a request in time is a 504 DEPENDENCY_TIMEOUT."""
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Final
 
 import nats.errors
 import nats.js.errors
@@ -22,6 +23,8 @@ from orderflow_kit.nats import connect
 log = structlog.get_logger()
 
 CLIENT_NAME = "gateway"
+# What an operation that needs the broker may answer besides its own: away (503), too slow (504).
+BROKER_FAILURES: Final = (503, 504)
 
 # What the broker being away, or without JetStream, looks like to a request.
 _UNREACHABLE: tuple[type[Exception], ...] = (

@@ -12,17 +12,16 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from functools import partial
 from typing import Annotated, Any, Final, TypeVar
 
-import anyio
 import structlog
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
-from gateway import auth
+from gateway import auth, event_streams
 from gateway.auth import (
     ACCEPTED_TOKEN_SECONDS,
     AcceptedToken,
@@ -30,8 +29,7 @@ from gateway.auth import (
     BearerToken,
     CustomerPrincipal,
     Principal,
-    auth_responses,
-    authenticate,
+    authenticated_router,
 )
 from gateway.broker import broker_errors
 from gateway.event_feed import EVENT_ID_PATTERN, EventFeed, FeedScope, InvalidPosition, Position
@@ -43,18 +41,15 @@ from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_kit.request_context import request_id_var
 
-EVENT_STREAM: Final = "text/event-stream"
 # The last thing a stream sends when its token is no longer accepted.
 TOKEN_EXPIRED_COMMENT: Final = "token expired: reconnect with a fresh token and Last-Event-ID"
-# Closing a feed deletes its consumers: a few broker requests, bounded.
-CLOSE_TIMEOUT_SECONDS: Final = 5.0
+# What the stream's opening comment calls it.
+_NAME: Final = "live events"
 
 T = TypeVar("T")
 log = structlog.get_logger()
 
-router = APIRouter(
-    prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses(), tags=["live events"]
-)
+router = authenticated_router(PREFIX, "live events")
 
 
 async def _settings(request: Request) -> GatewaySettings:
@@ -115,10 +110,21 @@ LastEventId = Annotated[
     ),
 ]
 
-_ORDER_EXAMPLE = """\
-: orderflow live events
-retry: 3000
 
+@dataclass
+class FeedRequest:
+    """What opening any live feed takes besides its scope and its principal; FastAPI fills it in."""
+
+    token: AcceptedToken
+    upstreams: UpstreamsDep
+    settings: SettingsDep
+    feeds: OpenFeedsDep
+    last_event_id: LastEventId = None
+
+
+FeedRequestDep = Annotated[FeedRequest, Depends()]
+
+_ORDER_EXAMPLE = """\
 id: 1042.7
 event: order.created
 data: {"event_id":"5f0c6f1e-8a51-4a43-9a57-0d4f5c3b2a10","order_id":"0b7e8f4c-3a64-4c55-9d0e-4b8a2f7c1d23",\
@@ -141,9 +147,6 @@ data: {"event_id":"1d7a3e1c-5b6e-5a0e-9c0f-6a2b1e4d7c55","order_id":"0b7e8f4c-3a
 """
 
 _ADMIN_EXAMPLE = """\
-: orderflow live events
-retry: 3000
-
 id: 1044.8
 event: order.dead_lettered
 data: {"event_id":"7c1e9b0a-2f4d-4e8b-8a6c-3d5f7e9a1b2c","event_type":"orderflow.orders.order_created.v1",\
@@ -168,11 +171,11 @@ _STREAM_DESCRIPTION = (
 )
 
 
-def _stream_response(example: str) -> dict[int | str, dict[str, Any]]:
+def _stream_response(events: str) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": _STREAM_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": example}},
+            "content": event_streams.openapi_content(_NAME, events),
         }
     }
 
@@ -183,24 +186,20 @@ def _stream_response(example: str) -> dict[int | str, dict[str, Any]]:
     responses={**_stream_response(_ORDER_EXAMPLE), **problem_responses(400, 404, 422, *UPSTREAM_FAILURES)},
 )
 async def order_events(
-    order_id: OrderId,
-    principal: CustomerPrincipal,
-    token: AcceptedToken,
-    upstreams: UpstreamsDep,
-    settings: SettingsDep,
-    feeds: OpenFeedsDep,
-    last_event_id: LastEventId = None,
+    order_id: OrderId, principal: CustomerPrincipal, feed_request: FeedRequestDep
 ) -> EventSourceResponse:
     """One order's lifecycle as it happens, from its creation: created, stock confirmed, points
     awarded, and any dead letter of it. Its own customer's order, or any with scope admin (who
     also sees dead letters' errors); another customer's is a 404, as for GET /v1/orders/{order_id}."""
     structlog.contextvars.bind_contextvars(order_id=order_id)
-    position = _position(last_event_id)
+    position = _position(feed_request.last_event_id)
+    upstreams = feed_request.upstreams
     order = await upstreams.call(upstreams.orders.GetOrder, orders_pb2.GetOrderRequest(order_id=order_id))
     auth.check_may_see_order(principal, order_id, order.customer_id)
-    since = order.created_at.ToDatetime(tzinfo=UTC) - timedelta(seconds=settings.live_events_lookback_seconds)
+    lookback = timedelta(seconds=feed_request.settings.live_events_lookback_seconds)
+    since = order.created_at.ToDatetime(tzinfo=UTC) - lookback
     scope = FeedScope(order_id=order_id, since=since, with_errors=principal.is_admin)
-    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
+    return await _stream(scope, position, feed_request, principal)
 
 
 @router.get(
@@ -208,19 +207,11 @@ async def order_events(
     response_class=EventSourceResponse,
     responses={**_stream_response(_ADMIN_EXAMPLE), **problem_responses(400, 422, 503, 504)},
 )
-async def all_events(
-    principal: AdminPrincipal,
-    token: AcceptedToken,
-    upstreams: UpstreamsDep,
-    settings: SettingsDep,
-    feeds: OpenFeedsDep,
-    last_event_id: LastEventId = None,
-) -> EventSourceResponse:
+async def all_events(principal: AdminPrincipal, feed_request: FeedRequestDep) -> EventSourceResponse:
     """Every order's lifecycle as it happens (scope admin), from now on, or from Last-Event-ID;
     dead letters with their errors."""
     scope = FeedScope(order_id=None, since=None, with_errors=True)
-    position = _position(last_event_id)
-    return await _stream(scope, position, upstreams, settings, feeds.take(principal.customer_id), token, principal)
+    return await _stream(scope, _position(feed_request.last_event_id), feed_request, principal)
 
 
 def _position(last_event_id: str | None) -> Position | None:
@@ -235,16 +226,12 @@ def _position(last_event_id: str | None) -> Position | None:
 
 
 async def _stream(
-    scope: FeedScope,
-    position: Position | None,
-    upstreams: UpstreamsDep,
-    settings: GatewaySettings,
-    give_back_slot: Callable[[], None],
-    token: BearerToken,
-    principal: Principal,
+    scope: FeedScope, position: Position | None, feed_request: FeedRequest, principal: Principal
 ) -> EventSourceResponse:
+    settings = feed_request.settings
+    give_back_slot = feed_request.feeds.take(principal.customer_id)
     try:
-        js = await upstreams.broker.jetstream()
+        js = await feed_request.upstreams.broker.jetstream()
         with broker_errors():
             feed = await EventFeed.open(js, scope, position, request_id=request_id_var.get() or "none")
     except BaseException:
@@ -252,17 +239,15 @@ async def _stream(
         raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(comment="orderflow live events", retry=settings.live_events_retry_ms)
-        accepted = WhileAccepted(token, principal.expires_at)
+        yield event_streams.opening(_NAME, settings)
+        accepted = WhileAccepted(feed_request.token, principal.expires_at)
         async for event, at in accepted.events(feed.events()):
             yield ServerSentEvent(json.dumps(event.data, separators=(",", ":")), event=event.name, id=str(at))
         if accepted.refused:
             log.info("live event stream ended: its token is no longer accepted")
             yield ServerSentEvent(comment=TOKEN_EXPIRED_COMMENT)
 
-    heartbeat = settings.live_events_heartbeat_seconds
-    # A client that stops reading (but keeps the connection) ends its feed after two missed heartbeats.
-    return _FeedResponse(feed, give_back_slot, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+    return event_streams.stream_response(events(), settings, give_back=give_back_slot, close=feed.close)
 
 
 class WhileAccepted:
@@ -295,21 +280,3 @@ class WhileAccepted:
         finally:
             if following is not None:
                 following.cancel()
-
-
-class _FeedResponse(EventSourceResponse):
-    """Closes its feed (deleting its consumers) however the stream ends: the client goes, the
-    gateway stops, or something fails."""
-
-    def __init__(self, feed: EventFeed, give_back_slot: Callable[[], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.feed = feed
-        self.give_back_slot = give_back_slot
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.give_back_slot()
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                await self.feed.close()

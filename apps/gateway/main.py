@@ -13,8 +13,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.auth import AuthNotConfigured
 from gateway.settings import GatewaySettings
-from orderflow_kit.logging import configure_logging
-from orderflow_kit.tracing import configure_tracing, shutdown_tracing
+from orderflow_kit.telemetry import telemetry
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -39,26 +38,22 @@ class _Server(uvicorn.Server):
 
 async def main() -> None:
     settings = GatewaySettings()
-    configure_logging("gateway", settings.log_format, settings.log_level)
-    configure_tracing("gateway")  # before the app and its channels exist
-    try:
-        app = create_app(settings)
-    except AuthNotConfigured as error:
-        log.error("cannot start", reason=str(error))
-        raise SystemExit(2) from None
-    config = uvicorn.Config(
-        app,
-        host=settings.listen_host,
-        port=settings.gateway_port,
-        lifespan="on",
-        # The C parser: the pure-Python h11 one cost more CPU than a route. (The loop is uvloop's:
-        # __main__ runs main() on it.)
-        http="httptools",
-        access_log=False,  # the middleware writes one line per request
-        log_config=None,  # keep the logging configure_logging set up
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
-    )
-    try:
+    with telemetry("gateway", settings):
+        try:
+            app = create_app(settings)
+        except AuthNotConfigured as error:
+            log.error("cannot start", reason=str(error))
+            raise SystemExit(2) from None
+        config = uvicorn.Config(
+            app,
+            host=settings.listen_host,
+            port=settings.gateway_port,
+            lifespan="on",
+            # The C parser: the pure-Python h11 one cost more CPU than a route. (The loop is uvloop's:
+            # __main__ runs main() on it.)
+            http="httptools",
+            access_log=False,  # the middleware writes one line per request
+            log_config=None,  # keep the logging orderflow_kit.telemetry set up
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        )
         await _Server(config).serve()
-    finally:
-        shutdown_tracing()

@@ -53,10 +53,7 @@ def order_out(order: orders_pb2.Order) -> OrderOut:
         order_id=order.order_id,
         customer_id=order.customer_id,
         status=order_status(order.status),
-        items=[
-            OrderLineOut(sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents)
-            for line in order.items
-        ],
+        items=[OrderLineOut.model_validate(line) for line in order.items],
         total_cents=order.total_cents,
         currency=order.currency,
         created_at=order.created_at.ToDatetime(tzinfo=UTC),
@@ -71,18 +68,7 @@ def order_page(response: orders_pb2.ListOrdersResponse) -> OrderPage:
 
 
 def product_list(response: inventory_pb2.ListProductsResponse) -> ProductList:
-    return ProductList(
-        products=[
-            ProductOut(
-                sku=product.sku,
-                name=product.name,
-                price_cents=product.price_cents,
-                currency=product.currency,
-                available=product.available,
-            )
-            for product in response.products
-        ]
-    )
+    return ProductList(products=[ProductOut.model_validate(product) for product in response.products])
 
 
 def restock_requests(body: RestockIn) -> list[inventory_pb2.RestockRequest]:
@@ -96,21 +82,9 @@ def restock_requests(body: RestockIn) -> list[inventory_pb2.RestockRequest]:
 def restock_summary(summary: inventory_pb2.RestockSummary) -> RestockSummaryOut:
     return RestockSummaryOut(
         lines=summary.messages,
-        products=[
-            RestockedProductOut(
-                sku=product.sku,
-                units_added=product.units_added,
-                available=product.available,
-                added_to_catalog=product.added_to_catalog,
-            )
-            for product in summary.products
-        ],
+        products=[RestockedProductOut.model_validate(product) for product in summary.products],
     )
 
 
 def loyalty_balance(balance: loyalty_pb2.Balance) -> LoyaltyBalanceOut:
-    return LoyaltyBalanceOut(
-        customer_id=balance.customer_id,
-        points=balance.points,
-        orders_awarded=balance.orders_awarded,
-    )
+    return LoyaltyBalanceOut.model_validate(balance)

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Final
 import grpc
 import pydantic
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 from starlette.requests import ClientDisconnect
@@ -37,7 +37,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway import mapping
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
+from gateway.auth import AdminPrincipal, authenticated_router
 from gateway.grpc_problems import DEPENDENCY_FAILED, GRPC_TO_HTTP, problem_from_grpc_error
 from gateway.problem_handlers import problem_from_validation
 from gateway.problem_openapi import problem_responses
@@ -60,7 +60,7 @@ ANSWERS_AHEAD: Final = 64
 # What PlaceOrders' read() gives at the end of its stream (grpc-stubs does not declare it).
 _END_OF_CALL: Final[Any] = grpc.aio.EOF  # type: ignore[attr-defined]
 
-router = APIRouter(prefix=f"{PREFIX}/admin", dependencies=[Depends(authenticate)], responses=auth_responses())
+router = authenticated_router(f"{PREFIX}/admin")
 
 
 class ImportLineIn(CreateOrderIn):

@@ -5,17 +5,17 @@ check the catalog (GET /v1/products) before sending it again."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import Body, Depends
 from fastapi.openapi.models import Example
 
 from gateway import mapping
-from gateway.auth import AdminPrincipal, auth_responses, authenticate
+from gateway.auth import AdminPrincipal, authenticated_router
 from gateway.problem_openapi import problem_responses
 from gateway.routes import PREFIX, UPSTREAM_FAILURES, require_json
 from gateway.schemas import RestockIn, RestockSummaryOut
 from gateway.upstreams import UpstreamsDep
 
-router = APIRouter(prefix=f"{PREFIX}/admin", dependencies=[Depends(authenticate)], responses=auth_responses())
+router = authenticated_router(f"{PREFIX}/admin")
 PATH = f"{PREFIX}/admin/restock"
 # A restock's body may be this large whatever ORDERFLOW_MAX_REQUEST_BODY_BYTES says (gateway.body_limit):
 # MAX_RESTOCK_REQUEST_LINES of the largest lines the schema allows (a 200-character name, each

@@ -10,7 +10,7 @@ import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from gateway import auth, idempotency, mapping
-from gateway.auth import CustomerPrincipal, auth_responses, authenticate
+from gateway.auth import CustomerPrincipal, authenticated_router
 from gateway.idempotency import Idempotency
 from gateway.problem_openapi import problem_responses
 from gateway.problems import Problem
@@ -29,7 +29,7 @@ PREFIX = "/v1"
 router = APIRouter(prefix=PREFIX)
 # A customer's data: every route needs a bearer token, checked before anything else about the request
 # but a JSON body that does not parse (FastAPI reads the body before it runs dependencies): that is a 400.
-authenticated = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)], responses=auth_responses())
+authenticated = authenticated_router(PREFIX)
 
 
 # A pattern, not a validator function: the OpenAPI document then says what an order id looks like.

@@ -40,6 +40,13 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+class FromMessage(BaseModel):
+    """A response with the fields of the gRPC message it answers with: `model_validate(message)`
+    reads them off the message by name."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class OrderItemIn(_Request):
     sku: Sku
     quantity: JsonInt = Field(ge=1, le=MAX_QUANTITY)
@@ -65,7 +72,7 @@ class CreateOrderIn(_Request):
         return quantities
 
 
-class OrderLineOut(BaseModel):
+class OrderLineOut(FromMessage):
     sku: str
     quantity: int
     unit_price_cents: int = Field(description="The catalog price when the stock was reserved.")
@@ -86,7 +93,7 @@ class OrderPage(BaseModel):
     next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last page.")
 
 
-class ProductOut(BaseModel):
+class ProductOut(FromMessage):
     sku: str
     name: str
     price_cents: int
@@ -154,7 +161,7 @@ class RestockIn(_Request):
     )
 
 
-class RestockedProductOut(BaseModel):
+class RestockedProductOut(FromMessage):
     sku: str
     units_added: int = Field(description="All the restock's lines for this SKU together.")
     available: int = Field(description="Stock that can be ordered, after the restock.")
@@ -180,7 +187,7 @@ class RestockSummaryOut(BaseModel):
     )
 
 
-class LoyaltyBalanceOut(BaseModel):
+class LoyaltyBalanceOut(FromMessage):
     customer_id: str
     points: int
     orders_awarded: int

@@ -20,8 +20,8 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
+from gateway import event_streams
 from gateway.problem_openapi import problem_responses
 from gateway.problems import Problem
 from gateway.routes import PREFIX, UPSTREAM_FAILURES
@@ -34,6 +34,8 @@ from orderflow_kit.request_context import outgoing_metadata
 log = structlog.get_logger()
 
 STOCK_EVENT: Final = "stock"
+# What the stream's opening comment calls it.
+_NAME: Final = "live stock"
 # What WatchStock's read() gives at the end of the stream (grpc-stubs does not declare it).
 _END: Final[Any] = grpc.aio.EOF  # type: ignore[attr-defined]
 # The most SKUs one stream may name (inventory's limit).
@@ -97,9 +99,6 @@ Skus = Annotated[
 ]
 
 _EXAMPLE = """\
-: orderflow live stock
-retry: 3000
-
 event: stock
 data: {"levels":[{"sku":"LAMP-DESK","available":12},{"sku":"MUG-001","available":240}]}
 
@@ -128,7 +127,7 @@ _DESCRIPTION = (
     responses={
         200: {
             "description": _DESCRIPTION,
-            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _EXAMPLE}},
+            "content": event_streams.openapi_content(_NAME, _EXAMPLE),
         },
         **problem_responses(400, 404, 422, 429, *UPSTREAM_FAILURES),
     },
@@ -150,12 +149,11 @@ async def stock_events(
         raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(comment="orderflow live stock", retry=settings.live_events_retry_ms)
+        yield event_streams.opening(_NAME, settings)
         async for response in watch.responses():
             yield ServerSentEvent(_levels_json(response), event=STOCK_EVENT)
 
-    heartbeat = settings.live_events_heartbeat_seconds
-    return _WatchResponse(watch, give_back, events(), ping=heartbeat, send_timeout=2 * heartbeat)
+    return event_streams.stream_response(events(), settings, give_back=give_back, close=watch.close)
 
 
 class _Watch:
@@ -197,6 +195,10 @@ class _Watch:
         if self.call is not None:
             self.call.cancel()
 
+    async def close(self) -> None:
+        """The stream is over: its call goes too."""
+        self.cancel()
+
     async def _start(self) -> inventory_pb2.WatchStockResponse | None:
         """A new call and its first response (None: it ended at once). No deadline on the call: it
         lasts as long as the client listens. Its first answer has one."""
@@ -234,19 +236,3 @@ class _Watch:
 def _levels_json(response: inventory_pb2.WatchStockResponse) -> str:
     levels = [{"sku": level.sku, "available": level.available} for level in response.levels]
     return json.dumps({"levels": levels}, separators=(",", ":"))
-
-
-class _WatchResponse(EventSourceResponse):
-    """Cancels its WatchStock call, and gives its slot back, however the stream ends."""
-
-    def __init__(self, watch: _Watch, give_back: Callable[[], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.watch = watch
-        self.give_back = give_back
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.give_back()
-            self.watch.cancel()

@@ -15,38 +15,34 @@ from inventory.reservations import reservation_gauges
 from inventory.servicer import inventory_service
 from inventory.settings import InventorySettings
 from inventory.stock_watch import StockWatch
-from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.jetstream_consumer import consume
-from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
-from orderflow_kit.tracing import configure_tracing, shutdown_tracing
+from orderflow_kit.telemetry import telemetry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 async def main() -> None:
     settings = InventorySettings()
-    configure_logging("inventory", settings.log_format, settings.log_level)
-    configure_tracing("inventory")  # before any channel, server or engine exists
-    try:
-        await run(settings)
-    except CatalogError as error:
-        structlog.get_logger().error("cannot start", error=str(error))
-        raise SystemExit(1) from None
-    finally:
-        shutdown_tracing()
+    with telemetry("inventory", settings):
+        try:
+            await run(settings)
+        except CatalogError as error:
+            structlog.get_logger().error("cannot start", error=str(error))
+            raise SystemExit(1) from None
 
 
 async def run(settings: InventorySettings, stop: asyncio.Event | None = None) -> None:
     """Migrate, seed the catalog on first start, and serve until SIGTERM (or until `stop` is set)."""
-    await migrate(settings.postgres_url, settings.inventory_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.inventory_database, pool_size=settings.database_pool_size)
-    await open_pool(engine)
+    engine = await open_database(
+        settings.postgres_url, settings.inventory_database, MIGRATIONS, pool_size=settings.database_pool_size
+    )
     subscribed = asyncio.Event()
     stock_watch = StockWatch(engine)
     measured = {"reservations": reservation_gauges(engine), "database pool": pool_gauges(engine)}

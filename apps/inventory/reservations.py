@@ -51,14 +51,13 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.database import autocommit, retried_on_conflict
 from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import is_order_id
+from orderflow_kit.db import backlog_gauges
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.metrics import Source, child
@@ -491,19 +490,15 @@ def reservation_gauges(engine: AsyncEngine) -> Source:
     """Reservations held (RESERVED) now and the oldest one's age, read when Prometheus scrapes.
     (The other states only grow, so their counters say more than a count of rows would.)"""
 
-    async def measure() -> list[Metric]:
-        async with engine.connect() as connection:
-            held, oldest_age = (await connection.execute(_HELD)).one()
-        return [
-            GaugeMetricFamily("orderflow_inventory_reservations_held", "Reservations holding stock now", value=held),
-            GaugeMetricFamily(
-                "orderflow_inventory_oldest_held_reservation_age_seconds",
-                "How long the oldest reservation still held has waited for its order (0 when none is held)",
-                value=float(oldest_age),
-            ),
-        ]
-
-    return measure
+    return backlog_gauges(
+        engine,
+        _HELD,
+        waiting=("orderflow_inventory_reservations_held", "Reservations holding stock now"),
+        oldest_age=(
+            "orderflow_inventory_oldest_held_reservation_age_seconds",
+            "How long the oldest reservation still held has waited for its order (0 when none is held)",
+        ),
+    )
 
 
 def _parse_order_id(order_id: str) -> uuid.UUID:

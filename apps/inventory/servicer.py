@@ -5,9 +5,8 @@ Client errors are ServiceErrors raised by the domain; the kit's interceptor turn
 status with an ErrorInfo, so nothing here handles errors."""
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from dataclasses import asdict
 
-import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import catalog, reservations, restocking, stock_conservation
@@ -16,11 +15,9 @@ from orderflow_contracts.identifiers import MAX_RESTOCK_LINES
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_kit import faults
 from orderflow_kit.errors import ServiceError
-from orderflow_kit.grpc_server import GrpcService
+from orderflow_kit.grpc_server import Context, GrpcService
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InventoryServicer:
@@ -70,15 +67,7 @@ class InventoryServicer:
             raise
         return inventory_pb2.RestockSummary(
             messages=summary.messages,
-            products=[
-                inventory_pb2.RestockedProduct(
-                    sku=product.sku,
-                    units_added=product.units_added,
-                    available=product.available,
-                    added_to_catalog=product.added_to_catalog,
-                )
-                for product in summary.products
-            ],
+            products=[inventory_pb2.RestockedProduct(**asdict(product)) for product in summary.products],
         )
 
     async def WatchStock(
@@ -94,17 +83,7 @@ class InventoryServicer:
     ) -> inventory_pb2.CheckStockConservationResponse:
         counts = await stock_conservation.count_stock(self._engine)
         return inventory_pb2.CheckStockConservationResponse(
-            products=[
-                inventory_pb2.StockCount(
-                    sku=count.sku,
-                    received=count.received,
-                    available=count.available,
-                    reserved=count.reserved,
-                    confirmed=count.confirmed,
-                    conserved=count.conserved,
-                )
-                for count in counts
-            ],
+            products=[inventory_pb2.StockCount(**asdict(count), conserved=count.conserved) for count in counts],
             conserved=all(count.conserved for count in counts),
         )
 

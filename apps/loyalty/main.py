@@ -10,36 +10,31 @@ from loyalty.consumer import order_events
 from loyalty.dedupe import expired_claims
 from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
-from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
 from orderflow_kit.housekeeping import purge_periodically
 from orderflow_kit.jetstream_consumer import consume
-from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import consumer_started, nats_server, postgres
-from orderflow_kit.tracing import configure_tracing, shutdown_tracing
+from orderflow_kit.telemetry import telemetry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 async def main() -> None:
     settings = LoyaltySettings()
-    configure_logging("loyalty", settings.log_format, settings.log_level)
-    configure_tracing("loyalty")  # before any channel, server or engine exists
-    try:
+    with telemetry("loyalty", settings):
         await run(settings)
-    finally:
-        shutdown_tracing()
 
 
 async def run(settings: LoyaltySettings, stop: asyncio.Event | None = None) -> None:
     """Migrate, then serve gRPC and consume events until SIGTERM (or until `stop` is set)."""
-    await migrate(settings.postgres_url, settings.loyalty_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.loyalty_database, pool_size=settings.database_pool_size)
-    await open_pool(engine)
+    engine = await open_database(
+        settings.postgres_url, settings.loyalty_database, MIGRATIONS, pool_size=settings.database_pool_size
+    )
     subscribed = asyncio.Event()
     try:
         with metrics_endpoint(

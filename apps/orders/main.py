@@ -7,17 +7,16 @@ from functools import partial
 from pathlib import Path
 
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_kit.db import create_engine, migrate, open_pool, pool_gauges
+from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import GrpcService, serve
 from orderflow_kit.grpc_tls import channel_credentials, server_credentials
 from orderflow_kit.housekeeping import purge_periodically
-from orderflow_kit.logging import configure_logging
 from orderflow_kit.metrics import metrics_endpoint
 from orderflow_kit.readiness import nats_server, postgres
-from orderflow_kit.tracing import configure_tracing, shutdown_tracing
+from orderflow_kit.telemetry import telemetry
 from orders.inventory_client import InventoryClient
 from orders.outbox import outbox_gauges, published_events
 from orders.outbox_relay import OutboxRelay
@@ -31,20 +30,16 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 async def main() -> None:
     settings = OrdersSettings()
-    configure_logging("orders", settings.log_format, settings.log_level)
-    configure_tracing("orders")  # before any channel, server or engine exists
-    try:
+    with telemetry("orders", settings):
         await run(settings)
-    finally:
-        shutdown_tracing()
 
 
 async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     """Migrate, then serve until SIGTERM (or until `stop` is set). NATS may be down: only the
     relay needs it, and it waits."""
-    await migrate(settings.postgres_url, settings.orders_database, MIGRATIONS)
-    engine = create_engine(settings.postgres_url, settings.orders_database, pool_size=settings.database_pool_size)
-    await open_pool(engine)
+    engine = await open_database(
+        settings.postgres_url, settings.orders_database, MIGRATIONS, pool_size=settings.database_pool_size
+    )
     inventory_channel = channel(
         settings.inventory_addr,
         credentials=channel_credentials(settings),

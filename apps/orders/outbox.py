@@ -12,13 +12,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from orderflow_contracts.cloudevents import REQUEST_ID, TRACEPARENT, CloudEvent
+from orderflow_kit.db import backlog_gauges
 from orderflow_kit.housekeeping import Retention
 from orderflow_kit.metrics import Source
 from orderflow_kit.request_context import current_traceparent, request_id_var
@@ -91,16 +90,12 @@ def outbox_gauges(engine: AsyncEngine) -> Source:
     """The outbox's backlog, read when Prometheus scrapes: a lag the relay's own counters cannot
     show while it is stuck (or not running at all)."""
 
-    async def measure() -> list[Metric]:
-        async with engine.connect() as connection:
-            pending, oldest_age = (await connection.execute(_BACKLOG)).one()
-        return [
-            GaugeMetricFamily("orderflow_outbox_pending_events", "Outbox events not yet published", value=pending),
-            GaugeMetricFamily(
-                "orderflow_outbox_oldest_pending_age_seconds",
-                "How long the oldest unpublished outbox event has waited (0 when none waits)",
-                value=float(oldest_age),
-            ),
-        ]
-
-    return measure
+    return backlog_gauges(
+        engine,
+        _BACKLOG,
+        waiting=("orderflow_outbox_pending_events", "Outbox events not yet published"),
+        oldest_age=(
+            "orderflow_outbox_oldest_pending_age_seconds",
+            "How long the oldest unpublished outbox event has waited (0 when none waits)",
+        ),
+    )

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from functools import partial
 
@@ -104,33 +105,24 @@ class BrokerAway(Exception):
 _TRANSIENT = (BrokerAway, nats.errors.Error, DBAPIError, asyncpg.PostgresError, OSError, TimeoutError)
 
 
+@dataclass(frozen=True)
 class OutboxRelay:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        nats_url: str,
-        *,
-        batch_size: int = 100,
-        poll_seconds: float = 1.0,
-        publish_timeout: float = 2.0,
-        retry_max_seconds: float = 5.0,
-        duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
-    ) -> None:
-        self._engine = engine
-        self._nats_url = nats_url
-        self._batch_size = batch_size
-        self._poll_seconds = poll_seconds
-        self._publish_timeout = publish_timeout
-        self._retry_max_seconds = retry_max_seconds
-        self._duplicate_window_seconds = duplicate_window_seconds
+    engine: AsyncEngine
+    nats_url: str
+    _: KW_ONLY
+    batch_size: int = 100
+    poll_seconds: float = 1.0
+    publish_timeout: float = 2.0
+    retry_max_seconds: float = 5.0
+    duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
 
     async def run(self) -> None:
         """Publish pending events until cancelled. Waits for NATS as long as it takes."""
-        broker = await connect(self._nats_url, name="orders-outbox-relay")  # retries until NATS answers
+        broker = await connect(self.nats_url, name="orders-outbox-relay")  # retries until NATS answers
         try:
             raise_if_cancelled()
             js = broker.jetstream()
-            await self._retrying(lambda: ensure_streams(js, self._duplicate_window_seconds))
+            await self._retrying(lambda: ensure_streams(js, self.duplicate_window_seconds))
             log.info("outbox relay running")
             woken = asyncio.Event()
             listening = asyncio.create_task(self._listen_for_commits(woken))
@@ -139,7 +131,7 @@ class OutboxRelay:
                     woken.clear()
                     await self._retrying(lambda: self._publish_pending(broker, js))
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), self._poll_seconds)
+                        await asyncio.wait_for(woken.wait(), self.poll_seconds)
                     raise_if_cancelled()
             finally:
                 listening.cancel()
@@ -149,7 +141,7 @@ class OutboxRelay:
 
     async def _publish_pending(self, broker: Client, js: JetStreamContext) -> None:
         """Batch after batch until one comes back short: nothing is pending any more."""
-        while await self._publish_batch(broker, js) == self._batch_size:
+        while await self._publish_batch(broker, js) == self.batch_size:
             pass
 
     async def _publish_batch(self, broker: Client, js: JetStreamContext) -> int:
@@ -160,8 +152,8 @@ class OutboxRelay:
         if not broker.is_connected:
             child(PUBLISH_FAILURES, BrokerAway.__name__).inc()
             raise BrokerAway("NATS is not connected")
-        async with self._engine.begin() as connection:
-            pending = (await connection.execute(_TAKE_PENDING, {"batch_size": self._batch_size})).all()
+        async with self.engine.begin() as connection:
+            pending = (await connection.execute(_TAKE_PENDING, {"batch_size": self.batch_size})).all()
             with _relaying(pending) as batch:
                 sends = [_sending(event, batch) for event in pending]
                 try:
@@ -220,11 +212,11 @@ class OutboxRelay:
         if not sent:
             return []
         try:
-            await asyncio.wait(sent, timeout=self._publish_timeout)
+            await asyncio.wait(sent, timeout=self.publish_timeout)
         finally:
             for future in sent:
                 future.cancel()  # if still waiting: the JetStream context forgets it, and drops a late ack
-        timed_out = TimeoutError(f"no PubAck within {self._publish_timeout:g} s")
+        timed_out = TimeoutError(f"no PubAck within {self.publish_timeout:g} s")
         return [timed_out if future.cancelled() else future.exception() or future.result() for future in sent]
 
     async def _send(
@@ -240,7 +232,7 @@ class OutboxRelay:
 
     async def _publish(self, js: JetStreamContext, event: _PendingEvent, headers: Mapping[str, str]) -> PubAck:
         """One publish, its ack awaited: publish_twice's second copy."""
-        return await asyncio.wait_for(await self._send(js, event, headers), self._publish_timeout)
+        return await asyncio.wait_for(await self._send(js, event, headers), self.publish_timeout)
 
     async def _listen_for_commits(self, woken: asyncio.Event) -> None:
         """Keep a LISTEN connection open for as long as the relay runs, re-opening it when lost."""
@@ -248,7 +240,7 @@ class OutboxRelay:
             await self._retrying(lambda: self._listen_until_lost(woken))
 
     async def _listen_until_lost(self, woken: asyncio.Event) -> None:
-        dsn = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         connection = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME})
         try:
             lost = asyncio.Event()
@@ -263,7 +255,7 @@ class OutboxRelay:
     async def _retrying(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` until it succeeds, backing off (exponentially, with jitter) on transient failures."""
         async for attempt in stamina.retry_context(
-            on=_TRANSIENT, attempts=None, timeout=None, wait_max=self._retry_max_seconds
+            on=_TRANSIENT, attempts=None, timeout=None, wait_max=self.retry_max_seconds
         ):
             with attempt:
                 raise_if_cancelled()

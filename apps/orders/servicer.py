@@ -2,21 +2,18 @@
 Domain errors are ServiceErrors, which the kit's interceptor turns into statuses with ErrorInfo."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2
+from orderflow_kit.grpc_server import Context
 from orders.models import OrderStatus
 from orders.outbox import outbox_status
 from orders.placing_many import Answer, OrderRequest, place_many
 from orders.placing_orders import Orders, PlacedOrder, RequestedItem
 
 _STATUSES = {OrderStatus.CREATED: orders_pb2.ORDER_STATUS_CREATED}
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class OrderServicer:

@@ -160,25 +160,17 @@ def _options_record(options: BenchOptions) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
 class _Bench:
-    def __init__(
-        self,
-        options: BenchOptions,
-        target: Target,
-        generator: LoadGenerator,
-        processes: dict[str, psutil.Process],
-        lone_token: str,
-        spans: Callable[[], int] | None = None,
-    ) -> None:
-        self._spans = spans
-        self._options = options
-        self._target = target
-        self._generator = generator
-        self._processes = processes
-        self._lone_token = lone_token
+    options: BenchOptions
+    target: Target
+    generator: LoadGenerator
+    processes: dict[str, psutil.Process]
+    lone_token: str
+    spans: Callable[[], int] | None = None
 
     async def measure(self, progress: Progress) -> tuple[dict[str, float], list[float], list[ScenarioReport]]:
-        options, target = self._options, self._target
+        options, target = self.options, self.target
         async with EventTimes.connect(target.postgres_url, target.orders_database, target.loyalty_database) as events:
             if options.warmup > 0:
                 warmup = Scenario("warm-up", Kind.CLOSED, options.warmup, options.connections)
@@ -195,25 +187,25 @@ class _Bench:
         """CPU milliseconds per second each process uses while nobody orders anything: the
         background (polling, housekeeping, health checks) a share of which is in every order's
         CPU, a larger share the fewer orders per second."""
-        seconds = self._options.idle
+        seconds = self.options.idle
         task = progress.add_task("idle", total=seconds, detail="")
-        before = sample_cpu(self._processes)
+        before = sample_cpu(self.processes)
         await asyncio.sleep(seconds)
-        after = sample_cpu(self._processes)
+        after = sample_cpu(self.processes)
         progress.update(task, completed=seconds)
         return cpu_ms_per(before.processes, after.processes, after.at - before.at)
 
     async def _lone_orders(self, events: EventTimes, progress: Progress) -> list[float]:
         """Orders placed one at a time on the idle pipeline, each once the previous one's points are in."""
-        count = self._options.lone_orders
+        count = self.options.lone_orders
         if count == 0:
             return []
         task = progress.add_task("lone orders at idle", total=count, detail="")
         gaps = random.Random("lone orders")
         latencies: list[float] = []
-        headers = {"Authorization": f"Bearer {self._lone_token}"}
+        headers = {"Authorization": f"Bearer {self.lone_token}"}
         body = {"items": [{"sku": SKUS[0], "quantity": 1}]}
-        async with httpx.AsyncClient(base_url=self._target.gateway_url, timeout=10, trust_env=False) as client:
+        async with httpx.AsyncClient(base_url=self.target.gateway_url, timeout=10, trust_env=False) as client:
             for _ in range(count):
                 await asyncio.sleep(gaps.uniform(*LONE_ORDER_GAP))
                 mark = await events.ledger_mark()
@@ -228,17 +220,17 @@ class _Bench:
     async def _scenario(self, scenario: Scenario, events: EventTimes, progress: Progress) -> ScenarioReport:
         task = progress.add_task(scenario.name, total=scenario.duration, detail="opening connections")
         mark = await events.ledger_mark()
-        await asyncio.to_thread(self._generator.prepare, scenario)
-        spans_before = self._spans() if self._spans is not None else 0
-        before = sample_cpu(self._processes)
+        await asyncio.to_thread(self.generator.prepare, scenario)
+        spans_before = self.spans() if self.spans is not None else 0
+        before = sample_cpu(self.processes)
         result = await self._load(scenario, task, progress)
         order_ids = [uuid.UUID(order_id) for order_id in result.order_ids]
 
         def drained(awarded: int) -> None:
             progress.update(task, detail=f"{len(order_ids)} accepted, awaiting points: {awarded} awarded")
 
-        awarded = await events.wait_for_awards(mark, order_ids, within=self._options.drain_timeout, progress=drained)
-        cpu = cpu_use(before, sample_cpu(self._processes), len(order_ids), load_generator=LOAD_GENERATOR)
+        awarded = await events.wait_for_awards(mark, order_ids, within=self.options.drain_timeout, progress=drained)
+        cpu = cpu_use(before, sample_cpu(self.processes), len(order_ids), load_generator=LOAD_GENERATOR)
         awards = await events.awards(mark, order_ids)
         progress.update(task, detail=f"{len(order_ids)} accepted, {awarded} awarded, {result.errors.total()} errors")
         drain = None
@@ -265,13 +257,13 @@ class _Bench:
             other_processes_cores=cpu.other_processes_cores,
             rss_mb={name: value for name in SERVICES if (value := self._rss(name)) is not None},
             spans_per_order=None
-            if self._spans is None or not order_ids
-            else round((self._spans() - spans_before) / len(order_ids), 1),
+            if self.spans is None or not order_ids
+            else round((self.spans() - spans_before) / len(order_ids), 1),
         )
 
     async def _load(self, scenario: Scenario, task: TaskID, progress: Progress) -> LoadResult:
         """Start the load and follow it on the progress display until its result arrives."""
-        messages = self._generator.go()
+        messages = self.generator.go()
         started = time.monotonic()
         while True:
             message = await asyncio.to_thread(next, messages)
@@ -285,5 +277,5 @@ class _Bench:
             )
 
     def _rss(self, name: str) -> float | None:
-        process = self._processes.get(name)
+        process = self.processes.get(name)
         return None if process is None else rss_mb(process)

@@ -2,13 +2,11 @@
 pipelines the browser tests drive. It needs only the gateway's URL, and the gateway's development
 secret for its sign-in (without it the web app serves the catalog and says sign-in is unavailable)."""
 
-import socket
 from collections.abc import Mapping
 from functools import partial
 from typing import Final
 
-from orderflow_devstack.infra import free_port
-from orderflow_devstack.processes import ServiceSpec
+from orderflow_devstack.processes import ServiceSpec, documented_or_free
 from orderflow_kit.dev_tokens import SECRET_ENV
 from orderflow_kit.probe import http_ok
 
@@ -33,9 +31,4 @@ def web_spec(
 
 def web_port_for_make_up() -> int:
     """8080 when nobody listens there, else a free port (the banner says which)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind((_HOST, WEB_PORT))
-        except OSError:
-            return free_port()
-    return WEB_PORT
+    return documented_or_free(WEB_PORT)

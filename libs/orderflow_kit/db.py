@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 from orderflow_kit import tracing
 from orderflow_kit.metrics import Source
@@ -47,6 +48,15 @@ def create_engine(server_url: str, database: str, *, pool_size: int = DEFAULT_PO
     return engine
 
 
+async def open_database(server_url: str, database: str, migrations: Path, *, pool_size: int) -> AsyncEngine:
+    """A service's start: its database migrated to the newest revision, and an engine on it with
+    the pool's connections open."""
+    await migrate(server_url, database, migrations)
+    engine = create_engine(server_url, database, pool_size=pool_size)
+    await open_pool(engine)
+    return engine
+
+
 async def open_pool(engine: AsyncEngine) -> None:
     """Open every pooled connection now, at start, rather than during the first load."""
     pool_size = engine.pool.size()  # type: ignore[attr-defined]  # QueuePool's
@@ -74,6 +84,21 @@ def pool_gauges(engine: AsyncEngine) -> Source:
     return measure
 
 
+def backlog_gauges(
+    engine: AsyncEngine, query: Executable, *, waiting: tuple[str, str], oldest_age: tuple[str, str]
+) -> Source:
+    """Two gauges of a backlog kept in a table, read with `query` when Prometheus scrapes: how many
+    rows wait, and how long the oldest has waited in seconds (the query's two columns). Each gauge
+    is given as (name, help)."""
+
+    async def measure() -> list[Metric]:
+        async with engine.connect() as connection:
+            count, age = (await connection.execute(query)).one()
+        return [GaugeMetricFamily(*waiting, value=count), GaugeMetricFamily(*oldest_age, value=float(age))]
+
+    return measure
+
+
 async def ensure_database(server_url: str, database: str) -> None:
     """CREATE DATABASE if missing; safe when several replicas start at once."""
     server = make_url(server_url.replace("postgres://", "postgresql://", 1))
@@ -88,8 +113,9 @@ async def ensure_database(server_url: str, database: str) -> None:
         await connection.close()
 
 
-async def migrate(server_url: str, database: str, migrations: Path) -> None:
-    """Bring the service's database to the newest Alembic revision in `migrations`."""
+async def migrate(server_url: str, database: str, migrations: Path, revision: str = "head") -> None:
+    """Bring the service's database to `revision` (by default the newest) of the Alembic migrations
+    in `migrations`."""
     await ensure_database(server_url, database)
     config = Config()
     config.set_main_option("script_location", str(migrations))
@@ -97,4 +123,4 @@ async def migrate(server_url: str, database: str, migrations: Path) -> None:
         "sqlalchemy.url", database_url(server_url, database).render_as_string(hide_password=False).replace("%", "%%")
     )
     # Alembic's env runs its own event loop (see migrations.run_migrations), so it gets a thread.
-    await asyncio.to_thread(command.upgrade, config, "head")
+    await asyncio.to_thread(command.upgrade, config, revision)

@@ -98,6 +98,16 @@ def dead_letter_filter(consumer: str | None = None) -> str:
     return f"dlq.{consumer}.>"
 
 
+class _Header:
+    """One of a dead letter's headers, read as an attribute: None when the message lacks it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, letter: "DeadLetter", owner: type["DeadLetter"]) -> str | None:
+        return letter.headers.get(self.name)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     sequence: int  # in DEAD_LETTERS: the id to show or replay it by
@@ -106,54 +116,19 @@ class DeadLetter:
     body: bytes
     stored_at: datetime | None = None
 
-    @property
-    def reason(self) -> str | None:
-        return self.headers.get(REASON)
-
-    @property
-    def error(self) -> str | None:
-        return self.headers.get(ERROR)
-
-    @property
-    def error_class(self) -> str | None:
-        return self.headers.get(ERROR_CLASS)
-
-    @property
-    def event_id(self) -> str | None:
-        return self.headers.get("ce-id")
-
-    @property
-    def consumer(self) -> str | None:
-        return self.headers.get(CONSUMER)
-
-    @property
-    def original_subject(self) -> str | None:
-        return self.headers.get(ORIGINAL_SUBJECT)
-
-    @property
-    def original_stream(self) -> str | None:
-        return self.headers.get(ORIGINAL_STREAM)
-
-    @property
-    def original_sequence(self) -> str | None:
-        return self.headers.get(ORIGINAL_SEQUENCE)
-
-    @property
-    def deliveries(self) -> str | None:
-        return self.headers.get(DELIVERIES)
-
-    @property
-    def first_failure_at(self) -> str | None:
-        return self.headers.get(FIRST_FAILURE_AT)
-
-    @property
-    def dead_lettered_at(self) -> str | None:
-        return self.headers.get(DEAD_LETTERED_AT)
-
-    @property
-    def traceparent(self) -> str | None:
-        """The W3C trace context of the request that produced the event: where to look for its story."""
-        return self.headers.get(TRACEPARENT)
+    reason = _Header(REASON)
+    error = _Header(ERROR)
+    error_class = _Header(ERROR_CLASS)
+    event_id = _Header("ce-id")
+    consumer = _Header(CONSUMER)
+    original_subject = _Header(ORIGINAL_SUBJECT)
+    original_stream = _Header(ORIGINAL_STREAM)
+    original_sequence = _Header(ORIGINAL_SEQUENCE)
+    deliveries = _Header(DELIVERIES)
+    first_failure_at = _Header(FIRST_FAILURE_AT)
+    dead_lettered_at = _Header(DEAD_LETTERED_AT)
+    # The W3C trace context of the request that produced the event: where to look for its story.
+    traceparent = _Header(TRACEPARENT)
 
     def original_headers(self) -> dict[str, str]:
         """The message's own headers: without the `dlq-*` ones and the broker's `Nats-*` ones."""

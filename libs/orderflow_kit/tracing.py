@@ -1,5 +1,5 @@
 """OpenTelemetry tracing, configured by the standard `OTEL_*` variables, set up once per process
-by the service's composition root (`configure_tracing` in each main), and the messaging spans
+by the service's composition root (`orderflow_kit.telemetry` in each main), and the messaging spans
 the kit and the services record (docs/observability.md, "Traces", shows the structure).
 
 Off unless an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or

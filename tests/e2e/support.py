@@ -15,11 +15,16 @@ def new_customer() -> str:
     return f"e2e-{uuid.uuid4().hex[:12]}"
 
 
-async def loyalty(api: httpx.AsyncClient, customer_id: str) -> dict[str, Any]:
-    response = await api.get(f"/v1/customers/{customer_id}/loyalty", headers=as_customer(customer_id))
+async def read(api: httpx.AsyncClient, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The JSON body of a GET that must answer 200."""
+    response = await api.get(path, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def loyalty(api: httpx.AsyncClient, customer_id: str) -> dict[str, Any]:
+    return await read(api, f"/v1/customers/{customer_id}/loyalty", as_customer(customer_id))
 
 
 async def available(api: httpx.AsyncClient, sku: str) -> int:

@@ -1,10 +1,12 @@
 """GET /v1/admin/pipeline through the real gateway in front of the real pipeline: the figures
 follow an order through the broker, name the pipeline's own consumers, and are for admins only."""
 
+from typing import Any
+
 import httpx
 import pytest
 
-from tests.e2e.support import new_customer, place
+from tests.e2e.support import new_customer, place, read
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
@@ -12,11 +14,8 @@ from tests.support.tokens import as_admin, as_customer
 pytestmark = pytest.mark.e2e
 
 
-async def figures(api: httpx.AsyncClient) -> dict[str, object]:
-    response = await api.get("/v1/admin/pipeline", headers=as_admin())
-    assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
-    return body
+async def figures(api: httpx.AsyncClient) -> dict[str, Any]:
+    return await read(api, "/v1/admin/pipeline", as_admin())
 
 
 async def test_the_figures_count_an_order_published_and_awarded_and_the_consumers_catch_up(
@@ -25,17 +24,17 @@ async def test_the_figures_count_an_order_published_and_awarded_and_the_consumer
     before = await figures(api)
     assert response_ok(await place(api, new_customer(), ("E2E-MUG", 1)))
 
-    def settled(now: dict[str, object]) -> bool:
+    def settled(now: dict[str, Any]) -> bool:
         consumers = now["consumers"]
         assert isinstance(consumers, list)
         return (
-            int(str(now["orders_published"])) > int(str(before["orders_published"]))
-            and int(str(now["points_awarded"])) > int(str(before["points_awarded"]))
+            now["orders_published"] > before["orders_published"]
+            and now["points_awarded"] > before["points_awarded"]
             and all(consumer["exists"] and consumer["pending"] == 0 for consumer in consumers)
         )
 
     after = await eventually(lambda: figures(api), settled, what="the order published, awarded, consumed")
-    assert [consumer["name"] for consumer in after["consumers"]] == [  # type: ignore[attr-defined]
+    assert [consumer["name"] for consumer in after["consumers"]] == [
         pipeline.consumer,
         pipeline.inventory_consumer,
     ]

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import new_customer, place
+from tests.e2e.support import new_customer, place, read
 from tests.support.polling import eventually
 from tests.support.tokens import as_admin, as_customer
 
@@ -16,10 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def reconciliation(api: httpx.AsyncClient) -> dict[str, Any]:
-    response = await api.get("/v1/admin/reconciliation", headers=as_admin())
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return await read(api, "/v1/admin/reconciliation", as_admin())
 
 
 def checks(body: dict[str, Any]) -> dict[str, str]:

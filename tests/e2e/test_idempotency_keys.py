@@ -4,8 +4,6 @@ retry never gets an answer that the order it placed contradicts."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,6 +13,7 @@ from sqlalchemy import text
 
 from gateway.idempotency import KEY_HEADER, REPLAYED_HEADER, client_request_id, record_key
 from tests.e2e.support import available, new_customer
+from tests.integration.orders.helpers import stalled_order_writes
 from tests.support.databases import database_engine
 from tests.support.pipeline import Pipeline
 from tests.support.polling import eventually
@@ -125,7 +124,10 @@ async def test_a_retry_while_the_first_placement_is_stalled_never_gets_an_answer
         body = {"items": [{"sku": sku, "quantity": 1}]}
         return await api.post("/v1/orders", json=body, headers={KEY_HEADER: key, **as_customer(customer)})
 
-    async with stalled_order_writes(pipeline):
+    async with (
+        database_engine(pipeline.infra.postgres_url, pipeline.databases["orders"]) as orders_engine,
+        stalled_order_writes(orders_engine),
+    ):
         first = await order()
         retry = await order()
     placed = await eventually(order, lambda response: "retry-after" not in response.headers, what="the order")
@@ -141,19 +143,3 @@ async def test_a_retry_while_the_first_placement_is_stalled_never_gets_an_answer
     assert replayed.json()["order_id"] == placed.json()["order_id"]
     assert [order_id for order_id, _ in await stored_orders(pipeline, customer)] == [placed.json()["order_id"]]
     assert await available(api, sku) == 0
-
-
-@asynccontextmanager
-async def stalled_order_writes(pipeline: Pipeline) -> AsyncIterator[None]:
-    """While open, orders can record no order: a transaction holds a lock on its outbox that every
-    write of an order waits for (reads go on)."""
-    async with (
-        database_engine(pipeline.infra.postgres_url, pipeline.databases["orders"]) as engine,
-        engine.connect() as connection,
-    ):
-        transaction = await connection.begin()
-        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
-        try:
-            yield
-        finally:
-            await transaction.rollback()

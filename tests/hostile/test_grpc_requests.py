@@ -6,11 +6,11 @@ with UNKNOWN or INTERNAL; a request that happens to be valid succeeds."""
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import pytest
@@ -50,11 +50,21 @@ from tests.hostile.strategies import (
 )
 from tests.support.databases import fresh_database
 from tests.support.jetstream import delete_consumer
-from tests.support.services import serving_inventory, serving_loyalty, serving_orders
+from tests.support.services import serving_inventory, serving_loyalty, serving_orders, session_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 Code = grpc.StatusCode
+
+
+class _Line(Protocol):
+    """A line of an order as inventory's and orders' messages both have it (StockLine, OrderItem)."""
+
+    sku: str
+    quantity: int
+
+
+Line = TypeVar("Line", bound=_Line)
 
 INVENTORY = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"]
 ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
@@ -89,13 +99,7 @@ async def services(infra: Infrastructure, tmp_path_factory: pytest.TempPathFacto
     """Inventory, orders (calling that inventory) and loyalty, each on a fresh database, once per module."""
     catalog = tmp_path_factory.mktemp("hostile-grpc") / "catalog.json"
     catalog.write_text(json.dumps(CATALOG))
-    common: dict[str, Any] = {
-        "nats_url": infra.nats_url,
-        "postgres_url": infra.postgres_url,
-        "listen_host": "127.0.0.1",
-        "log_format": "json",
-        "shutdown_grace_seconds": 1.0,
-    }
+    common = session_settings(infra)
     async with AsyncExitStack() as stack:
 
         async def database(prefix: str, migrations: Path) -> str:
@@ -174,21 +178,32 @@ async def answer(call: Awaitable[object], allowed: Collection[Code]) -> Code:
 # Each method gets hostile values in one field at a time, the others valid: a mistake in one field
 # must not hide behind a refusal of another. Known edges are explicit examples.
 
+
+def valid_lines(line: Callable[..., Line]) -> st.SearchStrategy[list[Line]]:
+    """One or two lines of an order, of SKUs in stock."""
+    return st.lists(
+        st.builds(line, sku=CATALOG_SKUS, quantity=st.integers(min_value=1, max_value=MAX_QUANTITY)),
+        min_size=1,
+        max_size=2,
+        unique_by=lambda built: built.sku,
+    )
+
+
+def hostile_lines(line: Callable[..., Line]) -> st.SearchStrategy[list[Line]]:
+    """Lines of an order with a hostile SKU or quantity, or more lines than an order may have."""
+    return repeated(
+        st.builds(line, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
+        st.builds(line, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
+        huge=st.integers(min_value=MAX_ORDER_LINES + 1, max_value=5_000).map(
+            lambda n: [line(sku=f"SKU-{index}", quantity=1) for index in range(n)]
+        ),
+    )
+
+
 # --- inventory --------------------------------------------------------------------------------
 
-valid_stock_lines = st.lists(
-    st.builds(inventory_pb2.StockLine, sku=CATALOG_SKUS, quantity=st.integers(min_value=1, max_value=MAX_QUANTITY)),
-    min_size=1,
-    max_size=2,
-    unique_by=lambda line: line.sku,
-)
-hostile_stock_lines = repeated(
-    st.builds(inventory_pb2.StockLine, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
-    st.builds(inventory_pb2.StockLine, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
-    huge=st.integers(min_value=MAX_ORDER_LINES + 1, max_value=5_000).map(
-        lambda n: [inventory_pb2.StockLine(sku=f"SKU-{index}", quantity=1) for index in range(n)]
-    ),
-)
+valid_stock_lines = valid_lines(inventory_pb2.StockLine)
+hostile_stock_lines = hostile_lines(inventory_pb2.StockLine)
 
 
 @given(sku=hostile_text(skus, CATALOG_SKUS))
@@ -205,21 +220,22 @@ async def test_list_products_succeeds(services: Services) -> None:
 RESERVE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}
 
 
-@given(order_id=hostile_text(order_ids, odd_order_ids), items=valid_stock_lines)
-@HOSTILE_EXAMPLES
-async def test_reserve_stock_answers_a_hostile_order_id_with_a_client_error(
-    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
-) -> None:
-    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
-    await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
+# By the field that is hostile, the others valid.
+reserve_requests = {
+    "order_id": st.builds(
+        inventory_pb2.ReserveStockRequest, order_id=hostile_text(order_ids, odd_order_ids), items=valid_stock_lines
+    ),
+    "items": st.builds(inventory_pb2.ReserveStockRequest, order_id=order_ids, items=hostile_stock_lines),
+}
 
 
-@given(order_id=order_ids, items=hostile_stock_lines)
+@pytest.mark.parametrize("hostile", reserve_requests)
+@given(data=st.data())
 @HOSTILE_EXAMPLES
-async def test_reserve_stock_answers_hostile_items_with_a_client_error(
-    services: Services, order_id: str, items: list[inventory_pb2.StockLine]
+async def test_reserve_stock_answers_a_hostile_field_with_a_client_error(
+    services: Services, hostile: str, data: st.DataObject
 ) -> None:
-    request = inventory_pb2.ReserveStockRequest(order_id=order_id, items=items)
+    request = data.draw(reserve_requests[hostile])
     await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
 
 
@@ -266,48 +282,33 @@ async def test_restock_stream_answers_a_hostile_name_or_price_with_a_client_erro
 
 # --- orders -----------------------------------------------------------------------------------
 
-valid_order_items = st.lists(
-    st.builds(orders_pb2.OrderItem, sku=CATALOG_SKUS, quantity=st.integers(min_value=1, max_value=MAX_QUANTITY)),
-    min_size=1,
-    max_size=2,
-    unique_by=lambda item: item.sku,
-)
-hostile_order_items = repeated(
-    st.builds(orders_pb2.OrderItem, sku=hostile_text(skus, CATALOG_SKUS), quantity=hostile_int32),
-    st.builds(orders_pb2.OrderItem, sku=st.one_of(skus, CATALOG_SKUS), quantity=hostile_int32),
-    huge=st.integers(min_value=MAX_ORDER_LINES + 1, max_value=5_000).map(
-        lambda n: [orders_pb2.OrderItem(sku=f"SKU-{index}", quantity=1) for index in range(n)]
-    ),
-)
+valid_order_items = valid_lines(orders_pb2.OrderItem)
+hostile_order_items = hostile_lines(orders_pb2.OrderItem)
 CREATE_REFUSALS = {Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION}
 
 
-@given(customer_id=hostile_text(customer_ids), items=valid_order_items)
+# By the field that is hostile, the others valid.
+create_requests = {
+    "customer_id": st.builds(
+        orders_pb2.CreateOrderRequest, customer_id=hostile_text(customer_ids), items=valid_order_items
+    ),
+    "items": st.builds(orders_pb2.CreateOrderRequest, customer_id=customer_ids, items=hostile_order_items),
+    "client_request_id": st.builds(
+        orders_pb2.CreateOrderRequest,
+        customer_id=st.just("hostile-customer"),
+        items=valid_order_items,
+        client_request_id=hostile_text(client_request_ids),
+    ),
+}
+
+
+@pytest.mark.parametrize("hostile", create_requests)
+@given(data=st.data())
 @HOSTILE_EXAMPLES
-async def test_create_order_answers_a_hostile_customer_id_with_a_client_error(
-    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
+async def test_create_order_answers_a_hostile_field_with_a_client_error(
+    services: Services, hostile: str, data: st.DataObject
 ) -> None:
-    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
-    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
-
-
-@given(customer_id=customer_ids, items=hostile_order_items)
-@HOSTILE_EXAMPLES
-async def test_create_order_answers_hostile_items_with_a_client_error(
-    services: Services, customer_id: str, items: list[orders_pb2.OrderItem]
-) -> None:
-    request = orders_pb2.CreateOrderRequest(customer_id=customer_id, items=items)
-    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
-
-
-@given(client_request_id=hostile_text(client_request_ids), items=valid_order_items)
-@HOSTILE_EXAMPLES
-async def test_create_order_answers_a_hostile_client_request_id_with_a_client_error(
-    services: Services, client_request_id: str, items: list[orders_pb2.OrderItem]
-) -> None:
-    request = orders_pb2.CreateOrderRequest(
-        customer_id="hostile-customer", items=items, client_request_id=client_request_id
-    )
+    request = data.draw(create_requests[hostile])
     await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
 
 

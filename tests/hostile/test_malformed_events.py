@@ -33,6 +33,7 @@ from tests.support.databases import database_engine, fresh_database
 from tests.support.events import order_created, order_created_payload, publish
 from tests.support.jetstream import acked_through, impatient
 from tests.support.polling import eventually
+from tests.support.services import session_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -52,16 +53,12 @@ async def consumer(infra: Infrastructure) -> AsyncIterator[Consumer]:
     """The loyalty consumer on a database of its own, with a durable consumer that sees only new events."""
     async with fresh_database(infra.postgres_url, "loyalty", MIGRATIONS) as database:
         settings = LoyaltySettings(
-            nats_url=infra.nats_url,
-            postgres_url=infra.postgres_url,
+            **session_settings(infra, shutdown_grace_seconds=0.5),
             loyalty_database=database,
             order_events=impatient(
                 LoyaltyConsumer, "loyalty-hostile", handler_timeout_seconds=2.0, ack_wait_seconds=5.0
             ),
-            listen_host="127.0.0.1",
             loyalty_port=free_port(),
-            log_format="json",
-            shutdown_grace_seconds=0.5,
         )
         connection = await nats.connect(infra.nats_url)
         js = connection.jetstream()

@@ -19,9 +19,9 @@ from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from tests.integration.loyalty.helpers import new_customer_id
 from tests.support.databases import fresh_database
 from tests.support.events import order_created, publish
-from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
+from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually
-from tests.support.services import serving_inventory, serving_loyalty
+from tests.support.services import serving_inventory, serving_loyalty, session_settings
 
 NEXT_VERSION = "orderflow.orders.order_created.v2"
 
@@ -31,45 +31,36 @@ async def consumers(infra: Infrastructure) -> AsyncIterator[tuple[str, str]]:
     """Inventory and loyalty serving, each with a durable consumer of its own that sees only new
     events and retries quickly (a message retried instead of dead-lettered at once would show as
     deliveries > 1); yields the two consumers' names."""
-    inventory_consumer, loyalty_consumer = new_consumer_name("inventory"), new_consumer_name("loyalty")
+    inventory_events, loyalty_events = impatient(InventoryConsumer, "inventory"), impatient(LoyaltyConsumer, "loyalty")
+    names = inventory_events.consumer, loyalty_events.consumer
     try:
         async with (
             fresh_database(infra.postgres_url, "inventory", inventory.main.MIGRATIONS) as inventory_database,
             fresh_database(infra.postgres_url, "loyalty", loyalty.main.MIGRATIONS) as loyalty_database,
             serving_inventory(
                 InventorySettings(
-                    nats_url=infra.nats_url,
-                    postgres_url=infra.postgres_url,
+                    **session_settings(infra),
                     inventory_database=inventory_database,
                     catalog=DEMO_CATALOG,
-                    listen_host="127.0.0.1",
                     inventory_port=free_port(),
-                    order_events=InventoryConsumer(
-                        consumer=inventory_consumer, deliver_policy="new", max_deliver=3, retry_base_seconds=0.05
-                    ),
-                    shutdown_grace_seconds=1.0,
+                    order_events=inventory_events,
                 )
             ),
             serving_loyalty(
                 LoyaltySettings(
-                    nats_url=infra.nats_url,
-                    postgres_url=infra.postgres_url,
+                    **session_settings(infra),
                     loyalty_database=loyalty_database,
-                    listen_host="127.0.0.1",
                     loyalty_port=free_port(),
-                    order_events=LoyaltyConsumer(
-                        consumer=loyalty_consumer, deliver_policy="new", max_deliver=3, retry_base_seconds=0.05
-                    ),
-                    shutdown_grace_seconds=1.0,
+                    order_events=loyalty_events,
                 )
             ),
             jetstream(infra.nats_url) as js,
         ):
-            for consumer in (inventory_consumer, loyalty_consumer):
+            for consumer in names:
                 await eventually(partial(consumer_exists, js, consumer), what=consumer)
-            yield inventory_consumer, loyalty_consumer
+            yield names
     finally:
-        for consumer in (inventory_consumer, loyalty_consumer):
+        for consumer in names:
             await delete_consumer(infra.nats_url, consumer)
 
 

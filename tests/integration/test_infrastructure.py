@@ -2,8 +2,6 @@
 NATS server we start lets in only a client with the user and password its URL carries."""
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -14,20 +12,12 @@ from nats.js.api import StorageType
 from redis.asyncio import Redis
 
 from orderflow_devstack.infra import Infrastructure
+from tests.support.jetstream import jetstream
 
 
 def unique(prefix: str) -> str:
     """Names no other test (or an earlier run against the same server) uses."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-@asynccontextmanager
-async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(url)
-    try:
-        yield client.jetstream()
-    finally:
-        await client.close()
 
 
 async def add_stream_with_one_message(js: JetStreamContext, stream: str) -> None:

@@ -9,25 +9,15 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orderflow_kit.db import create_engine, ensure_database, migrate
+from orderflow_kit.db import create_engine, migrate
 
 
 @asynccontextmanager
-async def fresh_database(server_url: str, prefix: str, migrations: Path) -> AsyncIterator[str]:
-    """A new database named `<prefix>_test_<random>`, migrated to head; dropped (WITH FORCE) at the end."""
+async def fresh_database(server_url: str, prefix: str, migrations: Path, revision: str = "head") -> AsyncIterator[str]:
+    """A new database named `<prefix>_test_<random>`, migrated to `revision` (by default the newest:
+    a test of one migration starts at the revision before it); dropped (WITH FORCE) at the end."""
     name = f"{prefix}_test_{uuid.uuid4().hex[:12]}"
-    await migrate(server_url, name, migrations)
-    try:
-        yield name
-    finally:
-        await _drop_database(server_url, name)
-
-
-@asynccontextmanager
-async def unmigrated_database(server_url: str, prefix: str) -> AsyncIterator[str]:
-    """A new, empty database (for a test that runs migrations step by step); dropped at the end."""
-    name = f"{prefix}_test_{uuid.uuid4().hex[:12]}"
-    await ensure_database(server_url, name)
+    await migrate(server_url, name, migrations, revision)
     try:
         yield name
     finally:

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from nats.js import JetStreamContext, api
 
@@ -19,20 +19,24 @@ from orderflow_kit.batches import Received
 UNIT_PRICE_CENTS = 1000
 
 
+class Order(TypedDict, total=False):
+    """What an event's order may be given instead of the defaults (see order_created_payload)."""
+
+    order_id: uuid.UUID | None
+    items: Mapping[str, int] | None
+    created_at: datetime | None
+
+
 def order_created_payload(
-    customer_id: str = "cust-1",
-    total_cents: int = 2599,
-    *,
-    order_id: uuid.UUID | None = None,
-    items: Mapping[str, int] | None = None,
-    created_at: datetime | None = None,
+    customer_id: str = "cust-1", total_cents: int = 2599, **order: Unpack[Order]
 ) -> dict[str, Any]:
     """An OrderCreated v1 payload, as JSON holds it, for a new order unless `order_id` is given: one
     line (SKU-1, quantity 1) of `total_cents`, or `items` (SKU: quantity) at UNIT_PRICE_CENTS each."""
+    items, created_at = order.get("items"), order.get("created_at")
     quantities = {"SKU-1": 1} if items is None else items
     price = total_cents if items is None else UNIT_PRICE_CENTS
     return {
-        "order_id": str(order_id or uuid.uuid4()),
+        "order_id": str(order.get("order_id") or uuid.uuid4()),
         "customer_id": customer_id,
         "items": [
             {"sku": sku, "quantity": quantity, "unit_price_cents": price} for sku, quantity in quantities.items()
@@ -47,16 +51,14 @@ def order_created(
     customer_id: str = "cust-1",
     total_cents: int = 2599,
     *,
-    order_id: uuid.UUID | None = None,
-    items: Mapping[str, int] | None = None,
-    created_at: datetime | None = None,
     body: bytes | None = None,
     event_type: str = OrderCreatedV1.TYPE,
     traceparent: str | None = None,
+    **order: Unpack[Order],
 ) -> CloudEvent:
     """An OrderCreated CloudEvent (see order_created_payload) with a fresh ce-id; `body` instead of
     the valid payload and `event_type` instead of its ce-type make a bad one."""
-    payload = order_created_payload(customer_id, total_cents, order_id=order_id, items=items, created_at=created_at)
+    payload = order_created_payload(customer_id, total_cents, **order)
     return CloudEvent(
         id=str(uuid.uuid4()),
         type=event_type,

@@ -2,9 +2,10 @@
 starts it: tokens from tests.support.tokens, generous rate limits (tests.support.rate_limits: these
 suites send bursts from one address) and quick consumer retries."""
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -24,7 +25,14 @@ _TEST_SETTINGS = {
 }
 
 
-@contextmanager
+class _Options(TypedDict, total=False):
+    """The rest of orderflow_devstack.pipeline.running_pipeline's options, passed on as they are."""
+
+    replicas: Mapping[str, int] | None
+    supervisor: Supervisor | None
+    web: bool
+
+
 def running_pipeline(
     infra: Infrastructure,
     work: Path,
@@ -32,23 +40,12 @@ def running_pipeline(
     *,
     prefix: str,
     env: Mapping[str, str] | None = None,
-    replicas: Mapping[str, int] | None = None,
-    supervisor: Supervisor | None = None,
-    web: bool = False,
-) -> Iterator[Pipeline]:
+    **options: Unpack[_Options],
+) -> AbstractContextManager[Pipeline]:
     """orderflow_devstack.pipeline.running_pipeline with the tests' settings; `env` overrides them."""
-    with devstack_pipeline.running_pipeline(
-        infra,
-        work,
-        catalog,
-        prefix=prefix,
-        jwt_secret=JWT_SECRET,
-        env={**_TEST_SETTINGS, **(env or {})},
-        replicas=replicas,
-        supervisor=supervisor,
-        web=web,
-    ) as running:
-        yield running
+    return devstack_pipeline.running_pipeline(
+        infra, work, catalog, prefix=prefix, jwt_secret=JWT_SECRET, env={**_TEST_SETTINGS, **(env or {})}, **options
+    )
 
 
 @pytest.hookimpl(wrapper=True)

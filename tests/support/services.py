@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -19,6 +20,19 @@ from orderflow_devstack.processes import ServiceProcess, ServiceSpec
 from orderflow_kit.probe import grpc_serving
 from orders.settings import OrdersSettings
 from tests.support.grpc_servers import serving
+
+
+def session_settings(infra: Infrastructure, **overrides: Any) -> dict[str, Any]:
+    """The settings every service a test runs in-process shares: the session's servers, loopback
+    only, JSON logs, and a short grace at shutdown; `overrides` change or add some."""
+    return {
+        "nats_url": infra.nats_url,
+        "postgres_url": infra.postgres_url,
+        "listen_host": "127.0.0.1",
+        "log_format": "json",
+        "shutdown_grace_seconds": 1.0,
+        **overrides,
+    }
 
 
 def serving_inventory(

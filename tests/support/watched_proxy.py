@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from orderflow_devstack.infra import free_port
+from tests.support.tcp_proxy import Proxy, pipe
 
 
 @dataclass
@@ -16,16 +16,11 @@ class _Connection:
     flowing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class WatchedProxy:
+class WatchedProxy(Proxy):
     def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self.port = free_port()
+        super().__init__(target_host, target_port)
         self.bytes_from_client = 0
         self._connections: list[_Connection] = []
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def connections(self) -> int:
@@ -37,36 +32,30 @@ class WatchedProxy:
         for connection in self._connections:
             connection.flowing.clear()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Close every connection made, then stop listening."""
         for connection in self._connections:
             for writer in connection.writers:
                 writer.close()
             connection.flowing.set()
+        await super().close()
 
-    async def forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection(*self._target)
         connection = _Connection((client_writer, server_writer))
         connection.flowing.set()
         self._connections.append(connection)
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer, connection.flowing, from_client=True),
-            self._pipe(server_reader, client_writer, connection.flowing, from_client=False),
-        )
 
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event, *, from_client: bool
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                await flowing.wait()
-                if from_client:
-                    self.bytes_from_client += len(data)
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        async def from_client(data: bytes) -> None:
+            await connection.flowing.wait()
+            self.bytes_from_client += len(data)
+
+        async def from_server(_data: bytes) -> None:
+            await connection.flowing.wait()
+
+        await asyncio.gather(
+            pipe(client_reader, server_writer, from_client), pipe(server_reader, client_writer, from_server)
+        )
 
 
 @contextlib.asynccontextmanager
@@ -74,9 +63,8 @@ async def watched_proxy(target_host: str, target_port: int) -> AsyncIterator[Wat
     """A proxy on a free port of 127.0.0.1 to `target_host:target_port`, closed with every
     connection it made when the block ends."""
     proxy = WatchedProxy(target_host, target_port)
-    server = await asyncio.start_server(proxy.forward, "127.0.0.1", proxy.port)
+    await proxy.start()
     try:
         yield proxy
     finally:
-        server.close()
-        proxy.close()
+        await proxy.close()

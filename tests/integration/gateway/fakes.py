@@ -19,7 +19,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.errors import ServiceError, not_found
-from orderflow_kit.grpc_server import to_rpc_status
+from orderflow_kit.grpc_server import Context, to_rpc_status
 from tests.support.grpc_servers import RunningServer, serving_servicer
 
 PRICES_CENTS = {"SKU-1": 1250, "SKU-2": 500}
@@ -36,7 +36,7 @@ class Behaviour:
     calls: list[dict[str, str]] = field(default_factory=list)
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def before_answering(self, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
+    async def before_answering(self, context: Context) -> None:
         self.calls.append({key: str(value) for key, value in context.invocation_metadata() or ()})
         self.called.set()
         if self.held is not None:
@@ -47,7 +47,7 @@ class Behaviour:
             await context.abort(self.failure, INTERNAL_MESSAGE)
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: ServiceError) -> NoReturn:  # type: ignore[type-arg]
+async def abort_with(context: Context, error: ServiceError) -> NoReturn:
     """Fail the call as the real services do: the error's status, with its ErrorInfo."""
     status = rpc_status.to_status(to_rpc_status(error))
     await context.abort(status.code, status.details, status.trailing_metadata)
@@ -60,11 +60,7 @@ class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
         self.orders: list[orders_pb2.Order] = []
         self.create_requests: list[orders_pb2.CreateOrderRequest] = []
 
-    async def CreateOrder(
-        self,
-        request: orders_pb2.CreateOrderRequest,
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> orders_pb2.Order:
+    async def CreateOrder(self, request: orders_pb2.CreateOrderRequest, context: Context) -> orders_pb2.Order:
         self.create_requests.append(request)
         await self.behaviour.before_answering(context)
         lines = [
@@ -83,11 +79,7 @@ class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
         self.orders.append(order)
         return order
 
-    async def GetOrder(
-        self,
-        request: orders_pb2.GetOrderRequest,
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> orders_pb2.Order:
+    async def GetOrder(self, request: orders_pb2.GetOrderRequest, context: Context) -> orders_pb2.Order:
         await self.behaviour.before_answering(context)
         for order in self.orders:
             if order.order_id == request.order_id:
@@ -95,9 +87,7 @@ class FakeOrders(orders_pb2_grpc.OrderServiceServicer):  # type: ignore[misc]
         await abort_with(context, not_found("ORDER_NOT_FOUND", f"order {request.order_id} does not exist"))
 
     async def ListOrders(
-        self,
-        request: orders_pb2.ListOrdersRequest,
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        self, request: orders_pb2.ListOrdersRequest, context: Context
     ) -> orders_pb2.ListOrdersResponse:
         """Oldest first, the page token being the index to start at: enough to exercise paging."""
         await self.behaviour.before_answering(context)
@@ -114,9 +104,7 @@ class FakeInventory(inventory_pb2_grpc.InventoryServiceServicer):  # type: ignor
         self.behaviour = Behaviour()
 
     async def ListProducts(
-        self,
-        request: inventory_pb2.ListProductsRequest,
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        self, request: inventory_pb2.ListProductsRequest, context: Context
     ) -> inventory_pb2.ListProductsResponse:
         await self.behaviour.before_answering(context)
         return inventory_pb2.ListProductsResponse(
@@ -132,11 +120,7 @@ class FakeLoyalty(loyalty_pb2_grpc.LoyaltyServiceServicer):  # type: ignore[misc
         self.behaviour = Behaviour()
         self.points: dict[str, int] = {}
 
-    async def GetBalance(
-        self,
-        request: loyalty_pb2.GetBalanceRequest,
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> loyalty_pb2.Balance:
+    async def GetBalance(self, request: loyalty_pb2.GetBalanceRequest, context: Context) -> loyalty_pb2.Balance:
         await self.behaviour.before_answering(context)
         points = self.points.get(request.customer_id, 0)
         return loyalty_pb2.Balance(customer_id=request.customer_id, points=points, orders_awarded=1 if points else 0)

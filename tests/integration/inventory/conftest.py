@@ -4,17 +4,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.main import MIGRATIONS
 from inventory.settings import DEMO_CATALOG, InventoryConsumer, InventorySettings
 from orderflow_contracts.inventory.v1 import inventory_pb2_grpc
 from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.grpc_client import channel
-from tests.support.databases import database_engine, fresh_database
+from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, impatient, jetstream
 from tests.support.polling import eventually
-from tests.support.services import serving_inventory
+from tests.support.services import serving_inventory, session_settings
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -32,25 +31,15 @@ async def empty_database(infra: Infrastructure) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    async with database_engine(infra.postgres_url, database) as engine:
-        yield engine
-
-
-@pytest.fixture
 async def settings(infra: Infrastructure, database: str) -> AsyncIterator[InventorySettings]:
     """Short timeouts and retries; an OrderCreated consumer of the test's own that only sees new
     events (removed at the end); a TTL long enough that nothing expires unless a test says so."""
     settings = InventorySettings(
-        nats_url=infra.nats_url,
-        postgres_url=infra.postgres_url,
+        **session_settings(infra, shutdown_grace_seconds=2.0),
         inventory_database=database,
         catalog=DEMO_CATALOG,
         currency="EUR",
-        listen_host="127.0.0.1",
         inventory_port=free_port(),
-        log_format="json",
-        shutdown_grace_seconds=2.0,
         order_events=impatient(InventoryConsumer, "inventory"),
         reservation_sweep_seconds=0.2,
     )

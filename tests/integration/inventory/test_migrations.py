@@ -1,47 +1,24 @@
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.main import MIGRATIONS
-from inventory.models import Product, Reservation, ReservationLine
 from inventory.stock_conservation import StockCount, count_stock
 from orderflow_devstack.infra import Infrastructure
-from orderflow_kit.db import database_url
-from tests.support.databases import database_engine, unmigrated_database
-from tests.support.schema import schema_differences
-
-
-async def test_the_migrations_build_exactly_the_tables_the_models_declare(engine: AsyncEngine) -> None:
-    tables = {model.__tablename__ for model in (Product, Reservation, ReservationLine)}
-    assert await schema_differences(engine, tables) == []
-
-
-@pytest.fixture
-async def database_at_0001(infra: Infrastructure) -> AsyncIterator[tuple[str, Config]]:
-    """A database migrated to 0001 only, and the Alembic configuration to take it further."""
-    async with unmigrated_database(infra.postgres_url, "inventory") as name:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        url = database_url(infra.postgres_url, name).render_as_string(hide_password=False)
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-        await asyncio.to_thread(command.upgrade, config, "0001")
-        yield name, config
+from orderflow_kit.db import migrate
+from tests.support.databases import database_engine, fresh_database
 
 
 async def test_0002_confirms_the_reservations_held_before_it_and_counts_what_was_received(
-    infra: Infrastructure, database_at_0001: tuple[str, Config]
+    infra: Infrastructure,
 ) -> None:
     """Before 0002 a held reservation was final: the sweeper must not return the stock of orders
     placed before it existed, and stock must be conserved from the first moment."""
-    name, config = database_at_0001
     held, released = uuid.uuid4(), uuid.uuid4()
-    async with database_engine(infra.postgres_url, name) as engine:
+    async with (
+        fresh_database(infra.postgres_url, "inventory", MIGRATIONS, revision="0001") as name,
+        database_engine(infra.postgres_url, name) as engine,
+    ):
         async with engine.begin() as connection:
             await connection.execute(
                 text("INSERT INTO products (sku, name, price_cents, available) VALUES ('OLD-1', 'Old', 100, 7)")
@@ -58,7 +35,7 @@ async def test_0002_confirms_the_reservations_held_before_it_and_counts_what_was
                 {"held": held, "released": released},
             )
 
-        await asyncio.to_thread(command.upgrade, config, "head")
+        await migrate(infra.postgres_url, name, MIGRATIONS)
 
         async with engine.connect() as connection:
             rows = (await connection.execute(text("SELECT order_id, status FROM reservations"))).all()

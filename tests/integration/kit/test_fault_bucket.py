@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 
-import nats
 import pytest
 from nats.js import JetStreamContext
 
@@ -15,6 +14,7 @@ from orderflow_devstack.infra import Infrastructure
 from orderflow_kit import fault_bucket, faults
 from orderflow_kit.fault_bucket import KEY, open_bucket, read_flags, watch_fault_flags, write_flags
 from orderflow_kit.faults import NO_FAULTS, FaultFlags, SecondPublish
+from tests.support.jetstream import jetstream
 from tests.support.outages import Outage
 from tests.support.polling import eventually
 
@@ -30,13 +30,10 @@ def bucket() -> str:
 
 @pytest.fixture
 async def js(infra: Infrastructure, bucket: str) -> AsyncIterator[JetStreamContext]:
-    connection = await nats.connect(infra.nats_url)
-    try:
-        yield connection.jetstream()
+    async with jetstream(infra.nats_url) as connection:
+        yield connection
         with suppress(Exception):
-            await connection.jetstream().delete_key_value(bucket)
-    finally:
-        await connection.close()
+            await connection.delete_key_value(bucket)
 
 
 @pytest.fixture
@@ -149,14 +146,14 @@ async def test_a_watcher_lives_through_a_nats_restart_keeping_its_flags_and_sees
         pytest.skip("NATS comes from ORDERFLOW_NATS_URL: not ours to stop")
     received: list[str] = []
     async with watching(infra.nats_url, bucket, received) as watcher:
-        async with _connected(infra.nats_url) as js:
+        async with jetstream(infra.nats_url) as js:
             await write_flags(js, {"inventory_delay_ms": "5"}, bucket)
         await eventually(lambda: received[-1:], lambda last: last == ["inventory_delay_ms=5\n"], what="first flags")
 
         await asyncio.to_thread(infra.nats.stop)
         await asyncio.to_thread(infra.nats.start)
 
-        async with _connected(infra.nats_url) as js:
+        async with jetstream(infra.nats_url) as js:
             await write_flags(js, {"inventory_delay_ms": "6"}, bucket)
             await eventually(lambda: received[-1:], lambda last: last == ["inventory_delay_ms=6\n"], what="new flags")
             await js.delete_key_value(bucket)
@@ -164,12 +161,3 @@ async def test_a_watcher_lives_through_a_nats_restart_keeping_its_flags_and_sees
         since_first = received[received.index("inventory_delay_ms=5\n") :]
         assert since_first == ["inventory_delay_ms=5\n", "inventory_delay_ms=6\n"]
         assert not watcher.done()
-
-
-@asynccontextmanager
-async def _connected(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    connection = await nats.connect(nats_url)
-    try:
-        yield connection.jetstream()
-    finally:
-        await connection.close()

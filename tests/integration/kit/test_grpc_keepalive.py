@@ -16,7 +16,7 @@ from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from tests.support.grpc_servers import serving
 from tests.support.polling import eventually
-from tests.support.watched_proxy import watched_proxy
+from tests.support.watched_proxy import WatchedProxy, watched_proxy
 
 FAST = Keepalive(
     time_seconds=0.2, timeout_seconds=0.5, max_connection_age_seconds=3600, max_connection_age_grace_seconds=1
@@ -26,15 +26,20 @@ PING_BYTES = 17
 
 
 @asynccontextmanager
-async def served(keepalive: Keepalive) -> AsyncIterator[int]:
-    """A server run as the services run theirs (health service only), on a free port."""
+async def watched_channel(keepalive: Keepalive) -> AsyncIterator[tuple[WatchedProxy, grpc.aio.Channel]]:
+    """A server run as the services run theirs (health service only, on a free port), a channel to
+    it, both with `keepalive`, and the proxy between them that watches their connection."""
     port = free_port()
 
     async def run(stop: asyncio.Event) -> None:
         await serve(host="127.0.0.1", port=port, services=[], stop=stop, grace_seconds=1, keepalive=keepalive)
 
-    async with serving(run, f"127.0.0.1:{port}"):
-        yield port
+    async with (
+        serving(run, f"127.0.0.1:{port}"),
+        watched_proxy("127.0.0.1", port) as proxy,
+        channel(proxy.address, keepalive=keepalive) as connection,
+    ):
+        yield proxy, connection
 
 
 async def check(connection: grpc.aio.Channel) -> None:
@@ -43,11 +48,7 @@ async def check(connection: grpc.aio.Channel) -> None:
 
 
 async def test_an_idle_connection_is_pinged_and_kept() -> None:
-    async with (
-        served(FAST) as port,
-        watched_proxy("127.0.0.1", port) as proxy,
-        channel(proxy.address, keepalive=FAST) as connection,
-    ):
+    async with watched_channel(FAST) as (proxy, connection):
         await check(connection)
         sent = proxy.bytes_from_client
         # No call: only pings cross, many more than grpc's default of two without data.
@@ -64,11 +65,7 @@ async def test_a_goaway_at_the_max_connection_age_costs_no_call() -> None:
     aging = Keepalive(
         time_seconds=20, timeout_seconds=10, max_connection_age_seconds=0.3, max_connection_age_grace_seconds=0.3
     )
-    async with (
-        served(aging) as port,
-        watched_proxy("127.0.0.1", port) as proxy,
-        channel(proxy.address, keepalive=aging) as connection,
-    ):
+    async with watched_channel(aging) as (proxy, connection):
 
         async def connections_after_a_call() -> int:
             await check(connection)  # every call succeeds, across the GOAWAYs
@@ -78,11 +75,7 @@ async def test_a_goaway_at_the_max_connection_age_costs_no_call() -> None:
 
 
 async def test_a_silent_connection_is_noticed_and_replaced() -> None:
-    async with (
-        served(FAST) as port,
-        watched_proxy("127.0.0.1", port) as proxy,
-        channel(proxy.address, keepalive=FAST) as connection,
-    ):
+    async with watched_channel(FAST) as (proxy, connection):
         await check(connection)
         proxy.freeze()  # open, and carrying nothing: a peer gone without a word
         await eventually(lambda: proxy.connections, lambda made: made == 2, what="the silent connection replaced")

@@ -3,13 +3,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.main import MIGRATIONS
 from loyalty.settings import LoyaltyConsumer, LoyaltySettings
 from orderflow_devstack.infra import Infrastructure, free_port
-from tests.support.databases import database_engine, fresh_database
+from tests.support.databases import fresh_database
 from tests.support.jetstream import impatient, jetstream
+from tests.support.services import session_settings
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -23,21 +23,11 @@ async def database(infra: Infrastructure) -> AsyncIterator[str]:
 def settings(infra: Infrastructure, database: str) -> LoyaltySettings:
     """Short timeouts and retries; a durable consumer of the test's own that only sees new events."""
     return LoyaltySettings(
-        nats_url=infra.nats_url,
-        postgres_url=infra.postgres_url,
+        **session_settings(infra, shutdown_grace_seconds=5.0),
         loyalty_database=database,
         order_events=impatient(LoyaltyConsumer, "loyalty"),
-        listen_host="127.0.0.1",
         loyalty_port=free_port(),
-        log_format="json",
-        shutdown_grace_seconds=5.0,
     )
-
-
-@pytest.fixture
-async def engine(infra: Infrastructure, database: str) -> AsyncIterator[AsyncEngine]:
-    async with database_engine(infra.postgres_url, database) as engine:
-        yield engine
 
 
 @pytest.fixture

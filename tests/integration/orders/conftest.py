@@ -18,7 +18,7 @@ from tests.integration.orders.helpers import FakeInventory, write_catalog
 from tests.support.databases import database_engine, fresh_database
 from tests.support.grpc_servers import serving_servicer
 from tests.support.jetstream import delete_consumer, new_consumer_name
-from tests.support.services import serving_inventory, serving_orders
+from tests.support.services import serving_inventory, serving_orders, session_settings
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -32,14 +32,10 @@ async def inventory_database(infra: Infrastructure) -> AsyncIterator[str]:
 async def inventory_address(infra: Infrastructure, inventory_database: str, tmp_path: Path) -> AsyncIterator[str]:
     """The REAL inventory service, in-process. Modules testing failures override this with a fake."""
     settings = InventorySettings(
-        nats_url=infra.nats_url,
-        postgres_url=infra.postgres_url,
+        **session_settings(infra),
         inventory_database=inventory_database,
-        listen_host="127.0.0.1",
         inventory_port=free_port(),
         catalog=write_catalog(tmp_path / "catalog.json"),
-        log_format="json",
-        shutdown_grace_seconds=1.0,
         order_events=InventoryConsumer(consumer=new_consumer_name("inventory"), deliver_policy="new"),
     )
     async with serving_inventory(settings) as address:
@@ -82,14 +78,10 @@ async def orders_engine(infra: Infrastructure, orders_database: str) -> AsyncIte
 @pytest.fixture
 def orders_settings(infra: Infrastructure, orders_database: str, inventory_address: str) -> OrdersSettings:
     return OrdersSettings(
-        nats_url=infra.nats_url,
-        postgres_url=infra.postgres_url,
+        **session_settings(infra),
         orders_database=orders_database,
         inventory_addr=inventory_address,
-        listen_host="127.0.0.1",
         orders_port=free_port(),
-        log_format="json",
-        shutdown_grace_seconds=1.0,
         outbox_retry_max_seconds=0.5,
         # Above inventory_timeout_seconds as it must be, and short: a test that waits out a claim
         # left by a cancelled stream waits seconds, not the default half minute.

@@ -1,14 +1,18 @@
 """What the orders integration tests share: the real inventory's catalog, a fake inventory for
 failure cases, requests and stock look-ups, events staged in the outbox, and readers of the
-outbox and of the ORDERS stream."""
+outbox, of the ORDERS stream and of what is published on the wire."""
 
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
@@ -109,6 +113,19 @@ async def stage(engine: AsyncEngine, count: int, *, notify: bool = True) -> list
     return events
 
 
+@asynccontextmanager
+async def stalled_order_writes(engine: AsyncEngine) -> AsyncIterator[None]:
+    """While open, no order can be recorded: a transaction holds a lock on the outbox that every
+    write of an order waits for (reads go on)."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+
+
 async def count_rows(engine: AsyncEngine, order_id: str) -> dict[str, int]:
     """How many rows each table holds for one order."""
     async with engine.connect() as connection:
@@ -155,3 +172,26 @@ async def stream_messages(js: JetStreamContext, first_seq: int, event_ids: set[s
         if (message.headers or {}).get("ce-id") in event_ids:
             found.append(message)
     return found
+
+
+@asynccontextmanager
+async def published_on_the_wire(nats_url: str) -> AsyncIterator[list[dict[str, str]]]:
+    """The headers of every message published on orders.created while the block runs, as a plain
+    subscriber sees them: where the broker's dedupe cannot hide a second publish."""
+    seen: list[dict[str, str]] = []
+
+    async def record(message: Msg) -> None:
+        seen.append(dict(message.headers or {}))
+
+    listener = await nats.connect(nats_url)
+    try:
+        await listener.subscribe(ORDER_CREATED_SUBJECT, cb=record)
+        await listener.flush()
+        yield seen
+    finally:
+        await listener.close()
+
+
+def copies_seen(on_the_wire: list[dict[str, str]], event_ids: set[str]) -> list[dict[str, str]]:
+    """The headers of each copy of the events `event_ids` published."""
+    return [headers for headers in on_the_wire if headers.get("ce-id") in event_ids]

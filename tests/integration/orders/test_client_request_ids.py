@@ -5,7 +5,6 @@ racing each other leave one order and one event; other items under the same id a
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -20,7 +19,13 @@ from orderflow_kit.errors import ErrorKind, ServiceError
 from orderflow_kit.grpc_client import ErrorDetail, channel, error_detail
 from orders.inventory_client import InventoryClient
 from orders.placing_orders import Orders, RequestedItem
-from tests.integration.orders.helpers import FakeInventory, available, create_request, new_customer
+from tests.integration.orders.helpers import (
+    FakeInventory,
+    available,
+    create_request,
+    new_customer,
+    stalled_order_writes,
+)
 from tests.support.databases import database_engine
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
@@ -30,6 +35,16 @@ from tests.support.rpc_errors import rpc_error
 async def inventory_engine(infra: Infrastructure, inventory_database: str) -> AsyncIterator[AsyncEngine]:
     async with database_engine(infra.postgres_url, inventory_database) as engine:
         yield engine
+
+
+@pytest.fixture
+async def orders_late_answered(
+    orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
+) -> AsyncIterator[Orders]:
+    """Orders whose inventory (the fake) answers each reservation only after half a second."""
+    fake_inventory.reserve_delay = 0.5
+    async with channel(fake_inventory_address) as connection:
+        yield Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0)
 
 
 async def rows_for_request(engine: AsyncEngine, customer_id: str, client_request_id: str) -> dict[str, int]:
@@ -152,24 +167,21 @@ async def test_ten_concurrent_copies_place_one_order_with_one_event_and_take_the
 
 
 async def test_copies_racing_a_placement_are_in_flight_and_reserve_nothing(
-    orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
+    orders_engine: AsyncEngine, fake_inventory: FakeInventory, orders_late_answered: Orders
 ) -> None:
     """Inventory answers late, so every copy arrives while the first one's placement runs."""
-    fake_inventory.reserve_delay = 0.5
     customer, request_id = new_customer(), uuid.uuid4().hex
-    async with channel(fake_inventory_address) as connection:
-        orders = Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0)
 
-        outcomes = await asyncio.gather(
-            *(
-                orders.place(
-                    customer, [RequestedItem("MUG-001", 1)], client_request_id=request_id, caller_time_remaining=None
-                )
-                for _ in range(5)
-            ),
-            return_exceptions=True,
-        )
-        await orders.finish_unfinished_work(within=10.0)
+    outcomes = await asyncio.gather(
+        *(
+            orders_late_answered.place(
+                customer, [RequestedItem("MUG-001", 1)], client_request_id=request_id, caller_time_remaining=None
+            )
+            for _ in range(5)
+        ),
+        return_exceptions=True,
+    )
+    await orders_late_answered.finish_unfinished_work(within=10.0)
 
     [placed] = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
     refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
@@ -182,24 +194,21 @@ async def test_copies_racing_a_placement_are_in_flight_and_reserve_nothing(
 
 
 async def test_a_copy_with_other_items_is_in_flight_then_refused(
-    orders_engine: AsyncEngine, fake_inventory: FakeInventory, fake_inventory_address: str
+    orders_engine: AsyncEngine, fake_inventory: FakeInventory, orders_late_answered: Orders
 ) -> None:
-    fake_inventory.reserve_delay = 0.5
     customer, request_id = new_customer(), uuid.uuid4().hex
-    async with channel(fake_inventory_address) as connection:
-        orders = Orders(orders_engine, InventoryClient(connection), inventory_timeout=5.0)
 
-        def place(quantity: int) -> Any:
-            return orders.place(
-                customer, [RequestedItem("MUG-001", quantity)], client_request_id=request_id, caller_time_remaining=None
-            )
+    def place(quantity: int) -> Any:
+        return orders_late_answered.place(
+            customer, [RequestedItem("MUG-001", quantity)], client_request_id=request_id, caller_time_remaining=None
+        )
 
-        first = asyncio.create_task(place(1))
-        await eventually(lambda: fake_inventory.reserve_requests, what="the first copy reserving")
-        while_placing = await asyncio.gather(place(2), return_exceptions=True)
-        placed = await first
-        after = await asyncio.gather(place(2), return_exceptions=True)
-        await orders.finish_unfinished_work(within=10.0)
+    first = asyncio.create_task(place(1))
+    await eventually(lambda: fake_inventory.reserve_requests, what="the first copy reserving")
+    while_placing = await asyncio.gather(place(2), return_exceptions=True)
+    placed = await first
+    after = await asyncio.gather(place(2), return_exceptions=True)
+    await orders_late_answered.finish_unfinished_work(within=10.0)
 
     [[in_flight_error], [reused]] = while_placing, after
     assert isinstance(in_flight_error, ServiceError)
@@ -291,19 +300,6 @@ async def one_unit_of_a_new_product(inventory: Any) -> str:
     line = inventory_pb2.RestockRequest(sku=sku, quantity=1, name="One of a kind", price_cents=100)
     await inventory.RestockStream(iter([line]), timeout=5.0)
     return sku
-
-
-@asynccontextmanager
-async def stalled_order_writes(engine: AsyncEngine) -> AsyncIterator[None]:
-    """While open, no order can be recorded: a transaction holds a lock on the outbox that every
-    write of an order waits for (reads go on)."""
-    async with engine.connect() as connection:
-        transaction = await connection.begin()
-        await connection.execute(text("LOCK TABLE outbox IN SHARE MODE"))
-        try:
-            yield
-        finally:
-            await transaction.rollback()
 
 
 async def lease_expired(engine: AsyncEngine, customer_id: str, client_request_id: str) -> bool:

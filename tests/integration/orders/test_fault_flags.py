@@ -10,23 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 import pytest
-from nats.aio.msg import Msg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_devstack.infra import Infrastructure
 from orderflow_devstack.processes import ServiceProcess
 from orderflow_kit.faults import FAULTS_ENV, FAULTS_FILE_ENV
 from orderflow_kit.grpc_client import channel
 from tests.integration.orders.helpers import (
+    copies_seen,
     count_rows,
     next_stream_seq,
     pending_events,
+    published_on_the_wire,
     stage,
     stream_messages,
 )
@@ -154,33 +153,17 @@ async def test_publish_twice_sends_every_event_twice(
 ) -> None:
     """Counted on the wire, where the broker's dedupe cannot hide the second publish, and in the stream."""
     monkeypatch.setenv(FAULTS_ENV, flag)
-    on_the_wire: list[dict[str, str]] = []
 
-    async def record(message: Msg) -> None:
-        on_the_wire.append(dict(message.headers or {}))
-
-    listener = await nats.connect(infra.nats_url)
-    try:
-        await listener.subscribe(ORDER_CREATED_SUBJECT, cb=record)
-        await listener.flush()
-        async with jetstream(infra.nats_url) as js:
-            first_seq = await next_stream_seq(js)
-            [event] = await stage(orders_engine, 1)
-            await eventually(lambda: pending_events(orders_engine, [event.id]), lambda pending: pending == 0)
-            await eventually(
-                lambda: [h for h in on_the_wire if h.get("ce-id") == event.id], lambda seen: len(seen) == 2
-            )
-            stored = await stream_messages(js, first_seq, {event.id})
-    finally:
-        await listener.close()
+    async with published_on_the_wire(infra.nats_url) as on_the_wire, jetstream(infra.nats_url) as js:
+        first_seq = await next_stream_seq(js)
+        [event] = await stage(orders_engine, 1)
+        await eventually(lambda: pending_events(orders_engine, [event.id]), lambda pending: pending == 0)
+        await eventually(lambda: copies_seen(on_the_wire, {event.id}), lambda seen: len(seen) == 2)
+        stored = await stream_messages(js, first_seq, {event.id})
 
     assert len(stored) == copies_stored
-    msg_ids = {headers["Nats-Msg-Id"] for headers in copies_seen(on_the_wire, event.id)}
+    msg_ids = {headers["Nats-Msg-Id"] for headers in copies_seen(on_the_wire, {event.id})}
     assert msg_ids == ({event.id, f"twice.{event.id}"} if copies_stored == 2 else {event.id})
-
-
-def copies_seen(on_the_wire: list[dict[str, str]], event_id: str) -> list[dict[str, str]]:
-    return [headers for headers in on_the_wire if headers.get("ce-id") == event_id]
 
 
 async def available(inventory_address: str, sku: str) -> int:

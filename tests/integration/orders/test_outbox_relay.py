@@ -5,9 +5,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
-from nats.aio.msg import Msg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,8 +15,10 @@ from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.request_context import new_traceparent, traceparent_var
 from orders.outbox_relay import LISTENER_APPLICATION_NAME, OutboxRelay
 from tests.integration.orders.helpers import (
+    copies_seen,
     next_stream_seq,
     pending_events,
+    published_on_the_wire,
     stage,
     stream_messages,
 )
@@ -130,28 +130,17 @@ async def test_two_relays_over_one_outbox_publish_each_event_once(
     """Counted on the wire, where the broker's dedupe cannot hide a second publish."""
     events = await stage(orders_engine, 200)
     ids = {event.id for event in events}
-    on_the_wire: list[str] = []
 
-    async def record(message: Msg) -> None:
-        if message.headers and message.headers.get("ce-id") in ids:
-            on_the_wire.append(message.headers["ce-id"])
-
-    listener = await nats.connect(infra.nats_url)
-    try:
-        await listener.subscribe(ORDER_CREATED_SUBJECT, cb=record)
-        await listener.flush()
+    async with published_on_the_wire(infra.nats_url) as on_the_wire:
         async with jetstream(infra.nats_url) as js:
             first_seq = await next_stream_seq(js)
             relays = [OutboxRelay(orders_engine, infra.nats_url, batch_size=10) for _ in range(2)]
             async with running(*relays):
                 await eventually(lambda: all_published(orders_engine, events))
             stored = await stream_messages(js, first_seq, ids)
-        await listener.flush()
-        await eventually(lambda: len(on_the_wire) >= len(ids))
-    finally:
-        await listener.close()
+        await eventually(lambda: len(copies_seen(on_the_wire, ids)) >= len(ids))
 
-    assert sorted(on_the_wire) == sorted(ids)
+    assert sorted(headers["ce-id"] for headers in copies_seen(on_the_wire, ids)) == sorted(ids)
     assert sorted(message.headers["ce-id"] for message in stored if message.headers) == sorted(ids)
 
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -21,7 +20,7 @@ from orders.settings import OrdersSettings
 from tests.support.databases import fresh_database
 from tests.support.jetstream import consumer_exists, delete_consumer, jetstream, new_consumer_name
 from tests.support.polling import eventually
-from tests.support.services import serving_inventory, serving_loyalty, serving_orders
+from tests.support.services import serving_inventory, serving_loyalty, serving_orders, session_settings
 
 
 @dataclass(frozen=True)
@@ -56,13 +55,7 @@ class Backends:
 async def backends(infra: Infrastructure, databases: Databases) -> AsyncIterator[Backends]:
     """Inventory, orders and loyalty until the test ends, their consumers in place (they only see
     events published after that); short retry pauses so they catch up fast."""
-    common: dict[str, Any] = {
-        "nats_url": infra.nats_url,
-        "postgres_url": infra.postgres_url,
-        "listen_host": "127.0.0.1",
-        "log_format": "json",
-        "shutdown_grace_seconds": 1.0,
-    }
+    common = session_settings(infra)
     async with AsyncExitStack() as stack:
         inventory_settings = InventorySettings(
             **common,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 
 from inventory.main import MIGRATIONS
 from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -27,31 +26,20 @@ POLICY = RestartPolicy(first_delay=0.1, max_delay=1.0, stable_after=60.0)
 START_WITHIN = 60.0  # a loaded 2-core machine takes seconds just to import a service
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def database(infra: Infrastructure) -> AsyncIterator[str]:
-    async with fresh_database(infra.postgres_url, "supervision", MIGRATIONS) as name:
-        yield name
-
-
 @pytest.fixture
-async def empty_database(infra: Infrastructure) -> AsyncIterator[str]:
-    """No products yet: inventory loads its catalog file when it starts."""
-    async with fresh_database(infra.postgres_url, "supervision", MIGRATIONS) as name:
-        yield name
-
-
-@pytest.fixture
-async def inventory_spec(infra: Infrastructure, database: str) -> AsyncIterator[ServiceSpec]:
-    """`python -m inventory` exactly as `make up` runs it, on free ports, with a database and an
-    OrderCreated consumer of its own (removed at the end)."""
+async def inventory_spec(infra: Infrastructure) -> AsyncIterator[ServiceSpec]:
+    """`python -m inventory` exactly as `make up` runs it, on free ports, with a database (no
+    products until it first starts) and an OrderCreated consumer of its own, both removed at the
+    end: a test asks for it before `supervised`, whose processes are then stopped first."""
     [spec] = [spec for spec in topology(infra, TopologyPorts.free(), log_format="json") if spec.name == "inventory"]
     consumer = new_consumer_name("inventory-supervision")
-    own = {
-        "ORDERFLOW_INVENTORY_DATABASE": database,
-        "ORDERFLOW_INVENTORY_CONSUMER": consumer,
-        "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
-    }
-    yield dataclasses.replace(spec, env={**spec.env, **own})
+    async with fresh_database(infra.postgres_url, "supervision", MIGRATIONS) as database:
+        own = {
+            "ORDERFLOW_INVENTORY_DATABASE": database,
+            "ORDERFLOW_INVENTORY_CONSUMER": consumer,
+            "ORDERFLOW_INVENTORY_DELIVER_POLICY": "new",
+        }
+        yield dataclasses.replace(spec, env={**spec.env, **own})
     await delete_consumer(infra.nats_url, consumer)
 
 
@@ -82,6 +70,14 @@ def supervised(supervisor: Supervisor, tmp_path: Path) -> Iterator[Callable[[Ser
         service.stop()
 
 
+@pytest.fixture
+async def inventory(inventory_spec: ServiceSpec, supervised: Callable[[ServiceSpec], ServiceProcess]) -> ServiceProcess:
+    """Inventory, supervised, once it serves."""
+    service = supervised(inventory_spec)
+    await eventually(lambda: serves(inventory_spec), within=START_WITHIN, what="inventory serving")
+    return service
+
+
 async def serves(spec: ServiceSpec) -> bool:
     return await asyncio.to_thread(spec.ready)
 
@@ -106,20 +102,14 @@ async def never(condition: Callable[[], bool], *, for_seconds: float) -> None:
 
 
 async def test_a_sigkilled_service_is_restarted_and_serves_again(
-    supervised: Callable[[ServiceSpec], ServiceProcess],
-    supervisor: Supervisor,
-    inventory_spec: ServiceSpec,
-    reports: list[str],
+    inventory: ServiceProcess, supervisor: Supervisor, reports: list[str]
 ) -> None:
-    inventory = supervised(inventory_spec)
-    await eventually(lambda: serves(inventory_spec), within=START_WITHIN, what="inventory serving")
-
     inventory.kill()
 
     [killed] = await eventually(lambda: supervisor.exits, what="the exit recorded")
     assert (killed.service, killed.cause, killed.restart_in) == (inventory, "killed by SIGKILL", POLICY.first_delay)
-    await eventually(lambda: serves(inventory_spec), within=START_WITHIN, what="inventory serving again")
-    assert await product_count(inventory_spec) > 0
+    await eventually(lambda: serves(inventory.spec), within=START_WITHIN, what="inventory serving again")
+    assert await product_count(inventory.spec) > 0
     assert inventory.returncode is None  # the new process runs
     assert reports[0].startswith("inventory killed by SIGKILL after ")
     assert reports[0].endswith(f"restarting in {POLICY.first_delay:g}s")
@@ -127,13 +117,8 @@ async def test_a_sigkilled_service_is_restarted_and_serves_again(
 
 
 async def test_a_service_stopped_on_purpose_stays_down(
-    supervised: Callable[[ServiceSpec], ServiceProcess],
-    supervisor: Supervisor,
-    inventory_spec: ServiceSpec,
-    reports: list[str],
+    inventory: ServiceProcess, supervisor: Supervisor, reports: list[str]
 ) -> None:
-    inventory = supervised(inventory_spec)
-    await eventually(lambda: serves(inventory_spec), within=START_WITHIN, what="inventory serving")
     # Fully started: its consumer as well, which sets itself up after the server serves.
     await eventually(lambda: has_logged(inventory, "consuming"), within=START_WITHIN, what="inventory consuming")
 
@@ -142,23 +127,21 @@ async def test_a_service_stopped_on_purpose_stays_down(
     [stopped] = supervisor.exits
     assert (stopped.cause, stopped.restart_in) == ("exited with code 0", None)
     await never(lambda: inventory.returncode is None, for_seconds=5 * POLICY.first_delay)
-    assert not await serves(inventory_spec)
+    assert not await serves(inventory.spec)
     assert reports == []  # a stop is no news
 
 
 async def test_the_pause_grows_while_a_service_keeps_dying(
+    inventory_spec: ServiceSpec,
     supervised: Callable[[ServiceSpec], ServiceProcess],
     supervisor: Supervisor,
-    inventory_spec: ServiceSpec,
     reports: list[str],
-    empty_database: str,
     tmp_path: Path,
 ) -> None:
     """A catalog that is not JSON, and no products yet: inventory exits 1 on every start."""
     broken = tmp_path / "broken.json"
     broken.write_text("[{]")
-    broken_catalog = {"ORDERFLOW_CATALOG": str(broken), "ORDERFLOW_INVENTORY_DATABASE": empty_database}
-    dying = dataclasses.replace(inventory_spec, env={**inventory_spec.env, **broken_catalog})
+    dying = dataclasses.replace(inventory_spec, env={**inventory_spec.env, "ORDERFLOW_CATALOG": str(broken)})
 
     supervised(dying)
     exits = await eventually(lambda: supervisor.exits, lambda exits: len(exits) >= 2, within=2 * START_WITHIN)
