@@ -7,7 +7,8 @@ Placing an order:
    OUT_OF_STOCK...) reach the caller unchanged; an unreachable inventory is
    INVENTORY_UNAVAILABLE, a slow one INVENTORY_TIMEOUT.
 3. The order, its lines (at inventory's prices) and its OrderCreated event in the outbox commit
-   in ONE transaction: no order without its event, no event without its order.
+   in ONE statement, a transaction of its own: no order without its event, no event without its
+   order.
 4. Whenever stock may be held for an order that was not recorded (inventory timed out, failed
    or could not be reached, since it may have committed and lost its answer; or the write failed:
    ORDERS_STORE_UNAVAILABLE), the reservation is released, in the background: the caller gets
@@ -31,7 +32,7 @@ answers anything that contradicts that order:
   CLIENT_REQUEST_IN_FLIGHT (ABORTED), a retryable answer, never a conclusive one such as
   OUT_OF_STOCK that the held placement could still contradict by committing. Lease expired (its
   placement died, or is stuck): the repeat takes the claim over under an order id of its own.
-- Recording an order marks its claim placed in the same transaction, and only while the claim is
+- Recording an order marks its claim placed in the same statement, and only while the claim is
   still its own: a placement that was taken over commits nothing, releases its stock and answers
   what the request's state now is. So exactly one placement per id can ever record an order, and
   a refusal answered to the holder of the claim is the truth for the id.
@@ -45,8 +46,8 @@ answers anything that contradicts that order:
 Reading: one order by id, or a customer's orders newest first, one keyset page at a time.
 
 The database is reached with SQLAlchemy Core on a connection (no ORM session), one round trip per
-statement: recording an order is ONE statement inside its transaction, and each read fetches the
-orders together with their lines."""
+statement, and no BEGIN or COMMIT around it: recording an order is ONE statement, and each read
+fetches the orders together with their lines."""
 
 import asyncio
 import itertools
@@ -145,15 +146,16 @@ class OrderPage:
 
 
 # The order, its lines and its OrderCreated event in the outbox: ONE statement, each INSERT a
-# data-modifying CTE, so one round trip; the transaction around it commits all or nothing. The
-# lines arrive as three arrays of the same length, one element per line. pg_notify wakes the
-# outbox relay when the transaction commits (outbox.py). The statement answers a row only when
-# `owned` has one: for a client request, its claim is still this placement's, and is marked placed
-# here (no row: it was taken over, and the transaction is rolled back).
+# data-modifying CTE, so one round trip, and atomic on its own: it runs without BEGIN and COMMIT
+# (two round trips fewer). The lines arrive as three arrays of the same length, one element per
+# line. pg_notify wakes the outbox relay when it commits (outbox.py). Every INSERT takes its row
+# from `owned`: for a client request, only while its claim is still this placement's (marked
+# placed here); when it was taken over, nothing is written and the statement answers no row.
 _RECORD_ORDER = """
     WITH owned AS ({owned}), new_order AS (
         INSERT INTO orders (order_id, customer_id, status, total_cents, currency, created_at, client_request_id)
-        VALUES (:order_id, :customer_id, :status, :total_cents, :currency, :created_at, :client_request_id)
+        SELECT :order_id, :customer_id, :status, :total_cents, :currency, :created_at, :client_request_id
+        FROM owned
         RETURNING order_id
     ), new_lines AS (
         INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
@@ -163,9 +165,10 @@ _RECORD_ORDER = """
         ) AS line (sku, quantity, unit_price_cents)
     ), new_event AS (
         INSERT INTO outbox (id, aggregate_id, event_type, subject, payload, headers, created_at)
-        VALUES (:event_id, :order_id, :event_type, :nats_subject, :payload, :headers, :created_at)
+        SELECT :event_id, new_order.order_id, :event_type, :nats_subject, :payload, :headers, :created_at
+        FROM new_order
     )
-    SELECT pg_notify(:notify_channel, '') FROM owned
+    SELECT pg_notify(:notify_channel, '') FROM new_order
 """
 _RECORD_ANY_ORDER = text(_RECORD_ORDER.format(owned="SELECT 1")).bindparams(bindparam("headers", type_=JSONB))
 _RECORD_REQUESTED_ORDER = text(
@@ -273,9 +276,9 @@ class Orders:
         inventory_timeout: float,
         placement_lease: float = DEFAULT_PLACEMENT_LEASE_SECONDS,
     ) -> None:
-        self._engine = engine
-        # Reads are single statements: run without BEGIN and ROLLBACK, each is one round trip.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Every statement here is a transaction of its own: run without BEGIN and COMMIT (or
+        # ROLLBACK), each is one round trip.
+        self._database = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._inventory = inventory
         self._inventory_timeout = inventory_timeout
         self._placement_lease = placement_lease
@@ -312,7 +315,7 @@ class Orders:
     async def get(self, order_id: str) -> PlacedOrder:
         if not is_order_id(order_id):
             raise invalid_argument("order_id must be a UUID in canonical form", field="order_id")
-        async with self._reader.connect() as connection:
+        async with self._database.connect() as connection:
             rows = await connection.execute(_ORDER_BY_ID, {"order_id": uuid.UUID(order_id)})
             found = _placed_orders(rows)
         if not found:
@@ -337,7 +340,7 @@ class Orders:
                 ) from None
             query = _NEXT_PAGE
             parameters |= {"after_created_at": after.created_at, "after_order_id": after.order_id}
-        async with self._reader.connect() as connection:
+        async with self._database.connect() as connection:
             found = _placed_orders(await connection.execute(query, parameters))
         page = found[:page_size]
         next_page_token = ""
@@ -381,7 +384,7 @@ class Orders:
     async def _store(self, statement: Any, parameters: dict[str, Any]) -> Row[Any] | None:
         """The first row `statement` answers, in a transaction of its own."""
         try:
-            async with self._reader.connect() as connection:
+            async with self._database.connect() as connection:
                 return (await connection.execute(statement, parameters)).first()
         except (SQLAlchemyError, OSError) as error:
             raise unavailable(
@@ -412,7 +415,7 @@ class Orders:
             "order_id": order_id,
         }
         try:
-            async with self._reader.connect() as connection:
+            async with self._database.connect() as connection:
                 await connection.execute(_GIVE_UP, parameters)
         except (SQLAlchemyError, OSError) as error:
             log.warning("claim of a failed placement not given up; its lease runs out", error=str(error))
@@ -469,7 +472,7 @@ class Orders:
         """The order `request` placed before, if any."""
         parameters = {"customer_id": request.customer_id, "client_request_id": request.client_request_id}
         try:
-            async with self._reader.connect() as connection:
+            async with self._database.connect() as connection:
                 found = _placed_orders(await connection.execute(_ORDER_OF_REQUEST, parameters))
         except (SQLAlchemyError, OSError) as error:
             raise unavailable(
@@ -478,7 +481,7 @@ class Orders:
         return found[0] if found else None
 
     async def _record(self, placed: PlacedOrder, request: ClientRequest | None) -> None:
-        """The order, its lines and its OrderCreated event: one transaction, all or nothing;
+        """The order, its lines and its OrderCreated event: one statement, all or nothing;
         for a client request, only while its claim is this placement's (else _ClaimLost). The
         event is made inside its *create* span (the outbox write): the context it carries."""
         with tracing.span(
@@ -493,7 +496,9 @@ class Orders:
             await self._write(placed, event, _RECORD_ANY_ORDER if request is None else _RECORD_REQUESTED_ORDER)
 
     async def _write(self, placed: PlacedOrder, event: CloudEvent, statement: TextClause) -> None:
-        async with self._engine.begin() as connection:
+        # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
+        faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
+        async with self._database.connect() as connection:
             recorded = await connection.execute(
                 statement,
                 {
@@ -517,8 +522,6 @@ class Orders:
             )
             if recorded.first() is None:
                 raise _ClaimLost(str(placed.order_id))
-            # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
-            faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
         ORDERS_CREATED.inc()
 
     async def _release(self, order_id: uuid.UUID, *, reason: str) -> None:
