@@ -54,7 +54,6 @@ import nats.js.errors
 import structlog
 from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -253,20 +252,30 @@ def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamCon
         ack_policy=AckPolicy.MANUAL,
         decoder=_reading(consumer.read),
     )
-    async def received(event: T | Exception, message: NatsMessage) -> None:
-        await receiver.receive(event, message.raw_message)
+    async def received(decoded: _Decoded[T]) -> None:
+        await receiver.receive(decoded.event, decoded.message)
 
 
-def _reading(read: Reader[T]) -> Callable[[StreamMessage[Any]], Awaitable[T | Exception]]:
+@dataclass(frozen=True, slots=True)
+class _Decoded(Generic[T]):
+    """The subscriber's payload: the event, or the error that makes it unreadable, with the NATS
+    message to settle. The message comes with the payload, not as a FastStream `Context`
+    parameter: fast-depends resolves those in a worker thread, a thread hop per message."""
+
+    event: T | Exception
+    message: Msg
+
+
+def _reading(read: Reader[T]) -> Callable[[StreamMessage[Any]], Awaitable[_Decoded[T]]]:
     """A FastStream decoder: the message's event, or the error that makes it unreadable, handed over
     (raised, FastStream would log it and leave the message unsettled)."""
 
-    async def decode(message: StreamMessage[Any]) -> T | Exception:
+    async def decode(message: StreamMessage[Any]) -> _Decoded[T]:
         raw: Msg = message.raw_message
         try:
-            return read(raw.headers, raw.data)
+            return _Decoded(read(raw.headers, raw.data), raw)
         except Exception as error:
-            return error
+            return _Decoded(error, raw)
 
     return decode
 
