@@ -1,7 +1,7 @@
 """One pull, one batch, one transaction, with the semantics of one message at a time.
 
 FastStream hands the messages of one pull (`PullSub(batch_size=...)`: whatever the stream holds, up
-to batch_size, waiting at most the batch window for it) over one by one, each in a task of its own,
+to batch_size, as soon as it holds any) over one by one, each in a task of its own,
 all started together. `PullBatches` gathers them: the first to arrive lets the event loop turn until
 a turn brings no sibling (they all run the same steps to get here), then runs them as one batch, and
 each message's task gets its own result back. Nothing ever waits for a batch to fill.

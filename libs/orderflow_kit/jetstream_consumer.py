@@ -84,9 +84,10 @@ log = structlog.get_logger()
 
 # How long to wait between attempts to reach NATS when the consumer starts while it is down.
 CONNECT_RETRY_SECONDS = 1.0
-# The longest one pull waits for messages: a lone message waits at most this, and an idle
-# consumer pulls this often.
-BATCH_WINDOW_SECONDS = 0.02
+# The longest one pull waits for a first message. A pull (nats-py's fetch: a no_wait request with
+# expires) returns as soon as the messages the stream holds are delivered, so a lone message is
+# handed over at once whatever this is; it only sets how often an idle consumer asks again.
+PULL_WAIT_SECONDS = 1.0
 
 # What NATS being away (or not ready yet) looks like while the consumer sets itself up.
 NATS_UNREACHABLE: tuple[type[Exception], ...] = (
@@ -248,7 +249,7 @@ def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamCon
         stream=JStream(settings.stream, declare=False),
         durable=settings.consumer,
         config=consumer_config(settings),
-        pull_sub=PullSub(batch_size=settings.batch_size, timeout=BATCH_WINDOW_SECONDS),
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=PULL_WAIT_SECONDS),
         ack_policy=AckPolicy.MANUAL,
         decoder=_reading(consumer.read),
     )
