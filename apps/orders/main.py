@@ -57,6 +57,7 @@ async def run(settings: OrdersSettings, stop: asyncio.Event | None = None) -> No
         settings.nats_url,
         batch_size=settings.outbox_batch_size,
         poll_seconds=settings.outbox_poll_seconds,
+        linger_seconds=settings.outbox_linger_seconds,
         publish_timeout=settings.outbox_publish_timeout_seconds,
         retry_max_seconds=settings.outbox_retry_max_seconds,
         duplicate_window_seconds=settings.nats_duplicate_window_seconds,

@@ -112,6 +112,7 @@ class OutboxRelay:
     _: KW_ONLY
     batch_size: int = 100
     poll_seconds: float = 1.0
+    linger_seconds: float = 0.0
     publish_timeout: float = 2.0
     retry_max_seconds: float = 5.0
     duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
@@ -132,6 +133,8 @@ class OutboxRelay:
                     await self._retrying(lambda: self._publish_pending(broker, js))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(woken.wait(), self.poll_seconds)
+                    if woken.is_set() and self.linger_seconds:
+                        await asyncio.sleep(self.linger_seconds)  # the commits of the next moments join the batch
                     raise_if_cancelled()
             finally:
                 listening.cancel()

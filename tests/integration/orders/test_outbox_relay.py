@@ -98,6 +98,29 @@ async def test_notify_wakes_the_relay_at_once(
         await eventually(lambda: all_published(orders_engine, events), within=2.0)
 
 
+async def test_events_committed_while_the_relay_lingers_go_out_in_one_batch(
+    infra: Infrastructure, orders_engine: AsyncEngine, orders_database: str
+) -> None:
+    relay = OutboxRelay(orders_engine, infra.nats_url, poll_seconds=NEVER_POLLS, linger_seconds=1.0)
+    async with running(relay):
+        await eventually(lambda: _listening(orders_engine, orders_database))
+
+        events = []
+        for _ in range(3):  # three commits, 0.1 s apart: all within the linger after the first
+            events += await stage(orders_engine, 1)
+            await asyncio.sleep(0.1)
+        async with orders_engine.connect() as connection:
+            third_committed = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
+
+        await eventually(lambda: all_published(orders_engine, events), within=5.0)
+    async with orders_engine.connect() as connection:
+        first_marked = await connection.execute(
+            text("SELECT min(published_at) FROM outbox WHERE id::text = ANY(:ids)"),
+            {"ids": [event.id for event in events]},
+        )
+        assert first_marked.scalar_one() >= third_committed, "the first event went out before the third was committed"
+
+
 async def test_polling_publishes_an_event_whose_notification_was_missed(
     infra: Infrastructure, orders_engine: AsyncEngine, orders_database: str
 ) -> None:
