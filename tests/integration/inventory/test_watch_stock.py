@@ -20,6 +20,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_devstack.infra import free_port
 from orderflow_kit.grpc_client import channel
 from tests.integration.inventory.helpers import add_product, available, restock
+from tests.support.databases import scalar
 from tests.support.jetstream import delete_consumer, new_consumer_name
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
@@ -193,14 +194,13 @@ async def test_after_the_listen_connection_is_lost_watchers_get_the_levels_again
     call = await watching(inventory, sku, 9)
     opened = metric("orderflow_inventory_stock_listener_connections_total")
 
-    async with engine.connect() as connection:
-        terminated = await connection.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = :name AND datname = :database"
-            ),
-            {"name": LISTENER_APPLICATION_NAME, "database": database},
-        )
+    terminated = await scalar(
+        engine,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = :name AND datname = :database",
+        name=LISTENER_APPLICATION_NAME,
+        database=database,
+    )
     assert terminated == 1
 
     # Notifications sent while nobody listens are lost: the levels are sent again once it listens.
