@@ -182,21 +182,16 @@ class TokenVerifier:
 
 
 def invalid_token(reason: str) -> Problem:
-    return Problem(
-        401,
-        "INVALID_TOKEN",
-        f"The bearer token was refused: {reason}.",
-        headers=_challenge(error="invalid_token", error_description=reason),
-    )
+    return _refused(401, "INVALID_TOKEN", f"The bearer token was refused: {reason}.", error_description=reason)
 
 
 def insufficient_scope(scope: str) -> Problem:
-    return Problem(
-        403,
-        "INSUFFICIENT_SCOPE",
-        f"This operation needs a token with scope {scope}.",
-        headers=_challenge(error="insufficient_scope", scope=scope),
-    )
+    return _refused(403, "INSUFFICIENT_SCOPE", f"This operation needs a token with scope {scope}.", scope=scope)
+
+
+def _refused(status: int, code: str, detail: str, **attributes: str) -> Problem:
+    """A token refused: our code in lower case is the challenge's RFC 6750 error code."""
+    return Problem(status, code, detail, headers=_challenge(error=code.lower(), **attributes))
 
 
 def _challenge(**attributes: str) -> dict[str, str]:

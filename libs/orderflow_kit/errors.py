@@ -5,6 +5,7 @@ ErrorInfo (`reason` = the stable code), and the gateway turns that into problem+
 codes are part of the public API: clients branch on them, so never rename one."""
 
 from enum import Enum
+from typing import Protocol
 
 
 class ErrorKind(Enum):
@@ -30,26 +31,25 @@ def invalid_argument(detail: str, code: str = "VALIDATION_FAILED", **metadata: s
     return ServiceError(ErrorKind.INVALID_ARGUMENT, code, detail, metadata)
 
 
-def not_found(code: str, detail: str, **metadata: str) -> ServiceError:
-    return ServiceError(ErrorKind.NOT_FOUND, code, detail, metadata)
+class ErrorFactory(Protocol):
+    """`not_found` and its like: the stable code, the detail, and metadata for the ErrorInfo."""
+
+    def __call__(self, code: str, detail: str, **metadata: str) -> ServiceError: ...
 
 
-def already_exists(code: str, detail: str, **metadata: str) -> ServiceError:
-    return ServiceError(ErrorKind.ALREADY_EXISTS, code, detail, metadata)
+def _of_kind(kind: ErrorKind) -> ErrorFactory:
+    """The factory of one kind's errors: the kinds differ in nothing else."""
+
+    def error(code: str, detail: str, **metadata: str) -> ServiceError:
+        return ServiceError(kind, code, detail, metadata)
+
+    return error
 
 
-def failed_precondition(code: str, detail: str, **metadata: str) -> ServiceError:
-    return ServiceError(ErrorKind.FAILED_PRECONDITION, code, detail, metadata)
-
-
-def aborted(code: str, detail: str, **metadata: str) -> ServiceError:
-    """A concurrent operation got in the way: the same call, repeated a little later, may succeed."""
-    return ServiceError(ErrorKind.ABORTED, code, detail, metadata)
-
-
-def unavailable(code: str, detail: str, **metadata: str) -> ServiceError:
-    return ServiceError(ErrorKind.UNAVAILABLE, code, detail, metadata)
-
-
-def deadline_exceeded(code: str, detail: str, **metadata: str) -> ServiceError:
-    return ServiceError(ErrorKind.DEADLINE_EXCEEDED, code, detail, metadata)
+not_found = _of_kind(ErrorKind.NOT_FOUND)
+already_exists = _of_kind(ErrorKind.ALREADY_EXISTS)
+failed_precondition = _of_kind(ErrorKind.FAILED_PRECONDITION)
+# A concurrent operation got in the way: the same call, repeated a little later, may succeed.
+aborted = _of_kind(ErrorKind.ABORTED)
+unavailable = _of_kind(ErrorKind.UNAVAILABLE)
+deadline_exceeded = _of_kind(ErrorKind.DEADLINE_EXCEEDED)

@@ -35,24 +35,23 @@ ORDERS_MAX_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
 def stream_configs(duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS) -> tuple[StreamConfig, ...]:
     """orderflow's streams; within `duplicate_window_seconds` the broker drops a second message
     with the same Nats-Msg-Id (after that, only the consumers' dedupe tables catch a copy)."""
+
+    def kept(name: str, subjects: list[str], max_age: float, max_msg_size: int = -1) -> StreamConfig:
+        """A stream on file that keeps each message, acked or not, for `max_age` (-1: the broker's
+        own size limit)."""
+        return StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            max_age=max_age,
+            max_msg_size=max_msg_size,
+            duplicate_window=duplicate_window_seconds,
+        )
+
     return (
-        StreamConfig(
-            name=ORDERS_STREAM,
-            subjects=ORDERS_SUBJECTS,
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            max_age=ORDERS_MAX_AGE_SECONDS,
-            max_msg_size=ORDERS_MAX_MESSAGE_BYTES,
-            duplicate_window=duplicate_window_seconds,
-        ),
-        StreamConfig(
-            name=DEAD_LETTER_STREAM,
-            subjects=DEAD_LETTER_SUBJECTS,
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            max_age=DEAD_LETTERS_MAX_AGE_SECONDS,
-            duplicate_window=duplicate_window_seconds,
-        ),
+        kept(ORDERS_STREAM, ORDERS_SUBJECTS, ORDERS_MAX_AGE_SECONDS, max_msg_size=ORDERS_MAX_MESSAGE_BYTES),
+        kept(DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, DEAD_LETTERS_MAX_AGE_SECONDS),
     )
 
 

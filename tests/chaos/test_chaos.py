@@ -147,21 +147,25 @@ async def serves_again(service: ServiceProcess) -> None:
     await eventually(lambda: asyncio.to_thread(service.is_ready), within=30, what=f"{service.name} serves again")
 
 
-async def with_fault_until_crash(chaos: Chaos, flag: str) -> None:
+def crashed_by(flag: str) -> Disruption:
     """Switch a crash fault on until it has killed an orders replica, then heal the demo."""
-    replicas = [service for name, service in chaos.pipeline.services.items() if name.startswith("orders")]
-    before = {service: exits_of(chaos.supervisor, service) for service in replicas}
-    await asyncio.to_thread(chaos.faults.write_text, flag)
-    try:
-        await eventually(
-            lambda: [service for service in replicas if exits_of(chaos.supervisor, service) > before[service]],
-            within=30,
-            what=f"{flag} fired",
-        )
-    finally:
-        await asyncio.to_thread(chaos.faults.write_text, "")
-    for service in replicas:
-        await serves_again(service)
+
+    async def disrupt(chaos: Chaos) -> None:
+        replicas = [service for name, service in chaos.pipeline.services.items() if name.startswith("orders")]
+        before = {service: exits_of(chaos.supervisor, service) for service in replicas}
+        await asyncio.to_thread(chaos.faults.write_text, flag)
+        try:
+            await eventually(
+                lambda: [service for service in replicas if exits_of(chaos.supervisor, service) > before[service]],
+                within=30,
+                what=f"{flag} fired",
+            )
+        finally:
+            await asyncio.to_thread(chaos.faults.write_text, "")
+        for service in replicas:
+            await serves_again(service)
+
+    return disrupt
 
 
 async def kill(chaos: Chaos, name: str) -> None:
@@ -182,22 +186,12 @@ async def test_loyalty_sigkilled_mid_stream(chaos: Chaos, record_property: Recor
 
 
 async def test_orders_killed_between_publish_and_mark(chaos: Chaos, record_property: RecordProperty) -> None:
-    await run_case(
-        "relay-crash-after-publish",
-        chaos,
-        lambda chaos: with_fault_until_crash(chaos, "relay_crash_after_publish"),
-        record_property,
-    )
+    await run_case("relay-crash-after-publish", chaos, crashed_by("relay_crash_after_publish"), record_property)
 
 
 async def test_orders_killed_between_reserve_and_commit(chaos: Chaos, record_property: RecordProperty) -> None:
     """The orphaned reservation expires after its TTL and its stock comes back (none left RESERVED)."""
-    await run_case(
-        "orders-crash-before-commit",
-        chaos,
-        lambda chaos: with_fault_until_crash(chaos, "orders_crash_before_commit"),
-        record_property,
-    )
+    await run_case("orders-crash-before-commit", chaos, crashed_by("orders_crash_before_commit"), record_property)
 
 
 def nats_down_for(seconds: float) -> Disruption:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import grpc
 import pytest
@@ -229,16 +229,6 @@ reserve_requests = {
 }
 
 
-@pytest.mark.parametrize("hostile", reserve_requests)
-@given(data=st.data())
-@HOSTILE_EXAMPLES
-async def test_reserve_stock_answers_a_hostile_field_with_a_client_error(
-    services: Services, hostile: str, data: st.DataObject
-) -> None:
-    request = data.draw(reserve_requests[hostile])
-    await answer(services.inventory.ReserveStock(request), RESERVE_REFUSALS)
-
-
 @given(order_id=hostile_text(order_ids, odd_order_ids))
 @HOSTILE_EXAMPLES
 async def test_release_stock_answers_a_hostile_order_id_with_a_client_error(services: Services, order_id: str) -> None:
@@ -302,14 +292,37 @@ create_requests = {
 }
 
 
-@pytest.mark.parametrize("hostile", create_requests)
+# --- one hostile field of several (ReserveStock's and CreateOrder's) ---------------------------
+
+
+class HostileFields(NamedTuple):
+    """A method's requests by the field that is hostile, how one is sent, and the refusals allowed."""
+
+    requests: Mapping[str, st.SearchStrategy[Any]]
+    send: Callable[[Services, Any], Awaitable[object]]
+    refusals: Collection[Code]
+
+
+HOSTILE_FIELDS = {
+    "ReserveStock": HostileFields(
+        reserve_requests, lambda services, request: services.inventory.ReserveStock(request), RESERVE_REFUSALS
+    ),
+    "CreateOrder": HostileFields(
+        create_requests, lambda services, request: services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "hostile"), [(method, field) for method, fields in HOSTILE_FIELDS.items() for field in fields.requests]
+)
 @given(data=st.data())
 @HOSTILE_EXAMPLES
-async def test_create_order_answers_a_hostile_field_with_a_client_error(
-    services: Services, hostile: str, data: st.DataObject
+async def test_a_hostile_field_is_a_client_error(
+    services: Services, method: str, hostile: str, data: st.DataObject
 ) -> None:
-    request = data.draw(create_requests[hostile])
-    await answer(services.orders.CreateOrder(request, timeout=10), CREATE_REFUSALS)
+    requests, send, refusals = HOSTILE_FIELDS[method]
+    await answer(send(services, data.draw(requests[hostile])), refusals)
 
 
 @given(order_id=hostile_text(order_ids, odd_order_ids))

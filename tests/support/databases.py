@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,13 @@ async def database_engine(server_url: str, database: str) -> AsyncIterator[Async
         yield engine
     finally:
         await engine.dispose()
+
+
+async def scalar(engine: AsyncEngine, query: str, **parameters: object) -> Any:
+    """The first column of the first row `query` returns (None: no row), on a connection of its
+    own that is closed at once: the test holds no session open meanwhile."""
+    async with engine.connect() as connection:
+        return await connection.scalar(text(query), parameters)
 
 
 async def _drop_database(server_url: str, name: str) -> None:

@@ -59,9 +59,11 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
         (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "RATE_LIMITED"),
         (grpc.StatusCode.UNAVAILABLE, 503, "DEPENDENCY_UNAVAILABLE"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "DEPENDENCY_TIMEOUT"),
-        (grpc.StatusCode.INTERNAL, 502, "DEPENDENCY_FAILED"),
-        (grpc.StatusCode.UNKNOWN, 502, "DEPENDENCY_FAILED"),
-        (grpc.StatusCode.UNIMPLEMENTED, 502, "DEPENDENCY_FAILED"),
+        # A service's own failure, whichever of these statuses it comes as.
+        *(
+            (status, 502, "DEPENDENCY_FAILED")
+            for status in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED)
+        ),
     ],
     ids=lambda value: value.code if isinstance(value, ServiceError) else str(value),
 )

@@ -10,8 +10,8 @@ no test meets another's budget in the shared Redis."""
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
@@ -58,6 +58,17 @@ def gateway(settings: GatewaySettings) -> Gateway:
         return over_http(create_app(settings.model_copy(update=changes)))
 
     return serving
+
+
+@asynccontextmanager
+async def one_request_per_address(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A client from an address of its own, to a gateway that lets an address make one request
+    and earn no other while the test runs."""
+    async with (
+        gateway(rate_limit_ip_per_second=TRICKLE, rate_limit_ip_burst=1) as url,
+        client(url, new_address()) as api,
+    ):
+        yield api
 
 
 async def balance(api: httpx.AsyncClient, customer: str) -> httpx.Response:
@@ -132,11 +143,7 @@ async def test_an_address_over_its_limit_gets_a_429_on_a_public_endpoint_and_ano
 
 
 async def test_an_address_over_its_limit_is_refused_before_its_token_is_looked_at(gateway: Gateway) -> None:
-    address = new_address()
-    async with (
-        gateway(rate_limit_ip_per_second=TRICKLE, rate_limit_ip_burst=1) as url,
-        client(url, address) as api,
-    ):
+    async with one_request_per_address(gateway) as api:
         unauthenticated = await api.get("/v1/orders", params={"customer_id": "c-1"})
         refused = await api.get("/v1/orders", params={"customer_id": "c-1"}, headers=as_customer("c-1"))
 
@@ -178,11 +185,7 @@ async def test_a_spent_budget_comes_back_after_retry_after(gateway: Gateway) -> 
 
 
 async def test_health_and_the_api_documents_are_never_limited(gateway: Gateway) -> None:
-    address = new_address()
-    async with (
-        gateway(rate_limit_ip_per_second=TRICKLE, rate_limit_ip_burst=1) as url,
-        client(url, address) as api,
-    ):
+    async with one_request_per_address(gateway) as api:
         answers = [await api.get(path) for path in ["/healthz", "/readyz", "/openapi.json", "/docs"] * 2]
 
     assert [response.status_code for response in answers] == [200] * len(answers)

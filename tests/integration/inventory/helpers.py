@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.stock_conservation import StockCount, count_stock
+from tests.support.databases import scalar
 
 
 async def add_product(engine: AsyncEngine, stock: int, price_cents: int = 1000) -> str:
@@ -24,17 +25,13 @@ async def add_product(engine: AsyncEngine, stock: int, price_cents: int = 1000) 
 
 
 async def available(engine: AsyncEngine, sku: str) -> int:
-    async with engine.connect() as connection:
-        stock = await connection.scalar(text("SELECT available FROM products WHERE sku = :sku"), {"sku": sku})
+    stock = await scalar(engine, "SELECT available FROM products WHERE sku = :sku", sku=sku)
     assert isinstance(stock, int)
     return stock
 
 
 async def reservation_status(engine: AsyncEngine, order_id: uuid.UUID) -> str | None:
-    async with engine.connect() as connection:
-        status = await connection.scalar(
-            text("SELECT status FROM reservations WHERE order_id = :order_id"), {"order_id": order_id}
-        )
+    status = await scalar(engine, "SELECT status FROM reservations WHERE order_id = :order_id", order_id=order_id)
     assert status is None or isinstance(status, str)
     return status
 

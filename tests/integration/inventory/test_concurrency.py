@@ -5,12 +5,12 @@ import uuid
 from typing import Any
 
 import grpc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import error_detail
 from tests.integration.inventory.helpers import add_product, available
+from tests.support.databases import scalar
 
 CALLS = 200
 STOCK = 50
@@ -47,8 +47,5 @@ async def test_200_concurrent_reserves_of_one_unit_for_a_stock_of_50_sell_exactl
     assert outcomes.count("FAILED_PRECONDITION OUT_OF_STOCK") == CALLS - STOCK
     assert await available(engine, sku) == 0
     assert lowest_seen >= 0
-    async with engine.connect() as connection:
-        reserved = await connection.scalar(
-            text("SELECT sum(quantity) FROM reservation_lines WHERE sku = :sku"), {"sku": sku}
-        )
+    reserved = await scalar(engine, "SELECT sum(quantity) FROM reservation_lines WHERE sku = :sku", sku=sku)
     assert reserved == STOCK

@@ -36,7 +36,7 @@ from inventory.restocking import RestockLine, restock
 from orderflow_devstack.infra import Infrastructure
 from orderflow_kit.db import migrate
 from tests.integration.inventory.helpers import available, held_since_an_hour
-from tests.support.databases import database_engine, fresh_database
+from tests.support.databases import database_engine, fresh_database, scalar
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -113,13 +113,11 @@ async def lock(connection: AsyncConnection, sku: str) -> None:
 
 
 async def someone_waits_for_a_lock(engine: AsyncEngine) -> bool:
-    async with engine.connect() as connection:
-        waiting = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-        )
+    waiting = await scalar(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
     return bool(waiting)
 
 

@@ -60,7 +60,7 @@ async def announcements(js: JetStreamContext, order_id: uuid.UUID) -> list[Stock
 
 async def test_check_stock_conservation_reads_every_products_counts(inventory: Any, engine: AsyncEngine) -> None:
     sku = await add_product(engine, stock=10)
-    await reserve(inventory, uuid.uuid4(), {sku: 4})
+    await reserve(inventory, {sku: 4})
 
     answer = await inventory.CheckStockConservation(inventory_pb2.CheckStockConservationRequest())
 
@@ -69,17 +69,27 @@ async def test_check_stock_conservation_reads_every_products_counts(inventory: A
     assert (count.received, count.available, count.reserved, count.confirmed, count.conserved) == (10, 6, 4, 0, True)
 
 
-async def reserve(inventory: Any, order_id: uuid.UUID, quantities: dict[str, int]) -> None:
+async def reserve(inventory: Any, quantities: dict[str, int], order_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Reserve through the service for `order_id`, by default a new order; the order's id."""
+    order_id = order_id or uuid.uuid4()
     items = [inventory_pb2.StockLine(sku=sku, quantity=quantity) for sku, quantity in quantities.items()]
     await inventory.ReserveStock(inventory_pb2.ReserveStockRequest(order_id=str(order_id), items=items))
+    return order_id
+
+
+async def expired_reservation(inventory: Any, engine: AsyncEngine, quantities: dict[str, int]) -> uuid.UUID:
+    """A new order's reservation through the service, expired by the sweeper (its stock returned); its id."""
+    order_id = await reserve(inventory, quantities)
+    await held_since_an_hour(engine, order_id)
+    assert order_id in await expire_reservations(engine, ttl=TTL, limit=1000)
+    return order_id
 
 
 async def test_an_order_created_event_confirms_its_reservation_once_even_when_it_arrives_twice(
     confirming: str, inventory: Any, engine: AsyncEngine, js: JetStreamContext, settings: InventorySettings
 ) -> None:
     sku = await add_product(engine, stock=10)
-    order_id = uuid.uuid4()
-    await reserve(inventory, order_id, {sku: 3})
+    order_id = await reserve(inventory, {sku: 3})
     event = order_created(order_id=order_id, items={sku: 3})
 
     await publish(js, event)
@@ -165,10 +175,7 @@ async def test_a_late_order_created_takes_the_stock_of_its_expired_reservation_a
 ) -> None:
     """The order exists (its event says so), so it gets its stock back if there is any."""
     sku = await add_product(engine, stock=5)
-    order_id = uuid.uuid4()
-    await reserve(inventory, order_id, {sku: 2})
-    await held_since_an_hour(engine, order_id)
-    assert order_id in await expire_reservations(engine, ttl=TTL, limit=1000)
+    order_id = await expired_reservation(inventory, engine, {sku: 2})
 
     sequence = (await publish(js, order_created(order_id=order_id, items={sku: 2}))).seq
     await eventually(lambda: acked_through(js, settings.order_events.consumer, sequence))
@@ -183,11 +190,8 @@ async def test_a_late_order_created_whose_stock_is_gone_is_dead_lettered_and_a_r
     confirming: str, inventory: Any, engine: AsyncEngine, js: JetStreamContext, settings: InventorySettings
 ) -> None:
     sku = await add_product(engine, stock=2)
-    late, buyer = uuid.uuid4(), uuid.uuid4()
-    await reserve(inventory, late, {sku: 2})
-    await held_since_an_hour(engine, late)
-    await expire_reservations(engine, ttl=TTL, limit=1000)
-    await reserve(inventory, buyer, {sku: 2})  # the returned stock is sold to someone else
+    late = await expired_reservation(inventory, engine, {sku: 2})
+    await reserve(inventory, {sku: 2})  # the returned stock is sold to someone else
 
     sequence = (await publish(js, order_created(order_id=late, items={sku: 2}))).seq
     await eventually(lambda: acked_through(js, settings.order_events.consumer, sequence))
@@ -209,15 +213,12 @@ async def test_releasing_a_confirmed_reservation_is_refused_and_reserving_an_exp
     inventory: Any, engine: AsyncEngine
 ) -> None:
     sku = await add_product(engine, stock=5)
-    confirmed, expired = uuid.uuid4(), uuid.uuid4()
-    await reserve(inventory, confirmed, {sku: 1})
+    confirmed = await reserve(inventory, {sku: 1})
     await confirm_reservation(engine, confirmed)
-    await reserve(inventory, expired, {sku: 1})
-    await held_since_an_hour(engine, expired)
-    await expire_reservations(engine, ttl=TTL, limit=1000)
+    expired = await expired_reservation(inventory, engine, {sku: 1})
 
     release = await rpc_error(inventory.ReleaseStock(inventory_pb2.ReleaseStockRequest(order_id=str(confirmed))))
-    reserve_again = await rpc_error(reserve(inventory, expired, {sku: 1}))
+    reserve_again = await rpc_error(reserve(inventory, {sku: 1}, order_id=expired))
     released_expired = await inventory.ReleaseStock(inventory_pb2.ReleaseStockRequest(order_id=str(expired)))
 
     assert (release.code, release.detail.code) == (grpc.StatusCode.FAILED_PRECONDITION, "RESERVATION_CONFIRMED")

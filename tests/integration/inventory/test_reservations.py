@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inventory.stock_conservation import StockCount
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from tests.integration.inventory.helpers import add_product, available, stock_of
+from tests.support.databases import scalar
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 
@@ -26,11 +27,9 @@ def new_order_id() -> str:
 
 async def waiting_on_locks(engine: AsyncEngine, database: str) -> int:
     """How many sessions on the database wait for a lock."""
-    async with engine.connect() as connection:
-        count = await connection.scalar(
-            text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'"),
-            {"db": database},
-        )
+    count = await scalar(
+        engine, "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND wait_event_type = 'Lock'", db=database
+    )
     return int(count or 0)
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory.restocking import MAX_STOCK
@@ -14,6 +13,7 @@ from orderflow_contracts.identifiers import MAX_PRICE_CENTS, MAX_RESTOCK_LINES, 
 from orderflow_contracts.inventory.v1 import inventory_pb2
 from orderflow_kit.grpc_client import ErrorDetail
 from tests.integration.inventory.helpers import add_product, stock_of
+from tests.support.databases import scalar
 from tests.support.rpc_errors import rpc_error
 
 
@@ -224,8 +224,7 @@ async def test_a_stream_longer_than_the_limit_is_refused_and_nothing_is_written(
         grpc.StatusCode.INVALID_ARGUMENT,
         ErrorDetail("VALIDATION_FAILED", {"field": "lines"}),
     )
-    async with engine.connect() as connection:
-        assert await connection.scalar(text("SELECT received FROM products WHERE sku = :sku"), {"sku": sku}) == 10
+    assert await scalar(engine, "SELECT received FROM products WHERE sku = :sku", sku=sku) == 10
 
 
 @pytest.mark.parametrize("bad_line", [0, MAX_RESTOCK_LINES // 2], ids=["first", "middle"])

@@ -20,6 +20,7 @@ from orderflow_contracts.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from orderflow_devstack.infra import free_port
 from orderflow_kit.grpc_client import channel
 from tests.integration.inventory.helpers import add_product, available, restock
+from tests.support.databases import scalar
 from tests.support.jetstream import delete_consumer, new_consumer_name
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
@@ -50,6 +51,13 @@ async def next_levels(call: Any) -> dict[str, int]:
         response = await call.read()
     assert response is not END_OF_STREAM, "the stream ended"
     return {level.sku: level.available for level in response.levels}
+
+
+async def watching(stub: Any, sku: str, stock: int) -> Any:
+    """A watch of `sku` that has sent its first levels, `stock` units."""
+    call = watch(stub, sku)
+    assert await next_levels(call) == {sku: stock}
+    return call
 
 
 async def levels_until(call: Any, sku: str, level: int) -> list[dict[str, int]]:
@@ -99,8 +107,7 @@ async def test_a_reservation_through_one_replica_reaches_a_watcher_on_the_other(
     inventory: Any, replica: Any, engine: AsyncEngine
 ) -> None:
     sku = await add_product(engine, stock=20)
-    on_the_other = watch(replica, sku)
-    assert await next_levels(on_the_other) == {sku: 20}
+    on_the_other = await watching(replica, sku, 20)
 
     await reserve(inventory, sku, 6)
 
@@ -142,8 +149,7 @@ async def test_a_slow_watcher_gets_the_latest_level_and_holds_one_pending_level_
     sku = await add_product(engine, stock=1000)
     changes = 300
     async with grpc.aio.insecure_channel(inventory_address, options=SLOW_CLIENT_OPTIONS) as slow_connection:
-        slow = watch(inventory_pb2_grpc.InventoryServiceStub(slow_connection), sku)
-        assert await next_levels(slow) == {sku: 1000}
+        slow = await watching(inventory_pb2_grpc.InventoryServiceStub(slow_connection), sku, 1000)
         coalesced_before = metric("orderflow_inventory_stock_levels_coalesced_total")
 
         # The watcher reads nothing while the stock changes one unit at a time, each its own commit.
@@ -185,18 +191,16 @@ async def test_after_the_listen_connection_is_lost_watchers_get_the_levels_again
     inventory: Any, engine: AsyncEngine, database: str
 ) -> None:
     sku = await add_product(engine, stock=9)
-    call = watch(inventory, sku)
-    assert await next_levels(call) == {sku: 9}
+    call = await watching(inventory, sku, 9)
     opened = metric("orderflow_inventory_stock_listener_connections_total")
 
-    async with engine.connect() as connection:
-        terminated = await connection.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = :name AND datname = :database"
-            ),
-            {"name": LISTENER_APPLICATION_NAME, "database": database},
-        )
+    terminated = await scalar(
+        engine,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = :name AND datname = :database",
+        name=LISTENER_APPLICATION_NAME,
+        database=database,
+    )
     assert terminated == 1
 
     # Notifications sent while nobody listens are lost: the levels are sent again once it listens.
@@ -214,8 +218,7 @@ async def test_stopping_the_server_ends_open_watches_at_once(settings: Inventory
     server = serving_inventory(patient)
     address = await server.__aenter__()
     async with channel(address) as connection:
-        call = watch(inventory_pb2_grpc.InventoryServiceStub(connection), sku)
-        assert await next_levels(call) == {sku: 2}
+        call = await watching(inventory_pb2_grpc.InventoryServiceStub(connection), sku, 2)
 
         async with asyncio.timeout(WITHIN):  # far within the grace
             await server.__aexit__(None, None, None)

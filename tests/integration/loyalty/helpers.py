@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager, suppress
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +21,7 @@ from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.streams import ORDERS_STREAM
 from orderflow_kit.dead_letters import DeadLetter, list_dead_letters
 from orderflow_kit.jetstream_consumer import consume
+from tests.support.databases import scalar
 from tests.support.events import publish
 from tests.support.jetstream import consumer_exists
 from tests.support.outages import Outage
@@ -39,8 +39,7 @@ async def balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
 
 
 async def rows(engine: AsyncEngine, table: str, event_id: str) -> int:
-    async with engine.connect() as connection:
-        count = await connection.scalar(text(f"SELECT count(*) FROM {table} WHERE event_id = :id"), {"id": event_id})
+    count = await scalar(engine, f"SELECT count(*) FROM {table} WHERE event_id = :id", id=event_id)
     assert isinstance(count, int)
     return count
 
@@ -56,12 +55,9 @@ async def consumer_info(js: JetStreamContext, consumer: str) -> api.ConsumerInfo
 
 async def handler_waits_on_a_lock(engine: AsyncEngine) -> bool:
     """Some session of the test database is blocked on a row lock (the consumer's dedupe insert)."""
-    async with engine.connect() as connection:
-        waiting = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
+    waiting = await scalar(
+        engine, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
     return bool(waiting)
 
 

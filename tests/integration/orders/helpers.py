@@ -25,6 +25,7 @@ from orderflow_contracts.orders.v1 import orders_pb2
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT, ORDERS_STREAM
 from orders.models import OUTBOX
 from orders.outbox import NOTIFY_CHANNEL, new_event
+from tests.support.databases import scalar
 from tests.support.events import order_created
 
 # The catalog of the real inventory the tests order from.
@@ -139,11 +140,11 @@ async def count_rows(engine: AsyncEngine, order_id: str) -> dict[str, int]:
 
 
 async def pending_events(engine: AsyncEngine, event_ids: list[str]) -> int:
-    async with engine.connect() as connection:
-        pending = await connection.scalar(
-            text("SELECT count(*) FROM outbox WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL"),
-            {"ids": event_ids},
-        )
+    pending = await scalar(
+        engine,
+        "SELECT count(*) FROM outbox WHERE id = ANY(CAST(:ids AS uuid[])) AND published_at IS NULL",
+        ids=event_ids,
+    )
     return int(pending or 0)
 
 

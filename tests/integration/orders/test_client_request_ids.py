@@ -26,7 +26,7 @@ from tests.integration.orders.helpers import (
     new_customer,
     stalled_order_writes,
 )
-from tests.support.databases import database_engine
+from tests.support.databases import database_engine, scalar
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
 
@@ -303,12 +303,11 @@ async def one_unit_of_a_new_product(inventory: Any) -> str:
 
 
 async def lease_expired(engine: AsyncEngine, customer_id: str, client_request_id: str) -> bool:
-    async with engine.connect() as connection:
-        expired = await connection.scalar(
-            text(
-                "SELECT placing_until <= now() FROM order_requests "
-                "WHERE customer_id = :customer AND client_request_id = :request"
-            ),
-            {"customer": customer_id, "request": client_request_id},
-        )
+    expired = await scalar(
+        engine,
+        "SELECT placing_until <= now() FROM order_requests"
+        " WHERE customer_id = :customer AND client_request_id = :request",
+        customer=customer_id,
+        request=client_request_id,
+    )
     return bool(expired)

@@ -8,13 +8,13 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderflow_contracts.orders.v1 import orders_pb2_grpc
 from orderflow_kit.grpc_client import ErrorDetail, channel
 from orders.settings import OrdersSettings
 from tests.integration.orders.helpers import available, create_request, new_customer
+from tests.support.databases import scalar
 from tests.support.outages import LostAnswers
 from tests.support.polling import eventually
 from tests.support.rpc_errors import rpc_error
@@ -31,8 +31,7 @@ async def lost_answers(inventory_address: str) -> AsyncIterator[LostAnswers]:
 
 
 async def orders_written(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        return int(await connection.scalar(text("SELECT count(*) FROM orders")) or 0)
+    return int(await scalar(engine, "SELECT count(*) FROM orders") or 0)
 
 
 async def test_a_reservation_whose_answer_is_lost_is_released(
