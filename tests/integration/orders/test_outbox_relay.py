@@ -22,6 +22,7 @@ from tests.integration.orders.helpers import (
     stage,
     stream_messages,
 )
+from tests.support.databases import scalar
 from tests.support.jetstream import jetstream
 from tests.support.polling import eventually
 
@@ -109,16 +110,13 @@ async def test_events_committed_while_the_relay_lingers_go_out_in_one_batch(
         for _ in range(3):  # three commits, 0.1 s apart: all within the linger after the first
             events += await stage(orders_engine, 1)
             await asyncio.sleep(0.1)
-        async with orders_engine.connect() as connection:
-            third_committed = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        third_committed = await scalar(orders_engine, "SELECT clock_timestamp()")
 
         await eventually(lambda: all_published(orders_engine, events), within=5.0)
-    async with orders_engine.connect() as connection:
-        first_marked = await connection.execute(
-            text("SELECT min(published_at) FROM outbox WHERE id::text = ANY(:ids)"),
-            {"ids": [event.id for event in events]},
-        )
-        assert first_marked.scalar_one() >= third_committed, "the first event went out before the third was committed"
+    first_marked = await scalar(
+        orders_engine, "SELECT min(published_at) FROM outbox WHERE id::text = ANY(:ids)", ids=[e.id for e in events]
+    )
+    assert first_marked >= third_committed, "the first event went out before the third was committed"
 
 
 async def test_polling_publishes_an_event_whose_notification_was_missed(
