@@ -43,7 +43,6 @@ def expired_claims(keep: timedelta) -> Retention:
     """The rows housekeeping may purge: events processed more than `keep` ago."""
     return Retention(
         "processed event ids",
-        ProcessedEvent,
         key=col(ProcessedEvent.event_id),
         stamp=col(ProcessedEvent.processed_at),
         keep=keep,

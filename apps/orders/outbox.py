@@ -47,7 +47,6 @@ def published_events(keep: timedelta) -> Retention:
     `published_at` is NULL, which is never older than anything."""
     return Retention(
         "published outbox events",
-        OutboxEvent,
         key=col(OutboxEvent.id),
         stamp=col(OutboxEvent.published_at),
         keep=keep,

@@ -50,9 +50,10 @@ statement, and no BEGIN or COMMIT around it: recording an order is ONE statement
 fetches the orders together with their lines."""
 
 import asyncio
+import contextlib
 import itertools
 import uuid
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -309,7 +310,7 @@ class Orders:
         time_limit = self._inventory_timeout
         if caller_time_remaining is not None:
             time_limit = min(time_limit, caller_time_remaining)
-        placing = self._run_to_the_end(self._place_claimed(order_id, customer_id, quantities, request, time_limit))
+        placing = self._run_to_the_end(self._reserve_and_record(order_id, customer_id, quantities, request, time_limit))
         return await asyncio.shield(placing)
 
     async def get(self, order_id: str) -> PlacedOrder:
@@ -391,17 +392,13 @@ class Orders:
                 "ORDERS_STORE_UNAVAILABLE", "the orders database is unavailable; nothing was ordered"
             ) from error
 
-    async def _place_claimed(
-        self,
-        order_id: uuid.UUID,
-        customer_id: str,
-        quantities: dict[str, int],
-        request: ClientRequest | None,
-        time_limit: float,
-    ) -> PlacedOrder:
-        """Reserve and record; a placement that fails gives its claim up (if it still has one)."""
+    @contextlib.asynccontextmanager
+    async def _claim_given_up_on_failure(
+        self, request: ClientRequest | None, order_id: uuid.UUID
+    ) -> AsyncIterator[None]:
+        """A placement that fails gives its claim up (if it still has one): a repeat runs at once."""
         try:
-            return await self._reserve_and_record(order_id, customer_id, quantities, request, time_limit)
+            yield
         except BaseException:
             if request is not None:
                 await self._give_up(request, order_id)
@@ -428,39 +425,41 @@ class Orders:
         request: ClientRequest | None,
         time_limit: float,
     ) -> PlacedOrder:
-        try:
-            reservation = await self._inventory.reserve(order_id, quantities, time_limit=time_limit)
-        except InventoryUnavailable as error:
-            # Perhaps it reserved and its answer was lost (killed, a reset connection): give back
-            # whatever it may hold for this order; it costs nothing when it holds nothing.
-            self._run_to_the_end(self._release(order_id, reason="inventory failed to answer"))
-            raise unavailable("INVENTORY_UNAVAILABLE", "inventory is unavailable; nothing was ordered") from error
-        except ReservationOutcomeUnknown as error:
-            self._run_to_the_end(self._release(order_id, reason="inventory timed out"))
-            raise deadline_exceeded(
-                "INVENTORY_TIMEOUT", f"inventory did not answer within {time_limit:.3g} s; nothing was ordered"
-            ) from error
-        try:
-            placed = _new_order(order_id, customer_id, reservation, request)
-            await self._record(placed, request)
-        except Exception as error:
-            # Whatever went wrong, the order was not recorded: its stock must not stay reserved.
-            self._run_to_the_end(self._release(order_id, reason="the order was not recorded"))
-            if request is not None and isinstance(error, _ClaimLost):
-                # Another placement holds the request now: its order, or come back for it.
-                log.warning("claim taken over before the order was recorded")
-                return await self._now_answered(request, quantities)
-            if request is not None and isinstance(error, IntegrityError):
-                # The unique constraint, most likely: a copy of this request recorded its order first.
-                winner = await self._placed_for(request)
-                if winner is not None:
-                    return _repeated(request, winner, quantities)
-            if isinstance(error, SQLAlchemyError | OSError):
-                raise unavailable(
-                    "ORDERS_STORE_UNAVAILABLE", "the order could not be stored; nothing was ordered"
+        """Reserve and record; see the module doc for what happens when either fails."""
+        async with self._claim_given_up_on_failure(request, order_id):
+            try:
+                reservation = await self._inventory.reserve(order_id, quantities, time_limit=time_limit)
+            except InventoryUnavailable as error:
+                # Perhaps it reserved and its answer was lost (killed, a reset connection): give back
+                # whatever it may hold for this order; it costs nothing when it holds nothing.
+                self._run_to_the_end(self._release(order_id, reason="inventory failed to answer"))
+                raise unavailable("INVENTORY_UNAVAILABLE", "inventory is unavailable; nothing was ordered") from error
+            except ReservationOutcomeUnknown as error:
+                self._run_to_the_end(self._release(order_id, reason="inventory timed out"))
+                raise deadline_exceeded(
+                    "INVENTORY_TIMEOUT", f"inventory did not answer within {time_limit:.3g} s; nothing was ordered"
                 ) from error
-            raise
-        return placed
+            try:
+                placed = _new_order(order_id, customer_id, reservation, request)
+                await self._record(placed, request)
+            except Exception as error:
+                # Whatever went wrong, the order was not recorded: its stock must not stay reserved.
+                self._run_to_the_end(self._release(order_id, reason="the order was not recorded"))
+                if request is not None and isinstance(error, _ClaimLost):
+                    # Another placement holds the request now: its order, or come back for it.
+                    log.warning("claim taken over before the order was recorded")
+                    return await self._now_answered(request, quantities)
+                if request is not None and isinstance(error, IntegrityError):
+                    # The unique constraint, most likely: a copy of this request recorded its order first.
+                    winner = await self._placed_for(request)
+                    if winner is not None:
+                        return _repeated(request, winner, quantities)
+                if isinstance(error, SQLAlchemyError | OSError):
+                    raise unavailable(
+                        "ORDERS_STORE_UNAVAILABLE", "the order could not be stored; nothing was ordered"
+                    ) from error
+                raise
+            return placed
 
     async def _now_answered(self, request: ClientRequest, quantities: dict[str, int]) -> PlacedOrder:
         winner = await self._placed_for(request)

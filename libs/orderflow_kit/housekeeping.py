@@ -32,12 +32,10 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class Retention:
-    """Which rows may go: those of `model`'s table whose `stamp` is older than `keep`."""
+    """Which rows may go: those of the table of `key` whose `stamp` is older than `keep`."""
 
     # What the rows are, for the log line ("published outbox events").
     what: str
-    # The table's mapped class (a SQLModel table model).
-    model: type[Any]
     # Its primary key (one column), e.g. `col(Model.id)`.
     key: Mapped[Any]
     # When the row stopped being needed (a timestamp column); NULL: still needed.
@@ -52,7 +50,9 @@ class Retention:
             .limit(batch_size)
             .with_for_update(skip_locked=True)
         )
-        return delete(self.model).where(self.key.in_(expired.scalar_subquery()))
+        # col() types the key as Mapped; it is an InstrumentedAttribute, whose class_ is its model.
+        model = self.key.class_  # type: ignore[attr-defined]
+        return delete(model).where(self.key.in_(expired.scalar_subquery()))
 
 
 @dataclass(frozen=True)

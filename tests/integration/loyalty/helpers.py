@@ -38,6 +38,13 @@ async def balance(engine: AsyncEngine, customer_id: str) -> CustomerBalance:
     return await get_balance(engine, customer_id)
 
 
+async def assert_awarded_once(engine: AsyncEngine, customer_id: str, event_id: str, points: int) -> None:
+    """The customer holds `points` from one order, and the event has one ledger entry: its award."""
+    awarded = await balance(engine, customer_id)
+    assert (awarded.points, awarded.orders_awarded) == (points, 1)
+    assert await rows(engine, "ledger", event_id) == 1
+
+
 async def rows(engine: AsyncEngine, table: str, event_id: str) -> int:
     count = await scalar(engine, f"SELECT count(*) FROM {table} WHERE event_id = :id", id=event_id)
     assert isinstance(count, int)

@@ -17,7 +17,13 @@ from orderflow_devstack.infra import Infrastructure, free_port
 from orderflow_kit.db import create_engine
 from orderflow_kit.dead_letters import get_dead_letter
 from orderflow_kit.settings import MAKE_UP_ENV_FILE
-from tests.integration.loyalty.helpers import balance, consuming, dead_letters, new_customer_id, rows
+from tests.integration.loyalty.helpers import (
+    assert_awarded_once,
+    balance,
+    consuming,
+    dead_letters,
+    new_customer_id,
+)
 from tests.support.events import order_created, order_created_payload, publish
 from tests.support.jetstream import acked_through
 from tests.support.polling import eventually
@@ -132,9 +138,7 @@ async def test_replaying_a_fixed_payload_awards_once_and_replaying_it_again_stil
         assert replayed_again.exit_code == 0, replayed_again.output
         await eventually(lambda: acked_through(js, settings.order_events.consumer, replayed_sequence(replayed_again)))
 
-    awarded = await balance(engine, customer)
-    assert (awarded.points, awarded.orders_awarded) == (42, 1)
-    assert await rows(engine, "ledger", broken.id) == 1
+    await assert_awarded_once(engine, customer, broken.id, points=42)
     assert await dead_letters(js, settings.order_events.consumer) == []  # replayed ones are deleted
     republished = await js.get_msg(ORDERS_STREAM, first_replay)
     assert republished.headers is not None

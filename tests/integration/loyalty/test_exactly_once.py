@@ -19,6 +19,7 @@ from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.jetstream_consumer import consume
 from tests.integration.loyalty.helpers import (
     TIMEOUT,
+    assert_awarded_once,
     balance,
     consumer_info,
     consuming,
@@ -43,9 +44,8 @@ async def test_an_order_created_event_awards_its_points_once(
         ack = await publish(js, event)
         await eventually(lambda: acked_through(js, settings.order_events.consumer, ack.seq))
 
-    awarded = await balance(engine, customer)
-    assert (awarded.points, awarded.orders_awarded) == (points_for(2599), 1) == (25, 1)
-    assert await rows(engine, "ledger", event.id) == 1
+    assert points_for(2599) == 25
+    await assert_awarded_once(engine, customer, event.id, points=25)
     assert await rows(engine, "processed_events", event.id) == 1
 
 
@@ -85,9 +85,7 @@ async def test_the_same_event_published_twice_with_different_msg_ids_awards_once
     assert not second.duplicate  # stored as a second message: the consumer sees it
     assert second.seq > first.seq
     assert same_msg_id.duplicate  # the broker's own dedupe dropped this one
-    awarded = await balance(engine, customer)
-    assert (awarded.points, awarded.orders_awarded) == (10, 1)
-    assert await rows(engine, "ledger", event.id) == 1
+    await assert_awarded_once(engine, customer, event.id, points=10)
     assert await dead_letters(js, settings.order_events.consumer) == []  # a duplicate, not a failure
 
 
@@ -113,9 +111,7 @@ async def test_a_redelivery_after_a_crash_between_commit_and_ack_awards_once(
     delivered = (await consumer_info(js, settings.order_events.consumer)).delivered
     assert delivered is not None
     assert delivered.consumer_seq == 2  # one message, delivered twice
-    awarded = await balance(engine, customer)
-    assert (awarded.points, awarded.orders_awarded) == (50, 1)
-    assert await rows(engine, "ledger", event.id) == 1
+    await assert_awarded_once(engine, customer, event.id, points=50)
     assert await dead_letters(js, settings.order_events.consumer) == []
 
 
