@@ -206,7 +206,12 @@ async def test_a_replayed_dead_letter_links_to_the_trace_it_began_in(
 
     replay = await eventually(replay_span, what="the replay's span")
     assert replay is not None
-    original = Trace(receiver.spans(), ORIGINAL_TRACE)
+    # Each service exports its spans in batches of its own, at its own moments: loyalty's may come later.
+    original = await eventually(
+        lambda: Trace(receiver.spans(), ORIGINAL_TRACE),
+        lambda found: len(found.find_service("loyalty")) >= 2,
+        what="loyalty's spans of the poison message",
+    )
     # The poison message's processing and its dead letter are in the original trace ...
     process = original.one("loyalty", f"{ORDER_CREATED_SUBJECT} process", "CONSUMER")
     assert process.parent_span_id == ORIGINAL_SPAN
