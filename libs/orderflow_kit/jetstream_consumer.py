@@ -242,6 +242,24 @@ def _described(settings: ConsumerSettings, message: Msg) -> dict[str, object]:
     }
 
 
+class PullTimeUp(logging.Filter):
+    """Drops FastStream's ERROR for a pull whose time ran out. nats-py raises asyncio's own
+    TimeoutError when a pull's time is up between its two requests (not its TimeoutError, the one
+    FastStream's fetch loop expects): FastStream's supervisor then logs a traceback, once per
+    process, and restarts the loop, which is all there is to do. Anything else still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (type(error) is TimeoutError and "raised an exception, retrying" in record.getMessage())
+
+
+def _broker_logger(consumer: str) -> logging.Logger:
+    logger = logging.getLogger(f"{consumer}.broker")
+    if not any(isinstance(each, PullTimeUp) for each in logger.filters):
+        logger.addFilter(PullTimeUp())
+    return logger
+
+
 def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamContext) -> None:
     """Declare the consumer's FastStream subscriber on `broker`, connected as `js`: a pull
     subscriber of the durable consumer whose payload is the event, as the consumer's reader reads it."""
@@ -306,7 +324,7 @@ async def consume(consumer: DurableConsumer[T], settings: Settings, subscribed: 
         graceful_timeout=settings.shutdown_grace_seconds,
         # Through the standard logging set-up: FastStream's per-message INFO lines stay quiet,
         # its errors (a failed ack, say) still show.
-        logger=logging.getLogger(f"{own.consumer}.broker"),
+        logger=_broker_logger(own.consumer),
         serializer=None,
     )
     for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
