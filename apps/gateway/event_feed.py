@@ -20,7 +20,6 @@ that makes loyalty announce the points again) are passed on once per feed. Dead 
 an occurrence of their own (two consumers may give up on the same event) and are all passed on."""
 
 import asyncio
-import json
 import re
 import uuid
 from collections import OrderedDict
@@ -44,6 +43,7 @@ from orderflow_contracts.streams import (
     POINTS_AWARDED_SUBJECT,
     STOCK_CONFIRMED_SUBJECT,
 )
+from orderflow_kit import untrusted_json
 from orderflow_kit.dead_letters import ALL_DEAD_LETTERS, DeadLetter, delivered_dead_letter
 from orderflow_kit.stream_reader import StreamReader
 
@@ -166,7 +166,7 @@ def dead_letter_event(letter: DeadLetter, *, with_errors: bool) -> LiveEvent:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
+        value = untrusted_json.loads(body)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

@@ -48,6 +48,7 @@ from gateway.settings import GatewaySettings
 from gateway.upstreams import UpstreamsDep
 from orderflow_contracts.identifiers import CLIENT_REQUEST_ID_PATTERN
 from orderflow_contracts.orders.v1 import orders_pb2
+from orderflow_kit import untrusted_json
 from orderflow_kit.request_context import outgoing_metadata
 
 log = structlog.get_logger()
@@ -276,7 +277,7 @@ def _read_line(
 def _client_request_id(raw: bytes) -> str | None:
     """The line's client_request_id, when it has a readable one: to name the line in its answer."""
     try:
-        value = json.loads(raw).get("client_request_id")
+        value = untrusted_json.loads(raw).get("client_request_id")
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None

@@ -40,7 +40,7 @@ from opentelemetry.trace import SpanKind
 
 from orderflow_contracts.cloudevents import NATS_MSG_ID, TRACEPARENT
 from orderflow_contracts.streams import DEAD_LETTER_STREAM, dead_letter_subject
-from orderflow_kit import tracing
+from orderflow_kit import tracing, untrusted_json
 
 HEADER_PREFIX = "dlq-"
 REASON = "dlq-reason"
@@ -175,7 +175,7 @@ def readable_body(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         return {"body_base64": base64.b64encode(body).decode("ascii")}
     try:
-        return {"body": json.loads(text)}
+        return {"body": untrusted_json.loads(text)}
     except ValueError:
         return {"body_text": text}
 
@@ -271,7 +271,7 @@ def publishable_headers(headers: dict[str, str]) -> dict[str, str]:
 def _unpublishable(value: str) -> dict[str, str]:
     """An `unpublishable-headers` value read back; one that is not ours is kept under its own name."""
     try:
-        earlier = json.loads(value)
+        earlier = untrusted_json.loads(value)
     except ValueError:
         earlier = None
     if isinstance(earlier, dict) and all(isinstance(item, str) for item in earlier.values()):

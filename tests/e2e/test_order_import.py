@@ -56,11 +56,12 @@ async def test_every_line_is_answered_in_order_bad_lines_with_their_problem(api:
         json.dumps({"customer_id": customer, "items": [{"sku": "E2E-MUG", "quantity": 1}]}),  # no id
         '{"customer_id": "' + "x" * 70_000 + '"}',  # longer than the gateway takes in one body
         line(customer, {"E2E-TEE": 2, "E2E-MUG": 1}, f"{run}-9"),
+        "[" * 5000 + "]" * 5000,  # nested deeper than any parser here goes
     ]
 
     answers = await run_import(api, lines)
 
-    assert [answer["line"] for answer in answers] == [1, 2, 3, 5, 6, 7, 8, 9]
+    assert [answer["line"] for answer in answers] == [1, 2, 3, 5, 6, 7, 8, 9, 10]
     assert [outcome(answer) for answer in answers] == [
         "order",
         "400 MALFORMED_JSON",
@@ -70,6 +71,7 @@ async def test_every_line_is_answered_in_order_bad_lines_with_their_problem(api:
         "422 VALIDATION_FAILED",
         "413 BODY_TOO_LARGE",
         "order",
+        "400 MALFORMED_JSON",
     ]
     assert [answer["client_request_id"] for answer in answers] == [
         f"{run}-1",
@@ -80,11 +82,12 @@ async def test_every_line_is_answered_in_order_bad_lines_with_their_problem(api:
         None,
         None,
         f"{run}-9",
+        None,
     ]
     assert answers[2]["problem"]["skus"] == ["E2E-NO-SUCH"]
     assert answers[3]["problem"]["errors"][0]["location"] == ["items"]
     assert answers[0]["order"]["customer_id"] == customer
-    assert {item["sku"]: item["quantity"] for item in answers[-1]["order"]["items"]} == {"E2E-MUG": 1, "E2E-TEE": 2}
+    assert {item["sku"]: item["quantity"] for item in answers[-2]["order"]["items"]} == {"E2E-MUG": 1, "E2E-TEE": 2}
     assert all(answer["problem"]["instance"] == PATH for answer in answers if "problem" in answer)
 
 

@@ -212,7 +212,11 @@ def test_without_a_ce_subject_a_dead_letter_names_the_order_and_customer_its_bod
     assert (live.order_id, live.data["customer_id"]) == (str(ORDER_ID), "customer-42")
 
 
-@pytest.mark.parametrize("body", [b"", b"[1, 2]", b'{"order_id": 42}', b'{"order_id": "not-a-uuid"}'])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"[1, 2]", b'{"order_id": 42}', b'{"order_id": "not-a-uuid"}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["empty", "an array", "a number", "not a uuid", "nested deeper than the parser goes"],
+)
 def test_a_dead_letter_that_names_no_order_belongs_to_no_orders_feed(body: bytes) -> None:
     letter = dead_letter({"ce-subject": "not-an-order-id"}, body)
     live = dead_letter_event(letter, with_errors=True)

@@ -44,6 +44,7 @@ HEADERS = {
         (b'{"order_id": "x"}', {"body": {"order_id": "x"}}),
         (b"[1, 2]", {"body": [1, 2]}),
         (b"not JSON at all", {"body_text": "not JSON at all"}),
+        (b"[" * 5000 + b"]" * 5000, {"body_text": "[" * 5000 + "]" * 5000}),  # deeper than json goes
         (b"\xff\xfe\x00", {"body_base64": base64.b64encode(b"\xff\xfe\x00").decode()}),
     ],
 )
