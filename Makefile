@@ -25,6 +25,7 @@ help:
 	@echo "make openapi  rewrite docs/openapi.json from the gateway (a test compares them)"
 	@echo "make docs   rewrite every document generated from the code: openapi.json, asyncapi.json, errors.md's tables"
 	@echo "make bench-protocols  gRPC, HTTP/1.1 JSON, NATS and JetStream alone: docs/benchmarks.md, Protocols"
+	@echo "make screenshots  run the browser tests and save their screenshots in docs/screenshots (the README's)"
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
@@ -92,6 +93,11 @@ docs: openapi
 .PHONY: bench-protocols
 bench-protocols: $(VENV)/.synced
 	$(BIN)/orderflow bench-protocols
+
+# The browser tests, saving their screenshots where the README shows them (other runs use a temp folder).
+.PHONY: screenshots
+screenshots: $(VENV)/.synced
+	ORDERFLOW_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest tests/browser
 
 clean:
 	rm -rf $(VENV) .venv-tools $(STATE) .mypy_cache .pytest_cache .ruff_cache
