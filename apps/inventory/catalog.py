@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.database import autocommit
 from inventory.models import Product
 from orderflow_contracts.identifiers import SKU_PATTERN, is_sku
+from orderflow_kit.db import autocommit
 from orderflow_kit.errors import invalid_argument, not_found
 
 log = structlog.get_logger()

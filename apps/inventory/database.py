@@ -3,9 +3,9 @@ session, no unit of work), each statement compiled once and then served from SQL
 and asyncpg's prepared statements.
 
 Most of inventory's work is one statement (reservations, confirmations, releases, expiries are
-each written as one, with data-modifying CTEs): on an `autocommit` connection such a statement is
-its own transaction, so it costs one round trip instead of three (BEGIN, the statement, COMMIT),
-and the row locks it takes end with it, never held while the client is away. Work that needs
+each written as one, with data-modifying CTEs): on the kit's `autocommit` connection
+(orderflow_kit.db) such a statement is its own transaction, so it costs one round trip instead of
+three, and the row locks it takes end with it, never held while the client is away. Work that needs
 several statements together uses `engine.begin()`.
 
 Every statement that locks product rows locks them in one total order, byte order
@@ -17,12 +17,10 @@ and `retried_on_conflict` runs it again."""
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orderflow_kit.failures import is_transaction_conflict
 
@@ -31,13 +29,6 @@ T = TypeVar("T")
 
 # How often a transaction that lost a race (deadlock, serialization failure) is run, in all.
 CONFLICT_ATTEMPTS = 5
-
-
-@asynccontextmanager
-async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection on which every statement commits by itself (no BEGIN, no COMMIT)."""
-    async with engine.connect() as connection:
-        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def retried_on_conflict(transaction: Callable[[], Awaitable[T]], *, attempts: int = CONFLICT_ATTEMPTS) -> T:

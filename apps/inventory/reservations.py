@@ -10,7 +10,7 @@ order came within the TTL). Every step is idempotent per order id, so callers ma
 Stock is conserved at every step: available + reserved + confirmed == received for every product
 (stock_conservation). Each transition moves units between those counts in one transaction.
 
-Each transition is ONE SQL statement (data-modifying CTEs), its own transaction (database.autocommit):
+Each transition is ONE SQL statement (data-modifying CTEs), its own transaction (orderflow_kit.db.autocommit):
 one round trip, and the rows it locks are locked only while that statement runs, never while the
 client is away. How it stays correct under any concurrency:
 - Stock is taken by a conditional UPDATE (`... WHERE available >= quantity`) of product rows
@@ -54,10 +54,10 @@ from prometheus_client import Counter
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.database import autocommit, retried_on_conflict
+from inventory.database import retried_on_conflict
 from inventory.models import ReservationStatus
 from orderflow_contracts.identifiers import is_order_id
-from orderflow_kit.db import backlog_gauges
+from orderflow_kit.db import autocommit, backlog_gauges
 from orderflow_kit.errors import ServiceError, already_exists, failed_precondition, invalid_argument, not_found
 from orderflow_kit.failures import PermanentFailure
 from orderflow_kit.metrics import Source, child

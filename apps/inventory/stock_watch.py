@@ -33,9 +33,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inventory.database import autocommit
 from inventory.reservations import MAX_NAMED_SKUS
 from orderflow_contracts.identifiers import SKU_PATTERN, is_sku
+from orderflow_kit.db import autocommit
 from orderflow_kit.errors import invalid_argument, not_found, unavailable
 
 log = structlog.get_logger()

@@ -75,6 +75,7 @@ from orderflow_contracts.identifiers import (
 )
 from orderflow_contracts.streams import ORDER_CREATED_SUBJECT
 from orderflow_kit import faults, tracing
+from orderflow_kit.db import autocommit
 from orderflow_kit.errors import (
     ServiceError,
     aborted,
@@ -277,9 +278,8 @@ class Orders:
         inventory_timeout: float,
         placement_lease: float = DEFAULT_PLACEMENT_LEASE_SECONDS,
     ) -> None:
-        # Every statement here is a transaction of its own: run without BEGIN and COMMIT (or
-        # ROLLBACK), each is one round trip.
-        self._database = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Every statement here is a transaction of its own (orderflow_kit.db.autocommit).
+        self._engine = engine
         self._inventory = inventory
         self._inventory_timeout = inventory_timeout
         self._placement_lease = placement_lease
@@ -316,7 +316,7 @@ class Orders:
     async def get(self, order_id: str) -> PlacedOrder:
         if not is_order_id(order_id):
             raise invalid_argument("order_id must be a UUID in canonical form", field="order_id")
-        async with self._database.connect() as connection:
+        async with autocommit(self._engine) as connection:
             rows = await connection.execute(_ORDER_BY_ID, {"order_id": uuid.UUID(order_id)})
             found = _placed_orders(rows)
         if not found:
@@ -341,7 +341,7 @@ class Orders:
                 ) from None
             query = _NEXT_PAGE
             parameters |= {"after_created_at": after.created_at, "after_order_id": after.order_id}
-        async with self._database.connect() as connection:
+        async with autocommit(self._engine) as connection:
             found = _placed_orders(await connection.execute(query, parameters))
         page = found[:page_size]
         next_page_token = ""
@@ -385,7 +385,7 @@ class Orders:
     async def _store(self, statement: Any, parameters: dict[str, Any]) -> Row[Any] | None:
         """The first row `statement` answers, in a transaction of its own."""
         try:
-            async with self._database.connect() as connection:
+            async with autocommit(self._engine) as connection:
                 return (await connection.execute(statement, parameters)).first()
         except (SQLAlchemyError, OSError) as error:
             raise unavailable(
@@ -412,7 +412,7 @@ class Orders:
             "order_id": order_id,
         }
         try:
-            async with self._database.connect() as connection:
+            async with autocommit(self._engine) as connection:
                 await connection.execute(_GIVE_UP, parameters)
         except (SQLAlchemyError, OSError) as error:
             log.warning("claim of a failed placement not given up; its lease runs out", error=str(error))
@@ -471,7 +471,7 @@ class Orders:
         """The order `request` placed before, if any."""
         parameters = {"customer_id": request.customer_id, "client_request_id": request.client_request_id}
         try:
-            async with self._database.connect() as connection:
+            async with autocommit(self._engine) as connection:
                 found = _placed_orders(await connection.execute(_ORDER_OF_REQUEST, parameters))
         except (SQLAlchemyError, OSError) as error:
             raise unavailable(
@@ -497,7 +497,7 @@ class Orders:
     async def _write(self, placed: PlacedOrder, event: CloudEvent, statement: TextClause) -> None:
         # Fault flag (docs/fault-flags.md): die with the stock reserved and nothing committed.
         faults.crash_point(Fault.ORDERS_CRASH_BEFORE_COMMIT, order_id=str(placed.order_id))
-        async with self._database.connect() as connection:
+        async with autocommit(self._engine) as connection:
             recorded = await connection.execute(
                 statement,
                 {
