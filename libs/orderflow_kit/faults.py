@@ -45,6 +45,7 @@ import structlog
 from nats.js.api import PubAck
 
 from orderflow_contracts.cloudevents import NATS_MSG_ID
+from orderflow_kit import log_output
 
 FAULTS_ENV = "ORDERFLOW_FAULTS"
 FAULTS_FILE_ENV = "ORDERFLOW_FAULTS_FILE"
@@ -201,6 +202,7 @@ def crash_point(fault: Fault, **context: object) -> None:
     if not current().is_on(fault):
         return
     _fired(fault, effect="SIGKILL", **context)
+    log_output.flush_all()
     sys.stdout.flush()
     sys.stderr.flush()
     os.kill(os.getpid(), signal.SIGKILL)
