@@ -1,4 +1,4 @@
-"""Log lines leave once per event-loop turn, in order; outside a loop, at once."""
+"""Log lines leave together, in order, FLUSH_EVERY_SECONDS after the first; outside a loop, at once."""
 
 import asyncio
 import io
@@ -6,7 +6,8 @@ import io
 import structlog
 
 from orderflow_kit import log_output
-from orderflow_kit.log_output import TurnFlushedLogger, TurnFlushedLoggerFactory
+from orderflow_kit.log_output import BufferedLogger, BufferedLoggerFactory
+from tests.support.polling import eventually
 
 
 class RecordedWrites(io.BytesIO):
@@ -21,41 +22,45 @@ class RecordedWrites(io.BytesIO):
         return super().write(data)
 
 
-async def test_the_lines_of_one_turn_leave_in_one_write_within_that_turn() -> None:
+async def written(file: RecordedWrites, count: int = 1) -> list[bytes]:
+    """The file's writes once there are `count` of them."""
+    return await eventually(lambda: file.writes, lambda writes: len(writes) >= count, what=f"{count} writes")
+
+
+async def test_lines_logged_close_together_leave_in_one_write_in_order() -> None:
     file = RecordedWrites()
-    logger = TurnFlushedLogger(file)
+    logger = BufferedLogger(file)
     logger.info(b'{"event":"first"}')
+    await asyncio.sleep(0)
     logger.warning(b'{"event":"second"}')
     assert file.writes == []
-    await asyncio.sleep(0)
-    assert file.writes == [b'{"event":"first"}\n{"event":"second"}\n']
+    assert await written(file) == [b'{"event":"first"}\n{"event":"second"}\n']
     logger.info(b'{"event":"third"}')
-    await asyncio.sleep(0)
-    assert file.writes[1:] == [b'{"event":"third"}\n']
+    assert (await written(file, 2))[1:] == [b'{"event":"third"}\n']
 
 
 def test_a_line_logged_with_no_loop_running_is_written_at_once() -> None:
     file = RecordedWrites()
-    TurnFlushedLogger(file).info(b"alone")
+    BufferedLogger(file).info(b"alone")
     assert file.writes == [b"alone\n"]
 
 
-def test_a_closed_loop_does_not_keep_the_next_loops_lines() -> None:
+def test_a_line_kept_by_a_loop_that_ended_goes_out_with_the_next() -> None:
     file = RecordedWrites()
-    logger = TurnFlushedLogger(file)
+    logger = BufferedLogger(file)
 
     async def log_and_leave() -> None:
         logger.info(b"last of its loop")
 
     asyncio.run(log_and_leave())
-    asyncio.run(log_and_leave())
-    assert b"".join(file.writes) == b"last of its loop\nlast of its loop\n"
+    logger.info(b"after it")
+    assert b"".join(file.writes) == b"last of its loop\nafter it\n"
 
 
 async def test_flush_all_writes_what_is_kept_now() -> None:
-    """What a crash fault calls before it kills the process."""
+    """What a crash fault calls before it kills the process, and what runs at exit."""
     file = RecordedWrites()
-    TurnFlushedLogger(file).error(b"fault fired")
+    BufferedLogger(file).error(b"fault fired")
     log_output.flush_all()
     assert file.writes == [b"fault fired\n"]
 
@@ -64,12 +69,11 @@ async def test_structlog_renders_through_it() -> None:
     file = RecordedWrites()
     structlog.configure(
         processors=[structlog.processors.JSONRenderer(serializer=lambda event, **_: repr(event).encode())],
-        logger_factory=TurnFlushedLoggerFactory(file),
+        logger_factory=BufferedLoggerFactory(file),
         cache_logger_on_first_use=False,
     )
     try:
         structlog.get_logger().info("order placed", order_id="o-1")
-        await asyncio.sleep(0)
     finally:
         structlog.reset_defaults()
-    assert file.writes == [b"{'order_id': 'o-1', 'event': 'order placed'}\n"]
+    assert await written(file) == [b"{'order_id': 'o-1', 'event': 'order placed'}\n"]
