@@ -4,10 +4,10 @@ whole currency unit of the order total, exactly once; and anyone may read a cust
 Exactly once = the dedupe rows (keyed by the events' ce-ids), the ledger entries and the balance
 changes commit in ONE transaction, and the consumer acks the messages only after that commit.
 
-Events come in batches (the consumer's, see orderflow_kit.batches), and a batch is one
-transaction of four statements, however many events it holds: claim every event id at once
-(dedupe), add each customer's points to its balance, write one ledger entry per event, and read
-the earlier awards of the events that were processed before.
+Events come in batches (the consumer's, see orderflow_kit.batches), and a batch is ONE statement,
+a transaction of its own, however many events it holds: claim every event id at once (dedupe),
+add each customer's points to its balance, write one ledger entry per event, and read the
+earlier awards of the events that were processed before.
 
 Either way the caller learns what each event earned: the ledger entry keeps the balance right
 after it, so an event processed before is answered exactly as the first time (the consumer
@@ -15,22 +15,23 @@ announces it again, see announcing_points)."""
 
 import dataclasses
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy.exc
 from prometheus_client import Counter
-from sqlalchemy import select, text
+from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
-from loyalty.dedupe import claim_events
+from loyalty.dedupe import CLAIM
 from loyalty.models import Balance
 from orderflow_contracts.events import MAX_POINTS, OrderCreated
 from orderflow_contracts.identifiers import is_customer_id
+from orderflow_kit.db import autocommit
 from orderflow_kit.errors import invalid_argument, unavailable
 from orderflow_kit.failures import PermanentFailure, is_dependency_failure
 
@@ -72,7 +73,7 @@ def points_for(total_cents: int) -> int:
 
 async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> list[Award]:
     """Award each event's points unless its event id was processed before (also earlier in the
-    same batch); one transaction for the batch, one Award per event, in order.
+    same batch); one statement for the batch, one Award per event, in order.
 
     A balance that would pass the largest storable number refuses the whole batch for good
     (PermanentFailure): nothing is written. The consumer then awards each event alone, so only
@@ -80,7 +81,7 @@ async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> l
     if not events:
         return []
     try:
-        async with engine.begin() as connection:
+        async with autocommit(engine) as connection:
             awards = await _award(connection, events)
     except sqlalchemy.exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
@@ -91,102 +92,90 @@ async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> l
     return awards
 
 
-_ADD_TO_BALANCES = text(
-    """
-    INSERT INTO balances (customer_id, points, orders_awarded)
-    SELECT * FROM unnest(CAST(:customer_ids AS text[]), CAST(:points AS bigint[]), CAST(:orders AS bigint[]))
-    ON CONFLICT (customer_id) DO UPDATE
-    SET points = balances.points + excluded.points, orders_awarded = balances.orders_awarded + excluded.orders_awarded
-    RETURNING customer_id, points
-    """
-)
-_WRITE_LEDGER = text(
-    """
-    INSERT INTO ledger (customer_id, order_id, event_id, points, balance_after)
-    SELECT * FROM unnest(
-        CAST(:customer_ids AS text[]), CAST(:order_ids AS uuid[]), CAST(:event_ids AS text[]),
-        CAST(:points AS bigint[]), CAST(:balances_after AS bigint[])
+# The batch in one statement, a transaction of its own. Claim every event id (dedupe.CLAIM); the
+# first copy of each id claimed earns its points: added up per customer into the balances (one
+# upsert, customers in one order, so that concurrent batches lock balances alike), and one
+# ledger entry each with the balance right after it (the customer's new balance less the points
+# of its events later in the batch). Answered: the new ledger entries, and the earlier ones of
+# the ids this batch did not claim.
+_AWARD = text(
+    f"""
+    WITH batch AS (
+        SELECT * FROM unnest(
+            CAST(:event_ids AS text[]), CAST(:order_ids AS uuid[]), CAST(:customer_ids AS text[]),
+            CAST(:points AS bigint[])
+        ) WITH ORDINALITY AS batch (event_id, order_id, customer_id, points, position)
+    ),
+    claimed AS ({CLAIM}),
+    first_copies AS (
+        SELECT DISTINCT ON (event_id) batch.* FROM batch JOIN claimed USING (event_id) ORDER BY event_id, position
+    ),
+    balances_after AS (
+        INSERT INTO balances (customer_id, points, orders_awarded)
+        SELECT customer_id, sum(points), count(*) FROM first_copies GROUP BY customer_id ORDER BY customer_id
+        ON CONFLICT (customer_id) DO UPDATE
+        SET points = balances.points + excluded.points,
+            orders_awarded = balances.orders_awarded + excluded.orders_awarded
+        RETURNING customer_id, points
+    ),
+    entries AS (
+        INSERT INTO ledger (customer_id, order_id, event_id, points, balance_after)
+        SELECT customer_id, order_id, event_id, first_copies.points,
+            balances_after.points - coalesce(sum(first_copies.points) OVER (
+                PARTITION BY customer_id ORDER BY position ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING
+            ), 0)
+        FROM first_copies JOIN balances_after USING (customer_id)
+        RETURNING event_id, order_id, customer_id, points, balance_after, created_at
     )
-    RETURNING event_id, created_at
+    SELECT true AS awarded, * FROM entries
+    UNION ALL
+    SELECT false, event_id, order_id, customer_id, points, balance_after, created_at FROM ledger
+    WHERE event_id IN (SELECT event_id FROM batch) AND event_id NOT IN (SELECT event_id FROM claimed)
     """
 )
 _EARLIER_AWARDS = text(
     """
-    SELECT event_id, order_id, customer_id, points, balance_after, created_at
+    SELECT false AS awarded, event_id, order_id, customer_id, points, balance_after, created_at
     FROM ledger WHERE event_id = ANY(CAST(:event_ids AS text[]))
     """
 )
 
 
 async def _award(connection: AsyncConnection, events: Sequence[OrderCreated]) -> list[Award]:
-    claimed = await claim_events(connection, [event.event_id for event in events])
-    first_copies: dict[str, OrderCreated] = {}
-    for event in events:
-        if event.event_id in claimed:
-            first_copies.setdefault(event.event_id, event)
-    new = list(first_copies.values())
-    awards = await _award_new(connection, new) if new else {}
-    earlier = [event.event_id for event in events if event.event_id not in awards]
-    if earlier:
-        for row in await connection.execute(_EARLIER_AWARDS, {"event_ids": earlier}):
-            awards[row.event_id] = Award(Outcome.DUPLICATE, *row[1:])
+    parameters = {
+        "event_ids": [event.event_id for event in events],
+        "order_ids": [event.order.order_id for event in events],
+        "customer_ids": [event.order.customer_id for event in events],
+        "points": [points_for(event.order.total_cents) for event in events],
+    }
+    found = _awards(await connection.execute(_AWARD, parameters))
+    unanswered = [event.event_id for event in events if event.event_id not in found]
+    if unanswered:
+        # Claimed by a batch that committed while this statement waited for its rows: its ledger
+        # entries were not in this statement's snapshot, they are in the next one's.
+        found |= _awards(await connection.execute(_EARLIER_AWARDS, {"event_ids": unanswered}))
     answers = []
+    answered: set[str] = set()
     for event in events:
-        award = awards[event.event_id]
-        if first_copies.pop(event.event_id, None) is None and award.outcome is Outcome.AWARDED:
+        award = found[event.event_id]
+        if event.event_id in answered and award.outcome is Outcome.AWARDED:
             award = dataclasses.replace(award, outcome=Outcome.DUPLICATE)  # a second copy in this batch
+        answered.add(event.event_id)
         answers.append(award)
     return answers
 
 
-async def _award_new(connection: AsyncConnection, events: list[OrderCreated]) -> dict[str, Award]:
-    """Add up each customer's points (customers in one order everywhere, so that concurrent
-    batches lock their balances in the same order), then give each event its balance right after it."""
-    earned: dict[str, int] = defaultdict(int)
-    counted: dict[str, int] = defaultdict(int)
-    for event in events:
-        earned[event.order.customer_id] += points_for(event.order.total_cents)
-        counted[event.order.customer_id] += 1
-    customers = sorted(earned)
-    totals: dict[str, int] = dict(
-        (
-            await connection.execute(
-                _ADD_TO_BALANCES,
-                {
-                    "customer_ids": customers,
-                    "points": [earned[customer] for customer in customers],
-                    "orders": [counted[customer] for customer in customers],
-                },
-            )
-        ).all()
-    )
-    # Each customer's balance before this batch, then after each of its events in turn.
-    running = {customer: totals[customer] - earned[customer] for customer in customers}
-    balances_after = []
-    for event in events:
-        running[event.order.customer_id] += points_for(event.order.total_cents)
-        balances_after.append(running[event.order.customer_id])
-    written = await connection.execute(
-        _WRITE_LEDGER,
-        {
-            "customer_ids": [event.order.customer_id for event in events],
-            "order_ids": [event.order.order_id for event in events],
-            "event_ids": [event.event_id for event in events],
-            "points": [points_for(event.order.total_cents) for event in events],
-            "balances_after": balances_after,
-        },
-    )
-    awarded_at: dict[str, datetime] = dict(written.all())
+def _awards(rows: Iterable[Row[Any]]) -> dict[str, Award]:
     return {
-        event.event_id: Award(
-            Outcome.AWARDED,
-            event.order.order_id,
-            event.order.customer_id,
-            points_for(event.order.total_cents),
-            balance_after,
-            awarded_at[event.event_id],
+        row.event_id: Award(
+            Outcome.AWARDED if row.awarded else Outcome.DUPLICATE,
+            row.order_id,
+            row.customer_id,
+            row.points,
+            row.balance_after,
+            row.created_at,
         )
-        for event, balance_after in zip(events, balances_after, strict=True)
+        for row in rows
     }
 
 

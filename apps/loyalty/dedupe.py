@@ -1,7 +1,7 @@
 """The idempotent-consumer step, the consumer's dedupe policy: remember an event's id in the same
-transaction as its effect. It belongs to the handler (award_points calls it), not to the kit's
-consumer around the handler as Watermill's deduplicator does: only inside the handler's
-transaction do the dedupe row and the effect commit together or not at all.
+transaction as its effect. It belongs to the handler (award_points' one statement holds it), not
+to the kit's consumer around the handler as Watermill's deduplicator does: only inside the
+handler's transaction do the dedupe row and the effect commit together or not at all.
 
 The broker is acked only after the commit. So a redelivered, replayed or re-published event (same
 ce-id) finds its row and does nothing, and an event whose transaction rolled back is processed
@@ -10,33 +10,23 @@ again in full.
 A row is needed only as long as a copy of its event can still arrive: housekeeping purges rows
 older than the dedupe retention, which the settings check is longer than that horizon."""
 
-from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from loyalty.models import ProcessedEvent
 from orderflow_kit.housekeeping import Retention
 
-_CLAIM = text(
-    """
-    INSERT INTO processed_events (event_id) SELECT unnest(CAST(:event_ids AS text[]))
+# Claims every event id of the batch (the CTE `batch` of the caller's statement) and returns the
+# ones it claimed: the others were processed before, or appear twice in the batch. It runs in the
+# statement that writes the effect (awarding_points), so the two commit together or not at all.
+# A concurrent transaction claiming the same id waits on the row lock and then sees the conflict
+# (or claims it, if the first one rolled back).
+CLAIM = """
+    INSERT INTO processed_events (event_id) SELECT event_id FROM batch ORDER BY position
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-    """
-)
-
-
-async def claim_events(connection: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
-    """Record every id of `event_ids` in the caller's transaction, in one statement; the ones
-    returned are new, the others were processed before (or appear twice in `event_ids`).
-
-    A concurrent transaction claiming the same id waits on the row lock and then sees the
-    conflict (or claims it, if the first one rolled back)."""
-    claimed = await connection.scalars(_CLAIM, {"event_ids": list(event_ids)})
-    return set(claimed)
+"""
 
 
 def expired_claims(keep: timedelta) -> Retention:

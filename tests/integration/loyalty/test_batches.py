@@ -2,6 +2,7 @@
 with the semantics of one event at a time: a duplicate in a batch is skipped alone, and a poison
 message in a batch is dead-lettered alone, never taking its neighbours with it."""
 
+import asyncio
 import dataclasses
 
 from nats.js import JetStreamContext
@@ -13,7 +14,15 @@ from loyalty.settings import LoyaltySettings
 from orderflow_contracts.cloudevents import CloudEvent
 from orderflow_contracts.events import MAX_POINTS, OrderCreated, read_order_created
 from orderflow_kit.consumer_settings import ensure_consumer
-from tests.integration.loyalty.helpers import balance, consuming, dead_letters, new_customer_id, rows
+from tests.integration.loyalty.helpers import (
+    TIMEOUT,
+    balance,
+    consuming,
+    dead_letters,
+    handler_waits_on_a_lock,
+    new_customer_id,
+    rows,
+)
 from tests.support.events import order_created, publish
 from tests.support.jetstream import acked_through
 from tests.support.polling import eventually
@@ -44,6 +53,32 @@ async def test_a_batch_awards_each_event_once_with_the_balance_right_after_it(en
     assert ((await balance(engine, alice)).points, (await balance(engine, alice)).orders_awarded) == (18, 3)
     assert ((await balance(engine, bob)).points, (await balance(engine, bob)).orders_awarded) == (7, 1)
     assert await rows(engine, "ledger", a1.id) == 1
+
+
+async def test_an_event_a_concurrent_batch_claimed_is_answered_with_that_batchs_award(engine: AsyncEngine) -> None:
+    """A redelivery while the first delivery's batch is still in its transaction: the second batch
+    waits on the event's dedupe row, sees the first commit, and answers the first one's award
+    (its ledger entry committed after the second statement began: it is read after it)."""
+    alice = new_customer_id()
+    event = order_created(alice, total_cents=1200)
+    neighbour = order_created(alice, total_cents=300)
+    async with engine.connect() as first_batch:
+        await first_batch.execute(text("INSERT INTO processed_events (event_id) VALUES (:id)"), {"id": event.id})
+        await first_batch.execute(
+            text(
+                "INSERT INTO ledger (customer_id, order_id, event_id, points, balance_after)"
+                " VALUES (:customer, :order_id, :id, 12, 12)"
+            ),
+            {"customer": alice, "order_id": read(event).order.order_id, "id": event.id},
+        )
+        second_batch = asyncio.create_task(award_points(engine, [read(event), read(neighbour)]))
+        await eventually(lambda: handler_waits_on_a_lock(engine))
+        await first_batch.commit()
+    duplicate, awarded = await asyncio.wait_for(second_batch, TIMEOUT)
+
+    assert (duplicate.outcome, duplicate.points, duplicate.balance_after) == (Outcome.DUPLICATE, 12, 12)
+    assert (awarded.outcome, awarded.points) == (Outcome.AWARDED, 3)
+    assert await rows(engine, "ledger", event.id) == 1
 
 
 async def test_events_waiting_in_the_stream_are_awarded_in_one_transaction(
