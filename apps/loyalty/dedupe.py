@@ -21,9 +21,10 @@ from orderflow_kit.housekeeping import Retention
 # ones it claimed: the others were processed before, or appear twice in the batch. It runs in the
 # statement that writes the effect (awarding_points), so the two commit together or not at all.
 # A concurrent transaction claiming the same id waits on the row lock and then sees the conflict
-# (or claims it, if the first one rolled back).
+# (or claims it, if the first one rolled back); ids are claimed in one order everywhere, so two
+# batches holding some of the same ids never wait on each other both ways.
 CLAIM = """
-    INSERT INTO processed_events (event_id) SELECT event_id FROM batch ORDER BY position
+    INSERT INTO processed_events (event_id) SELECT event_id FROM batch ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 """
