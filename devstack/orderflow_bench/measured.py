@@ -1,8 +1,9 @@
-"""The processes the bench measures, and how it reads their CPU time and memory (psutil).
+"""The processes the bench measures, and how it reads their CPU time, context switches and memory (psutil).
 
 Each name (a service, postgres, nats, redis, the load generator) stands for a process and all its
 descendants: PostgreSQL's postmaster with its backends, a service with any workers it forks."""
 
+import sys
 import time
 from collections.abc import Iterator, Mapping
 
@@ -37,14 +38,36 @@ def tree_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def tree_context_switches(process: psutil.Process) -> int:
+    """Context switches (voluntary and involuntary) of the process and its descendants so far,
+    every thread of each: on Linux a process's own count (/proc/PID/status) is its main thread's
+    alone, so each thread is read. Those of processes that exited are kept nowhere; PostgreSQL's
+    backends serve the services' pools, which live as long as the pipeline."""
+    total = 0
+    for member in _tree(process):
+        try:
+            threads = [thread.id for thread in member.threads()] if sys.platform == "linux" else [member.pid]
+        except psutil.NoSuchProcess:
+            continue
+        for thread in threads:
+            try:
+                switches = psutil.Process(thread).num_ctx_switches()
+            except psutil.NoSuchProcess:
+                continue
+            total += switches.voluntary + switches.involuntary
+    return total
+
+
 def sample_cpu(processes: Mapping[str, psutil.Process]) -> CpuSample:
-    """Cumulative CPU seconds of each process tree (a process gone meanwhile is left out), and of
-    the whole machine."""
+    """Cumulative CPU seconds and context switches of each process tree (a process gone meanwhile
+    is left out), and the CPU seconds of the whole machine."""
     at = time.monotonic()
+    running = {name: process for name, process in processes.items() if process.is_running()}
     return CpuSample(
-        {name: tree_cpu_seconds(process) for name, process in processes.items() if process.is_running()},
+        {name: tree_cpu_seconds(process) for name, process in running.items()},
         machine_busy_seconds(),
         at,
+        {name: tree_context_switches(process) for name, process in running.items()},
     )
 
 

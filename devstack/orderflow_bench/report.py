@@ -52,6 +52,9 @@ class ScenarioReport:
     # how much of the machine the pipeline had, on a machine it shares.
     pipeline_cores: float
     other_processes_cores: float
+    # Context switches per accepted order over the same window, each process (every thread):
+    # how often it was woken or preempted, a cost beyond its instructions.
+    context_switches_per_order: dict[str, float]
     # Resident memory of each service at the end, MiB.
     rss_mb: dict[str, float]
     # With tracing on (`--tracing`): spans the services exported per accepted order (about: spans
@@ -193,6 +196,18 @@ def _cpu_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     return ["CPU ms per order", *processes, "pipeline cores", "other processes' cores"], rows
 
 
+def _switch_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+    processes = _processes(report)
+    rows = [
+        [
+            scenario.name,
+            *(f"{scenario.context_switches_per_order.get(name, float('nan')):.1f}" for name in processes),
+        ]
+        for scenario in report.scenarios
+    ]
+    return ["context switches per order", *processes], rows
+
+
 def _rss_line(report: BenchReport) -> str:
     if not report.scenarios:
         return ""
@@ -269,6 +284,11 @@ def print_report(report: BenchReport, console: Console) -> None:
     for row in rows:
         cpu.add_row(*row)
     console.print(cpu)
+    header, rows = _switch_rows(report)
+    switches = Table(*header, title="Context switches per accepted order (every thread of each process)")
+    for row in rows:
+        switches.add_row(*row)
+    console.print(switches)
     console.print(_idle_line(report))
     console.print(_lone_line(report))
     console.print(_rss_line(report))
@@ -303,6 +323,8 @@ def markdown(report: BenchReport) -> str:
         ),
         "",
         *table(*_cpu_rows(report)),
+        "",
+        *table(*_switch_rows(report)),
         "",
         _idle_line(report) + ".",
         "",

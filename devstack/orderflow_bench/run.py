@@ -255,6 +255,7 @@ class _Bench:
             cpu_ms_per_order_total=cpu.per_order_total,
             pipeline_cores=cpu.pipeline_cores,
             other_processes_cores=cpu.other_processes_cores,
+            context_switches_per_order=cpu.switches_per_order,
             rss_mb={name: value for name in SERVICES if (value := self._rss(name)) is not None},
             spans_per_order=None
             if self.spans is None or not order_ids

@@ -29,9 +29,20 @@ def cpu_ms_per(before: Mapping[str, float], after: Mapping[str, float], count: f
     """Each process's CPU milliseconds per order (or per second: `count` is what the time is
     shared by) between two samples of its cumulative CPU seconds; a process found in only one
     sample (it went away) is left out. Empty when there is nothing to share by."""
+    return _per(before, after, count, scale=1000.0, digits=3)
+
+
+def switches_per(before: Mapping[str, int], after: Mapping[str, int], count: float) -> dict[str, float]:
+    """The same for context switches: each process's, per order, between two samples of its count."""
+    return _per(before, after, count, scale=1.0, digits=1)
+
+
+def _per(
+    before: Mapping[str, float], after: Mapping[str, float], count: float, *, scale: float, digits: int
+) -> dict[str, float]:
     if count <= 0:
         return {}
-    return {name: round((after[name] - before[name]) * 1000.0 / count, 3) for name in before if name in after}
+    return {name: round((after[name] - before[name]) * scale / count, digits) for name in before if name in after}
 
 
 def total_ms(per_process: Mapping[str, float], *, excluding: str) -> float:
@@ -47,6 +58,8 @@ class CpuSample:
     machine: float
     # time.monotonic() when taken.
     at: float
+    # Cumulative context switches (voluntary and involuntary) of each measured process tree.
+    switches: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class CpuUse:
     # process not measured at all (the rest of a shared machine).
     pipeline_cores: float
     other_processes_cores: float
+    # Context switches per accepted order, each process: how often it was woken or preempted.
+    switches_per_order: dict[str, float]
 
 
 def cpu_use(before: CpuSample, after: CpuSample, orders: int, *, load_generator: str) -> CpuUse:
@@ -72,4 +87,5 @@ def cpu_use(before: CpuSample, after: CpuSample, orders: int, *, load_generator:
         total_ms(per_order, excluding=load_generator),
         round(total_ms(per_second, excluding=load_generator) / 1000, 2),
         round(max(0.0, (after.machine - before.machine) / seconds - measured_cores), 2),
+        switches_per(before.switches, after.switches, orders),
     )

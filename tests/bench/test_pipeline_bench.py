@@ -33,6 +33,8 @@ def test_a_smoke_run_reports_every_scenario_kind_whole(infra: Infrastructure, tm
         assert scenario.drain_s is not None
         assert set(scenario.cpu_ms_per_order) == MEASURED, scenario.name
         assert all(value >= 0 for value in scenario.cpu_ms_per_order.values())
+        assert set(scenario.context_switches_per_order) == MEASURED, scenario.name
+        assert all(value >= 0 for value in scenario.context_switches_per_order.values())
         assert scenario.pipeline_cores > 0
         assert set(scenario.rss_mb) == set(SERVICES)
     assert set(report.idle_cpu_ms_per_s) == MEASURED

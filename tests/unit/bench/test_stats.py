@@ -47,9 +47,19 @@ def test_the_total_leaves_the_load_generator_out() -> None:
 
 
 def test_cpu_use_says_how_much_of_the_machine_the_pipeline_had() -> None:
-    before = CpuSample({"orders": 10.0, "postgres": 5.0, LOAD_GENERATOR: 1.0}, machine=100.0, at=50.0)
+    before = CpuSample(
+        {"orders": 10.0, "postgres": 5.0, LOAD_GENERATOR: 1.0},
+        machine=100.0,
+        at=50.0,
+        switches={"orders": 1000, "postgres": 500, LOAD_GENERATOR: 10},
+    )
     # 10 s: orders busy 6 s, postgres 2 s, the load generator 1 s, the machine 18 s of its cores.
-    after = CpuSample({"orders": 16.0, "postgres": 7.0, LOAD_GENERATOR: 2.0}, machine=118.0, at=60.0)
+    after = CpuSample(
+        {"orders": 16.0, "postgres": 7.0, LOAD_GENERATOR: 2.0},
+        machine=118.0,
+        at=60.0,
+        switches={"orders": 31000, "postgres": 11500, LOAD_GENERATOR: 2010},
+    )
 
     use = cpu_use(before, after, 1000, load_generator=LOAD_GENERATOR)
 
@@ -58,4 +68,5 @@ def test_cpu_use_says_how_much_of_the_machine_the_pipeline_had() -> None:
         per_order_total=8.0,
         pipeline_cores=0.8,
         other_processes_cores=0.9,
+        switches_per_order={"orders": 30.0, "postgres": 11.0, LOAD_GENERATOR: 2.0},
     )

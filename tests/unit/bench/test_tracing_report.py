@@ -27,6 +27,7 @@ def scenario(cpu_total: float, spans_per_order: float | None = None) -> Scenario
         cpu_ms_per_order_total=cpu_total,
         pipeline_cores=1.5,
         other_processes_cores=0.1,
+        context_switches_per_order={"gateway": 14.0},
         rss_mb={},
         spans_per_order=spans_per_order,
     )
