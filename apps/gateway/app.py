@@ -35,7 +35,6 @@ from gateway.rate_limits import RateLimiter, RateLimitMiddleware, with_rate_limi
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 from orderflow_kit import tracing
-from orderflow_kit.gc_freeze import freeze_start_up_objects
 
 log = structlog.get_logger()
 
@@ -89,7 +88,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             inventory=settings.inventory_addr,
             loyalty=settings.loyalty_addr,
         )
-        freeze_start_up_objects()
         try:
             yield
         finally:

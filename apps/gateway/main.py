@@ -13,6 +13,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.auth import AuthNotConfigured
 from gateway.settings import GatewaySettings
+from orderflow_kit.gc_freeze import freeze_start_up_objects
 from orderflow_kit.telemetry import telemetry
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -44,6 +45,7 @@ async def main() -> None:
         except AuthNotConfigured as error:
             log.error("cannot start", reason=str(error))
             raise SystemExit(2) from None
+        freeze_start_up_objects()
         config = uvicorn.Config(
             app,
             host=settings.listen_host,

@@ -17,6 +17,7 @@ from inventory.settings import InventorySettings
 from inventory.stock_watch import StockWatch
 from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
+from orderflow_kit.gc_freeze import freeze_start_up_objects
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
@@ -31,6 +32,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = InventorySettings()
     with telemetry("inventory", settings):
+        freeze_start_up_objects()
         try:
             await run(settings)
         except CatalogError as error:

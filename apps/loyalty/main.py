@@ -12,6 +12,7 @@ from loyalty.servicer import loyalty_service
 from loyalty.settings import LoyaltySettings
 from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
+from orderflow_kit.gc_freeze import freeze_start_up_objects
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import serve
 from orderflow_kit.grpc_tls import server_credentials
@@ -27,6 +28,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 async def main() -> None:
     settings = LoyaltySettings()
     with telemetry("loyalty", settings):
+        freeze_start_up_objects()
         await run(settings)
 
 

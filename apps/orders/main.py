@@ -9,6 +9,7 @@ from pathlib import Path
 from orderflow_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from orderflow_kit.db import open_database, pool_gauges
 from orderflow_kit.fault_bucket import watch_fault_flags
+from orderflow_kit.gc_freeze import freeze_start_up_objects
 from orderflow_kit.grpc_client import channel
 from orderflow_kit.grpc_keepalive import Keepalive
 from orderflow_kit.grpc_server import GrpcService, serve
@@ -31,6 +32,7 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main() -> None:
     settings = OrdersSettings()
     with telemetry("orders", settings):
+        freeze_start_up_objects()
         await run(settings)
 
 

@@ -23,7 +23,6 @@ from grpc_status import rpc_status
 from prometheus_client import Histogram
 
 from orderflow_kit.errors import ServiceError, invalid_argument
-from orderflow_kit.gc_freeze import freeze_start_up_objects
 from orderflow_kit.grpc_keepalive import DEFAULT_KEEPALIVE, Keepalive
 from orderflow_kit.metrics import DURATION_BUCKETS, observe_seconds
 from orderflow_kit.readiness import Dependency, Readiness
@@ -240,7 +239,6 @@ async def serve(
     readiness = Readiness(health_servicer, ["", *names], dependencies)
     await readiness.check()  # the first answer to a health check is already the true one
     await server.start()
-    freeze_start_up_objects()
 
     stopping = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
