@@ -6,8 +6,9 @@ changes commit in ONE transaction, and the consumer acks the messages only after
 
 Events come in batches (the consumer's, see orderflow_kit.batches), and a batch is ONE statement,
 a transaction of its own, however many events it holds: claim every event id at once (dedupe),
-add each customer's points to its balance, write one ledger entry per event, and read the
-earlier awards of the events that were processed before.
+add each customer's points to its balance and write one ledger entry per event. Only a batch
+holding events processed before (a redelivery, a replay) reads their earlier awards, in a second
+statement.
 
 Either way the caller learns what each event earned: the ledger entry keeps the balance right
 after it, so an event processed before is answered exactly as the first time (the consumer
@@ -96,8 +97,7 @@ async def award_points(engine: AsyncEngine, events: Sequence[OrderCreated]) -> l
 # first copy of each id claimed earns its points: added up per customer into the balances (one
 # upsert, customers in one order, so that concurrent batches lock balances alike), and one
 # ledger entry each with the balance right after it (the customer's new balance less the points
-# of its events later in the batch). Answered: the new ledger entries, and the earlier ones of
-# the ids this batch did not claim.
+# of its events later in the batch). Answered: the new ledger entries.
 _AWARD = text(
     f"""
     WITH batch AS (
@@ -127,15 +127,12 @@ _AWARD = text(
         FROM first_copies JOIN balances_after USING (customer_id)
         RETURNING event_id, order_id, customer_id, points, balance_after, created_at
     )
-    SELECT true AS awarded, * FROM entries
-    UNION ALL
-    SELECT false, event_id, order_id, customer_id, points, balance_after, created_at FROM ledger
-    WHERE event_id IN (SELECT event_id FROM batch) AND event_id NOT IN (SELECT event_id FROM claimed)
+    SELECT * FROM entries
     """
 )
 _EARLIER_AWARDS = text(
     """
-    SELECT false AS awarded, event_id, order_id, customer_id, points, balance_after, created_at
+    SELECT event_id, order_id, customer_id, points, balance_after, created_at
     FROM ledger WHERE event_id = ANY(CAST(:event_ids AS text[]))
     """
 )
@@ -148,12 +145,12 @@ async def _award(connection: AsyncConnection, events: Sequence[OrderCreated]) ->
         "customer_ids": [event.order.customer_id for event in events],
         "points": [points_for(event.order.total_cents) for event in events],
     }
-    found = _awards(await connection.execute(_AWARD, parameters))
-    unanswered = [event.event_id for event in events if event.event_id not in found]
-    if unanswered:
-        # Claimed by a batch that committed while this statement waited for its rows: its ledger
-        # entries were not in this statement's snapshot, they are in the next one's.
-        found |= _awards(await connection.execute(_EARLIER_AWARDS, {"event_ids": unanswered}))
+    found = _awards(Outcome.AWARDED, await connection.execute(_AWARD, parameters))
+    earlier = [event.event_id for event in events if event.event_id not in found]
+    if earlier:
+        # Processed before: read in a statement of its own, whose snapshot also holds the awards
+        # of a batch that committed while the one above waited for its dedupe rows.
+        found |= _awards(Outcome.DUPLICATE, await connection.execute(_EARLIER_AWARDS, {"event_ids": earlier}))
     answers = []
     answered: set[str] = set()
     for event in events:
@@ -165,10 +162,10 @@ async def _award(connection: AsyncConnection, events: Sequence[OrderCreated]) ->
     return answers
 
 
-def _awards(rows: Iterable[Row[Any]]) -> dict[str, Award]:
+def _awards(outcome: Outcome, rows: Iterable[Row[Any]]) -> dict[str, Award]:
     return {
         row.event_id: Award(
-            Outcome.AWARDED if row.awarded else Outcome.DUPLICATE,
+            outcome,
             row.order_id,
             row.customer_id,
             row.points,
