@@ -3,9 +3,9 @@ while serving a call carries its request id, every line logged inside a span its
 span_id (orderflow_kit.tracing), and no line shows a URL's password (orderflow_kit.redaction).
 
 A service writes a line per request or event, so a line must cost little: JSON lines are rendered
-by orjson straight to bytes and written a few times a second (orderflow_kit.log_output), and
-a value is run through the redaction regexes only when a cheap test says it could hold a URL with
-a secret."""
+by orjson straight to bytes and written together, at most 50 writes a second
+(orderflow_kit.log_output), and a value is run through the redaction regexes only when a cheap
+test says it could hold a URL with a secret."""
 
 import logging
 import sys
@@ -17,7 +17,6 @@ import structlog
 from opentelemetry import trace
 
 from orderflow_kit import log_output, tracing
-from orderflow_kit.log_output import BufferedLoggerFactory
 from orderflow_kit.redaction import redact
 from orderflow_kit.request_context import request_id_var
 
@@ -29,7 +28,7 @@ def configure_logging(service: str, fmt: Literal["auto", "json", "console"] = "a
     if as_json:
         # OPT_NON_STR_KEYS: a dict with int keys in a log call is rendered, as json.dumps would, not refused.
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS)
-        logger_factory = BufferedLoggerFactory(log_output.stderr())
+        logger_factory = log_output.BufferedLoggerFactory(log_output.stderr())
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         logger_factory = structlog.PrintLoggerFactory(sys.stderr)
