@@ -11,6 +11,7 @@ from orderflow_devstack.cli import app
 ROWS = [
     "gRPC unary",
     "gRPC bidi streaming",
+    "gRPC bidi, one stream shared",
     "HTTP/1.1 JSON",
     "NATS request-reply",
     "JetStream publish, awaited",
@@ -20,6 +21,7 @@ ROWS = [
 CPU_ROLES = {
     "gRPC unary": {"server", "client"},
     "gRPC bidi streaming": {"server", "client"},
+    "gRPC bidi, one stream shared": {"server", "client"},
     "HTTP/1.1 JSON": {"server", "client"},
     "NATS request-reply": {"server", "nats-server", "client"},
     "JetStream publish, awaited": {"nats-server", "client"},

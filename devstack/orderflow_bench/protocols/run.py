@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from orderflow_bench.protocols import LOOPBACK, grpc_echo, http_echo, nats_echo
 from orderflow_bench.protocols.loads import (
     grpc_bidi,
+    grpc_bidi_shared,
     grpc_unary,
     http_json,
     jetstream_publish_async,
@@ -130,6 +131,15 @@ ROWS = (
         lambda s: f"{s.concurrency} streams x 1",
         "one message out on a long-lived bidi stream and its echo back (ping-pong)",
         lambda t, payload, s: grpc_bidi(t.grpc, payload),
+    ),
+    Row(
+        "gRPC bidi, one stream shared",
+        EchoServer.GRPC,
+        False,
+        lambda s: f"{s.concurrency} calls on 1 stream",
+        "one message out on a bidi stream every worker shares (numbered; one writer, one reader hands each echo "
+        "to its caller) and its echo back",
+        lambda t, payload, s: grpc_bidi_shared(t.grpc, payload),
     ),
     Row(
         "HTTP/1.1 JSON",
