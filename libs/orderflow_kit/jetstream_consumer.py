@@ -6,6 +6,8 @@ service declares a `DurableConsumer` (its settings, its reader, its batch handle
 
 - settings (orderflow_kit.consumer_settings): one model for every consumer, and the broker's copy
   of the durable consumer kept equal to it;
+- pulls (orderflow_kit.pull_requests): one kind of pull request, whose messages are handed over
+  as soon as the stream stores them; an idle consumer asks once a second;
 - batches (orderflow_kit.batches): the messages of one pull are handled together, in one
   transaction, never waiting for a batch to fill; a message that fails its batch fails alone;
 - retry classification (orderflow_kit.failures): a failure is permanent (dead-lettered at once)
@@ -55,6 +57,7 @@ import structlog
 from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.subscriber import PullStreamSubscriber
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
@@ -78,20 +81,17 @@ from orderflow_kit.dead_letters import (
 from orderflow_kit.failures import Failure, RetryLater, after_failure, describe, error_class
 from orderflow_kit.metrics import LAG_BUCKETS, Source, child, measured_on_scrape, observe_seconds
 from orderflow_kit.nats import ensure_streams, raise_if_cancelled
+from orderflow_kit.pull_requests import fetch_as_soon_as_stored
 from orderflow_kit.settings import Settings
 
 log = structlog.get_logger()
 
 # How long to wait between attempts to reach NATS when the consumer starts while it is down.
 CONNECT_RETRY_SECONDS = 1.0
-# The longest one pull waits. A pull (nats-py's fetch: a no_wait request with expires) returns as
-# soon as the messages the stream holds are delivered, so a lone message is usually handed over at
-# once, and this sets how often an idle consumer asks again (20 times a second). It is also the
-# worst a lone message can wait: a pull request that an earlier fetch left on the server (nats-py
-# sends a plain lingering one when a stale 408 answers its probe) may take the message, and the
-# fetch then waiting holds it until its own request expires. Measured with 1 s: 1 lone message in
-# 40 waited 519 ms; with this, at most about 50 ms.
-PULL_WAIT_SECONDS = 0.05
+# The longest one pull waits (orderflow_kit.pull_requests: its request returns as soon as a message is
+# stored, so this is not a latency): how often an idle consumer asks again, about 1 ms of CPU a
+# second for it and for nats-server, and how long a request lost with a NATS restart goes unnoticed.
+PULL_WAIT_SECONDS = 1.0
 
 # What NATS being away (or not ready yet) looks like while the consumer sets itself up.
 NATS_UNREACHABLE: tuple[type[Exception], ...] = (
@@ -242,31 +242,12 @@ def _described(settings: ConsumerSettings, message: Msg) -> dict[str, object]:
     }
 
 
-class PullTimeUp(logging.Filter):
-    """Drops FastStream's ERROR for a pull whose time ran out. nats-py raises asyncio's own
-    TimeoutError when a pull's time is up between its two requests (not its TimeoutError, the one
-    FastStream's fetch loop expects): FastStream's supervisor then logs a traceback, once per
-    process, and restarts the loop, which is all there is to do. Anything else still shows."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (type(error) is TimeoutError and "raised an exception, retrying" in record.getMessage())
-
-
-def _broker_logger(consumer: str) -> logging.Logger:
-    logger = logging.getLogger(f"{consumer}.broker")
-    if not any(isinstance(each, PullTimeUp) for each in logger.filters):
-        logger.addFilter(PullTimeUp())
-    return logger
-
-
-def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamContext) -> None:
+def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamContext) -> PullStreamSubscriber:
     """Declare the consumer's FastStream subscriber on `broker`, connected as `js`: a pull
     subscriber of the durable consumer whose payload is the event, as the consumer's reader reads it."""
     settings = consumer.settings
     receiver = Receiver(settings, consumer.handler_for(js), js)
-
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         settings.subject,
         stream=JStream(settings.stream, declare=False),
         durable=settings.consumer,
@@ -275,8 +256,21 @@ def subscribe(broker: NatsBroker, consumer: DurableConsumer[T], js: JetStreamCon
         ack_policy=AckPolicy.MANUAL,
         decoder=_reading(consumer.read),
     )
+
+    @subscriber
     async def received(decoded: _Decoded[T]) -> None:
         await receiver.receive(decoded.event, decoded.message)
+
+    return subscriber
+
+
+def fetch_as_soon_as_stored_from_now_on(subscriber: PullStreamSubscriber) -> None:
+    """Once the broker has started `subscriber`, its pulls are pull_requests'. Call it right after
+    `broker.start()`: nothing in between yields to the event loop, so the loop FastStream started
+    has not fetched yet."""
+    subscription = subscriber.subscription
+    assert subscription is not None, "the broker has not started the subscriber"
+    subscription.fetch = fetch_as_soon_as_stored(subscription)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,15 +318,16 @@ async def consume(consumer: DurableConsumer[T], settings: Settings, subscribed: 
         graceful_timeout=settings.shutdown_grace_seconds,
         # Through the standard logging set-up: FastStream's per-message INFO lines stay quiet,
         # its errors (a failed ack, say) still show.
-        logger=_broker_logger(own.consumer),
+        logger=logging.getLogger(f"{own.consumer}.broker"),
         serializer=None,
     )
     for outcome in OUTCOMES:  # every series exists from the start, at 0: rate() and alerts see the first one
         child(EVENTS, own.consumer, outcome)
     try:
         js = await _set_up(broker, own, settings.nats_duplicate_window_seconds)
-        subscribe(broker, consumer, js)
+        subscriber = subscribe(broker, consumer, js)
         await broker.start()
+        fetch_as_soon_as_stored_from_now_on(subscriber)
         raise_if_cancelled()
         log.info("consuming", stream=own.stream, subject=own.subject, consumer=own.consumer)
         if subscribed is not None:
