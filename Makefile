@@ -89,7 +89,7 @@ docs: openapi
 	$(BIN)/python -m orderflow_contracts.asyncapi_document > docs/asyncapi.json
 	$(BIN)/python -m gateway.errors_document docs/errors.md
 
-# The protocols alone, in Python on this machine (about 100 s); `orderflow bench-protocols --help` for options.
+# The protocols alone, in Python on this machine (about 110 s); `orderflow bench-protocols --help` for options.
 .PHONY: bench-protocols
 bench-protocols: $(VENV)/.synced
 	$(BIN)/orderflow bench-protocols

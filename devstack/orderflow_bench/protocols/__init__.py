@@ -1,6 +1,7 @@
-"""The protocol comparison (`make bench-protocols`, `orderflow bench-protocols`): gRPC unary and bidi
-streaming, HTTP/1.1 JSON, NATS request-reply and JetStream (publish awaited, publish async, pull
-consume + ack), alone, in Python on this machine, with the same payload and the same concurrency.
+"""The protocol comparison (`make bench-protocols`, `orderflow bench-protocols`): gRPC unary, bidi
+streaming (a stream per caller, and one stream every caller shares), HTTP/1.1 JSON, NATS
+request-reply and JetStream (publish awaited, publish async, pull consume + ack), alone, in Python
+on this machine, with the same payload and the same concurrency.
 
 For each: operations per second, p50 and p99 latency, and CPU per operation of the echo server,
 nats-server and the load generator, each a process of its own. Shown beside the seed article's Go
