@@ -4,6 +4,7 @@ and each fetch sends one `no_wait` request and no other kind."""
 
 import asyncio
 import uuid
+from asyncio import Task
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -58,33 +59,37 @@ def bodies(messages: list[Msg]) -> list[bytes]:
     return [message.data for message in messages]
 
 
-async def test_a_message_stored_while_a_fetch_waits_is_handed_over_without_waiting_for_the_batch(
-    stream: tuple[JetStreamContext, str, str], fetch: Fetch
-) -> None:
-    js, subject, name = stream
+async def waiting_fetch(
+    fetch: Fetch, js: JetStreamContext, stream_name: str, requests_on_server: int = 1
+) -> Task[list[Msg]]:
+    """A patient fetch, started, once the server holds `requests_on_server` pull requests."""
     fetching = asyncio.create_task(fetch(batch=100, timeout=PATIENT_SECONDS))
-    await eventually(lambda: waiting_requests(js, name), what="the fetch's request on the server")
+    await eventually(
+        lambda: waiting_requests(js, stream_name),
+        lambda waiting: waiting >= requests_on_server,
+        what=f"{requests_on_server} pull request(s) on the server",
+    )
+    return fetching
+
+
+async def handed_over(fetching: Task[list[Msg]]) -> list[bytes]:
+    """What `fetching` returned, well before its own time was up."""
+    return bodies(await asyncio.wait_for(fetching, PATIENT_SECONDS / 3))
+
+
+@pytest.mark.parametrize("abandoned_fetches", [0, 1], ids=["alone", "after-an-abandoned-fetch"])
+async def test_a_message_stored_while_a_fetch_waits_is_handed_over_without_waiting_for_the_batch(
+    stream: tuple[JetStreamContext, str, str], fetch: Fetch, abandoned_fetches: int
+) -> None:
+    """Also when an abandoned fetch's request is still on the server: the oldest, it takes the message."""
+    js, subject, name = stream
+    for _ in range(abandoned_fetches):
+        (await waiting_fetch(fetch, js, name)).cancel()
+    fetching = await waiting_fetch(fetch, js, name, requests_on_server=abandoned_fetches + 1)
 
     await js.publish(subject, b"lone")
 
-    assert bodies(await asyncio.wait_for(fetching, PATIENT_SECONDS / 3)) == [b"lone"]
-
-
-async def test_a_request_left_by_an_abandoned_fetch_does_not_hold_back_the_next_message(
-    stream: tuple[JetStreamContext, str, str], fetch: Fetch
-) -> None:
-    js, subject, name = stream
-    abandoned = asyncio.create_task(fetch(batch=100, timeout=PATIENT_SECONDS))
-    await eventually(lambda: waiting_requests(js, name), what="the first fetch's request on the server")
-    abandoned.cancel()  # its request stays on the server, the oldest: it takes the next message
-    fetching = asyncio.create_task(fetch(batch=100, timeout=PATIENT_SECONDS))
-    await eventually(
-        lambda: waiting_requests(js, name), lambda waiting: waiting >= 2, what="both requests on the server"
-    )
-
-    await js.publish(subject, b"after")
-
-    assert bodies(await asyncio.wait_for(fetching, PATIENT_SECONDS / 3)) == [b"after"]
+    assert await handed_over(fetching) == [b"lone"]
 
 
 async def test_stored_messages_come_a_batch_at_a_time_each_once(
@@ -95,10 +100,10 @@ async def test_stored_messages_come_a_batch_at_a_time_each_once(
         await js.publish(subject, b"%d" % number)
 
     first = await fetch(batch=2, timeout=PATIENT_SECONDS)
-    rest = await asyncio.wait_for(fetch(batch=100, timeout=PATIENT_SECONDS), PATIENT_SECONDS / 3)
+    rest = await handed_over(asyncio.create_task(fetch(batch=100, timeout=PATIENT_SECONDS)))
 
     assert bodies(first) == [b"0", b"1"]
-    assert bodies(rest) == [b"2", b"3", b"4"]
+    assert rest == [b"2", b"3", b"4"]
 
 
 async def test_a_fetch_with_nothing_to_deliver_times_out_as_nats_py_does(fetch: Fetch) -> None:
