@@ -32,6 +32,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from orderflow_kit.pull_requests import fetch_as_soon_as_stored
+
 log = structlog.get_logger()
 
 # Messages asked for at a time; the next batch is asked for once these are given out.
@@ -115,7 +117,8 @@ class StreamReader:
             await self._replace_when_reachable("no consumer")
             return []
         try:
-            return await self._subscription.fetch(FETCH_BATCH, timeout=FETCH_SECONDS)
+            # nats-py's own fetch may hold a message for a whole FETCH_SECONDS (pull_requests says why).
+            return await fetch_as_soon_as_stored(self._subscription)(FETCH_BATCH, timeout=FETCH_SECONDS)
         except nats.errors.TimeoutError:
             if await self._intact():
                 self.caught_up = True
