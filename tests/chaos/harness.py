@@ -51,6 +51,11 @@ _UNBALANCED_CUSTOMERS = """
         ON l.customer_id = b.customer_id
      WHERE b.points IS DISTINCT FROM l.points OR b.orders_awarded IS DISTINCT FROM l.orders
 """
+_RESERVATION_STATUSES = """
+    SELECT r.order_id, r.status, coalesce(sum(l.quantity), 0)
+      FROM reservations r LEFT JOIN reservation_lines l USING (order_id)
+     GROUP BY r.order_id, r.status
+"""
 _CONFIRMED_UNITS = """
     SELECT l.sku, sum(l.quantity)
       FROM reservation_lines l JOIN reservations r USING (order_id)
@@ -153,7 +158,7 @@ class Reconciliation:
         assert not self.unbalanced_customers
         assert not self.unconserved_skus
         assert self.still_reserved == 0
-        assert not self.confirmed_mismatch
+        assert not self.confirmed_mismatch, self.confirmed_mismatch
         assert not any(pending or unacked for pending, unacked in self.consumers_behind.values())
 
 
@@ -202,9 +207,25 @@ async def _count(pipeline: Pipeline, engines: dict[str, AsyncEngine], accepted: 
             await inventory.scalar(text("SELECT count(*) FROM reservations WHERE status = 'RESERVED'")) or 0
         )
         confirmed: dict[str, int] = dict((await inventory.execute(text(_CONFIRMED_UNITS))).all())
+        mismatched = [
+            sku for sku in set(ordered) | set(confirmed) if int(ordered.get(sku, 0)) != int(confirmed.get(sku, 0))
+        ]
+        if mismatched:  # say which orders, so that a failure can be followed up
+            statuses = (await inventory.execute(text(_RESERVATION_STATUSES))).all()
     counted.confirmed_mismatch = [
-        sku for sku in set(ordered) | set(confirmed) if int(ordered.get(sku, 0)) != int(confirmed.get(sku, 0))
+        f"{sku}: ordered {ordered.get(sku, 0)}, confirmed {confirmed.get(sku, 0)}" for sku in mismatched
     ]
+    if mismatched:
+        by_order = {str(order_id): f"{status}, {units} units" for order_id, status, units in statuses}
+        counted.confirmed_mismatch += [
+            f"order {order_id}: {by_order.get(order_id, 'no reservation')}"
+            for order_id in sorted(counted.stored)
+            if not by_order.get(order_id, "").startswith("CONFIRMED,")
+        ] + [
+            f"reservation {order_id} ({described}) of no stored order"
+            for order_id, described in by_order.items()
+            if described.startswith("CONFIRMED,") and order_id not in counted.stored
+        ]
     counted.consumers_behind = await _consumers_behind(pipeline)
     return counted
 
