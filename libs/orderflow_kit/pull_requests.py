@@ -29,6 +29,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+# nats-py's default wait, for a caller that gives none.
+DEFAULT_WAIT_SECONDS = 5.0
 # The server lets a request expire this much before the fetch that sent it stops waiting.
 EXPIRES_MARGIN_SECONDS = 0.25
 # Statuses that end a pull request: 404 nothing (more) to deliver, 408 expired, 409 refused
@@ -41,7 +43,7 @@ class Fetch(Protocol):
     """nats-py's `PullSubscription.fetch`, as FastStream calls it."""
 
     def __call__(
-        self, batch: int = 1, timeout: float | None = 5.0, heartbeat: float | None = None
+        self, batch: int = 1, timeout: float | None = DEFAULT_WAIT_SECONDS, heartbeat: float | None = None
     ) -> Coroutine[Any, Any, list[Msg]]: ...
 
 
@@ -54,12 +56,16 @@ def fetch_as_soon_as_stored(subscription: JetStreamContext.PullSubscription) -> 
     connection = subscription._nc
 
     # nats-py's signature, which FastStream calls: the timeout is the fetch's own.
-    async def fetch(batch: int = 1, timeout: float | None = 5.0, heartbeat: float | None = None) -> list[Msg]:  # noqa: ASYNC109
+    async def fetch(
+        batch: int = 1,
+        timeout: float | None = DEFAULT_WAIT_SECONDS,  # noqa: ASYNC109
+        heartbeat: float | None = None,
+    ) -> list[Msg]:
         """`heartbeat` is accepted and not used: nothing here waits for one."""
         messages = await _delivered_meanwhile(inbox)
         if messages:
             return messages
-        wait = 5.0 if timeout is None else timeout
+        wait = DEFAULT_WAIT_SECONDS if timeout is None else timeout
         expires = max(wait - EXPIRES_MARGIN_SECONDS, wait / 2)
         request = {"batch": batch, "expires": int(expires * 1e9), "no_wait": True}
         await connection.publish(request_subject, orjson.dumps(request), reply=deliver_to)

@@ -51,7 +51,7 @@ _UNBALANCED_CUSTOMERS = """
         ON l.customer_id = b.customer_id
      WHERE b.points IS DISTINCT FROM l.points OR b.orders_awarded IS DISTINCT FROM l.orders
 """
-_RESERVATION_STATUSES = """
+_RESERVATIONS = """
     SELECT r.order_id, r.status, coalesce(sum(l.quantity), 0)
       FROM reservations r LEFT JOIN reservation_lines l USING (order_id)
      GROUP BY r.order_id, r.status
@@ -210,24 +210,33 @@ async def _count(pipeline: Pipeline, engines: dict[str, AsyncEngine], accepted: 
         mismatched = [
             sku for sku in set(ordered) | set(confirmed) if int(ordered.get(sku, 0)) != int(confirmed.get(sku, 0))
         ]
-        if mismatched:  # say which orders, so that a failure can be followed up
-            statuses = (await inventory.execute(text(_RESERVATION_STATUSES))).all()
+        # Say which orders, so that a failure can be followed up.
+        reservations = (
+            {str(order_id): (status, units) for order_id, status, units in await inventory.execute(text(_RESERVATIONS))}
+            if mismatched
+            else {}
+        )
     counted.confirmed_mismatch = [
         f"{sku}: ordered {ordered.get(sku, 0)}, confirmed {confirmed.get(sku, 0)}" for sku in mismatched
-    ]
-    if mismatched:
-        by_order = {str(order_id): f"{status}, {units} units" for order_id, status, units in statuses}
-        counted.confirmed_mismatch += [
-            f"order {order_id}: {by_order.get(order_id, 'no reservation')}"
-            for order_id in sorted(counted.stored)
-            if not by_order.get(order_id, "").startswith("CONFIRMED,")
-        ] + [
-            f"reservation {order_id} ({described}) of no stored order"
-            for order_id, described in by_order.items()
-            if described.startswith("CONFIRMED,") and order_id not in counted.stored
-        ]
+    ] + _not_confirmed_alike(counted.stored, reservations)
     counted.consumers_behind = await _consumers_behind(pipeline)
     return counted
+
+
+def _not_confirmed_alike(stored: set[str], reservations: dict[str, tuple[str, int]]) -> list[str]:
+    """Stored orders whose reservation is not CONFIRMED, and CONFIRMED reservations of no stored order
+    (nothing to say without `reservations`: the units matched)."""
+    if not reservations:
+        return []
+    described = []
+    for order_id in sorted(stored):
+        status, units = reservations.get(order_id, ("no reservation", 0))
+        if status != "CONFIRMED":
+            described.append(f"order {order_id}: {status}, {units} units")
+    for order_id, (status, units) in reservations.items():
+        if status == "CONFIRMED" and order_id not in stored:
+            described.append(f"reservation {order_id} (CONFIRMED, {units} units) of no stored order")
+    return described
 
 
 async def _consumers_behind(pipeline: Pipeline) -> dict[str, tuple[int, int]]:
